@@ -1,0 +1,50 @@
+# holepunch: `make demo` runs everything locally; `make test` runs every check.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CHECKOV_VENV := .venv-checkov
+APT_PACKAGES := coturn iptables iproute2 shellcheck redis-server
+DEMO_ARGS ?=
+
+.PHONY: demo test bench lint system-deps clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(CHECKOV_VENV)/.installed:
+	# checkov ships bc-python-hcl2, which overwrites python-hcl2: it gets a virtualenv of its own.
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet 'checkov>=3.2,<4'
+	touch $@
+
+# Debian packages the tests use (coturn, iptables, ...): installed only when running as root.
+system-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+		if [ -n "$$missing" ]; then \
+			echo "installing:$$missing"; \
+			(apt-get install -y -q --no-install-recommends $$missing || \
+			 (apt-get update -q && apt-get install -y -q --no-install-recommends $$missing)) >/dev/null; \
+		fi; \
+	else echo "not root: skipping apt packages ($(APT_PACKAGES)); tests needing them will skip"; fi
+
+demo: $(VENV)/.installed
+	$(PY) -m holepunch_devtools.demo $(DEMO_ARGS)
+
+test: $(VENV)/.installed $(CHECKOV_VENV)/.installed system-deps
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.installed
+	$(PY) -m holepunch_devtools.bench
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache
