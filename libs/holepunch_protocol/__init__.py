@@ -1,0 +1,58 @@
+"""Wire protocol between holepunch workers and the rendezvous service.
+
+Pure code, no I/O: message types, their validation, and their JSON encoding.
+Both services import it, so no message shape is defined twice.
+"""
+
+from holepunch_protocol.errors import ErrorCode, ProtocolError
+from holepunch_protocol.messages import (
+    AckStatus,
+    ClientMessage,
+    EchoRequest,
+    EchoResponse,
+    ErrorMessage,
+    GetMyDetails,
+    MappingBehaviour,
+    MyDetailsResponse,
+    RegisterPublicIp,
+    ServerMessage,
+    UdpEndpointAck,
+    UpdateUdpEndpoint,
+)
+from holepunch_protocol.codec import (
+    MAX_FRAME_BYTES,
+    decode_client_message,
+    decode_server_message,
+    encode_message,
+)
+from holepunch_protocol.validation import (
+    WORKER_ID_PATTERN,
+    parse_ip_literal,
+    validate_port,
+    validate_worker_id,
+)
+
+__all__ = [
+    "MAX_FRAME_BYTES",
+    "WORKER_ID_PATTERN",
+    "AckStatus",
+    "ClientMessage",
+    "EchoRequest",
+    "EchoResponse",
+    "ErrorCode",
+    "ErrorMessage",
+    "GetMyDetails",
+    "MappingBehaviour",
+    "MyDetailsResponse",
+    "ProtocolError",
+    "RegisterPublicIp",
+    "ServerMessage",
+    "UdpEndpointAck",
+    "UpdateUdpEndpoint",
+    "decode_client_message",
+    "decode_server_message",
+    "encode_message",
+    "parse_ip_literal",
+    "validate_port",
+    "validate_worker_id",
+]

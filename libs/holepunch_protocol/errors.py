@@ -1,0 +1,38 @@
+"""Protocol errors.
+
+ProtocolError (ValueError)
+    raised by the decoders and validators; carries an ErrorCode, a human detail,
+    and the message type when the frame got far enough to name one.
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["ErrorCode", "ProtocolError"]
+
+
+class ErrorCode(enum.StrEnum):
+    """Machine-readable reason sent in `{"type": "error", "code": ...}`."""
+
+    INVALID_JSON = "invalid_json"
+    NOT_AN_OBJECT = "not_an_object"
+    MISSING_TYPE = "missing_type"
+    UNKNOWN_TYPE = "unknown_type"
+    MISSING_FIELD = "missing_field"
+    INVALID_FIELD = "invalid_field"
+    FRAME_TOO_LARGE = "frame_too_large"
+    BINARY_FRAME = "binary_frame"
+    INVALID_WORKER_ID = "invalid_worker_id"
+    NOT_FOUND = "not_found"
+
+
+class ProtocolError(ValueError):
+    def __init__(self, code: ErrorCode, detail: str, message_type: str | None = None) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.message_type = message_type
+
+    def __repr__(self) -> str:
+        return f"ProtocolError({self.code.value!r}, {self.detail!r}, {self.message_type!r})"
