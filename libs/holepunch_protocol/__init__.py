@@ -4,6 +4,20 @@ Pure code, no I/O: message types, their validation, and their JSON encoding.
 Both services import it, so no message shape is defined twice.
 """
 
+from holepunch_protocol.codec import (
+    MAX_FRAME_BYTES,
+    decode_client_message,
+    decode_server_message,
+    encode_message,
+)
+from holepunch_protocol.datagrams import (
+    MAX_TOKEN_BYTES,
+    PING_MAGIC,
+    PONG_MAGIC,
+    encode_ping,
+    pong_for,
+    pong_token,
+)
 from holepunch_protocol.errors import ErrorCode, ProtocolError
 from holepunch_protocol.messages import (
     AckStatus,
@@ -19,12 +33,6 @@ from holepunch_protocol.messages import (
     UdpEndpointAck,
     UpdateUdpEndpoint,
 )
-from holepunch_protocol.codec import (
-    MAX_FRAME_BYTES,
-    decode_client_message,
-    decode_server_message,
-    encode_message,
-)
 from holepunch_protocol.validation import (
     WORKER_ID_PATTERN,
     parse_ip_literal,
@@ -34,6 +42,9 @@ from holepunch_protocol.validation import (
 
 __all__ = [
     "MAX_FRAME_BYTES",
+    "MAX_TOKEN_BYTES",
+    "PING_MAGIC",
+    "PONG_MAGIC",
     "WORKER_ID_PATTERN",
     "AckStatus",
     "ClientMessage",
@@ -52,7 +63,10 @@ __all__ = [
     "decode_client_message",
     "decode_server_message",
     "encode_message",
+    "encode_ping",
     "parse_ip_literal",
+    "pong_for",
+    "pong_token",
     "validate_port",
     "validate_worker_id",
 ]
