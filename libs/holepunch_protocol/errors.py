@@ -24,7 +24,7 @@ class ErrorCode(enum.StrEnum):
     FRAME_TOO_LARGE = "frame_too_large"
     BINARY_FRAME = "binary_frame"
     INVALID_WORKER_ID = "invalid_worker_id"
-    NOT_FOUND = "not_found"
+    CONNECTION_REPLACED = "connection_replaced"
 
 
 class ProtocolError(ValueError):

@@ -1,0 +1,1 @@
+"""holepunch rendezvous service: a registry of workers and their public UDP endpoints."""

@@ -1,0 +1,262 @@
+"""Starlette glue: HTTP routes and the worker WebSocket, moving frames to `session`."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from holepunch_logging import log_event
+from holepunch_protocol import (
+    ErrorMessage,
+    ProtocolError,
+    encode_message,
+    validate_worker_id,
+)
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp
+from starlette.websockets import WebSocket, WebSocketState
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+from holepunch_rendezvous.config import RendezvousConfig
+from holepunch_rendezvous.registry import Registry, WorkerRecord
+from holepunch_rendezvous.session import Event, handle_binary_frame, handle_text_frame
+
+__all__ = ["CLOSE_GOING_AWAY", "CLOSE_REPLACED", "Rendezvous", "build_asgi_app", "create_app"]
+
+logger = logging.getLogger("holepunch.rendezvous")
+
+# Application close codes (RFC 6455 reserves 4000-4999 for applications).
+CLOSE_REPLACED = 4409
+CLOSE_REPLACED_REASON = "replaced by a newer connection for this worker_id"
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_GOING_AWAY = 1001
+MAX_LIST_LIMIT = 1000
+
+
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
+
+
+def _log(event: Event) -> None:
+    log_event(logger, event.name, event.message, level=event.level, **event.fields)
+
+
+class Rendezvous:
+    """Live state of one rendezvous process: the registry and each connection's socket."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.registry = Registry()
+        self.connections: dict[int, WebSocket] = {}
+        self.clock = clock
+        self._connection_ids = itertools.count(1)
+        self._background: set[asyncio.Task[None]] = set()
+
+    def next_connection_id(self) -> int:
+        return next(self._connection_ids)
+
+    def close_in_background(self, websocket: WebSocket, code: int, reason: str) -> None:
+        task = asyncio.create_task(_close_quietly(websocket, code, reason))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def close_all(self, code: int, reason: str) -> None:
+        sockets = list(self.connections.values())
+        await asyncio.gather(*(_close_quietly(ws, code, reason) for ws in sockets))
+
+    def describe(self, record: WorkerRecord) -> dict[str, Any]:
+        websocket = self.connections.get(record.connection_id)
+        state = websocket.client_state if websocket is not None else WebSocketState.DISCONNECTED
+        endpoint = record.udp_endpoint
+        return {
+            # Fields of the original design, unchanged.
+            "websocket_observed_ip": record.observed_ip,
+            "websocket_observed_port": record.observed_port,
+            "stun_reported_udp_ip": endpoint.ip if endpoint else None,
+            "stun_reported_udp_port": endpoint.port if endpoint else None,
+            "websocket_connected": state is WebSocketState.CONNECTED,
+            "websocket_raw_state": state.value,
+            # Added by holepunch.
+            "http_reported_public_ip": record.reported_public_ip,
+            "nat_mapping": endpoint.mapping.value if endpoint and endpoint.mapping else None,
+            "local_udp_port": endpoint.local_port if endpoint else None,
+            "connected_since": _iso(record.connected_at),
+            "udp_endpoint_updated_at": _iso(record.udp_updated_at),
+            "udp_endpoint_update_count": record.udp_update_count,
+        }
+
+
+async def _close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
+    if websocket.application_state is not WebSocketState.CONNECTED:
+        return
+    try:
+        await websocket.close(code=code, reason=reason)
+    except (RuntimeError, OSError):
+        pass  # already closing or gone: nothing left to tell it
+
+
+def _rendezvous(connection: Request | WebSocket) -> Rendezvous:
+    rendezvous: Rendezvous = connection.app.state.rendezvous
+    return rendezvous
+
+
+async def index(request: Request) -> Response:
+    return JSONResponse(
+        {
+            "service": "holepunch-rendezvous",
+            "message": "Rendezvous Service is running. "
+            "Connect via WebSocket at /ws/register/{worker_id}",
+            "websocket": "/ws/register/{worker_id}",
+            "endpoints": ["/healthz", "/debug/list_workers?limit=&cursor="],
+        }
+    )
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok", "workers": len(_rendezvous(request).registry)})
+
+
+def _bad_request(detail: str) -> Response:
+    return JSONResponse({"error": "bad_request", "detail": detail}, status_code=400)
+
+
+async def list_workers(request: Request) -> Response:
+    rendezvous = _rendezvous(request)
+    raw_limit = request.query_params.get("limit")
+    limit: int | None = None
+    if raw_limit is not None:
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIST_LIMIT:
+            return _bad_request(f"limit must be an integer in 1..{MAX_LIST_LIMIT}")
+        limit = int(raw_limit)
+    cursor = request.query_params.get("cursor") or None
+    page = rendezvous.registry.page(limit=limit, cursor=cursor)
+    body: dict[str, Any] = {
+        "connected_workers_count": len(rendezvous.registry),
+        "workers": {record.worker_id: rendezvous.describe(record) for record in page.records},
+    }
+    if limit is not None or cursor is not None:
+        body["next_cursor"] = page.next_cursor
+    return JSONResponse(body)
+
+
+async def register_worker(websocket: WebSocket) -> None:
+    rendezvous = _rendezvous(websocket)
+    worker_id: str = websocket.path_params["worker_id"]
+    await websocket.accept()
+    try:
+        validate_worker_id(worker_id)
+    except ProtocolError as error:
+        log_event(
+            logger,
+            "connection_rejected",
+            f"Rejected connection: {error.detail}",
+            level=logging.WARNING,
+            code=error.code.value,
+            reason=error.detail,
+            worker_id=worker_id[:80],
+        )
+        await websocket.send_text(encode_message(ErrorMessage.from_error(error)))
+        await websocket.close(code=CLOSE_POLICY_VIOLATION, reason="invalid worker_id")
+        return
+
+    client = websocket.client
+    observed_ip, observed_port = (client.host, client.port) if client else (None, None)
+    registry = rendezvous.registry
+    connection_id = rendezvous.next_connection_id()
+    replaced = registry.connect(worker_id, connection_id, observed_ip, observed_port, rendezvous.clock())
+    rendezvous.connections[connection_id] = websocket
+    log_event(
+        logger,
+        "worker_connected",
+        f"Worker {worker_id} connected from {observed_ip}:{observed_port}",
+        worker_id=worker_id,
+        observed_ip=observed_ip,
+        observed_port=observed_port,
+        connection_id=connection_id,
+        workers=len(registry),
+    )
+    if replaced is not None:
+        log_event(
+            logger,
+            "worker_replaced",
+            f"Worker {worker_id}: a new connection replaced connection {replaced.connection_id}",
+            level=logging.WARNING,
+            worker_id=worker_id,
+            connection_id=connection_id,
+            replaced_connection_id=replaced.connection_id,
+            replaced_observed_ip=replaced.observed_ip,
+            replaced_observed_port=replaced.observed_port,
+            reason=CLOSE_REPLACED_REASON,
+        )
+        old_websocket = rendezvous.connections.get(replaced.connection_id)
+        if old_websocket is not None:
+            rendezvous.close_in_background(old_websocket, CLOSE_REPLACED, CLOSE_REPLACED_REASON)
+
+    close_code: int | None = None
+    close_reason: str | None = None
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                close_code = message.get("code")
+                close_reason = message.get("reason") or None
+                break
+            text = message.get("text")
+            if text is not None:
+                outcome = handle_text_frame(
+                    registry, worker_id, connection_id, text, rendezvous.clock()
+                )
+            else:
+                outcome = handle_binary_frame(worker_id)
+            if outcome.event is not None:
+                _log(outcome.event)
+            if outcome.reply is not None:
+                if websocket.application_state is not WebSocketState.CONNECTED:
+                    break  # we are closing it (replaced or shutting down)
+                await websocket.send_text(encode_message(outcome.reply))
+    except (RuntimeError, OSError) as error:
+        close_reason = f"connection lost: {error}"
+    finally:
+        rendezvous.connections.pop(connection_id, None)
+        was_current = registry.disconnect(worker_id, connection_id)
+        log_event(
+            logger,
+            "worker_disconnected",
+            f"Worker {worker_id} disconnected (code {close_code})",
+            worker_id=worker_id,
+            connection_id=connection_id,
+            code=close_code,
+            reason=close_reason,
+            removed_from_registry=was_current,
+            workers=len(registry),
+        )
+
+
+def create_app(rendezvous: Rendezvous | None = None) -> Starlette:
+    app = Starlette(
+        routes=[
+            Route("/", index),
+            Route("/healthz", healthz),
+            Route("/debug/list_workers", list_workers),
+            WebSocketRoute("/ws/register/{worker_id}", register_worker),
+        ]
+    )
+    app.state.rendezvous = rendezvous if rendezvous is not None else Rendezvous()
+    return app
+
+
+def build_asgi_app(config: RendezvousConfig, rendezvous: Rendezvous | None = None) -> ASGIApp:
+    """The app as served: behind the proxy-header middleware only when configured."""
+    app = create_app(rendezvous)
+    if not config.trust_proxy_headers:
+        return app
+    return ProxyHeadersMiddleware(app, trusted_hosts=list(config.trusted_proxies))

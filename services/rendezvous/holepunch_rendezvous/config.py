@@ -1,0 +1,104 @@
+"""Rendezvous configuration, read once from the environment and validated."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = ["DEFAULT_TRUSTED_PROXIES", "ConfigError", "RendezvousConfig"]
+
+# Cloud Run's front end connects from link-local addresses (169.254.x.x).
+DEFAULT_TRUSTED_PROXIES = "169.254.0.0/16"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+WS_IMPLEMENTATIONS = ("websockets-sansio", "websockets", "wsproto", "auto")
+
+
+class ConfigError(ValueError):
+    """A bad environment variable; the message names it."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be in {low}..{high}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be in {low}..{high}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip() or default
+    value = raw.upper() if choices == LOG_LEVELS else raw
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return value
+
+
+def _networks(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
+    raw = env.get(name, "").strip() or default
+    entries = tuple(entry.strip() for entry in raw.split(",") if entry.strip())
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError(f"{name}: {entry!r} is not an IP address or CIDR range") from None
+    return entries
+
+
+@dataclass(frozen=True, slots=True)
+class RendezvousConfig:
+    host: str = "0.0.0.0"
+    port: int = 8080
+    log_level: str = "INFO"
+    # Take the client address from X-Forwarded-For, but only when the direct peer is
+    # one of `trusted_proxies`. Off by default: anyone can write that header.
+    trust_proxy_headers: bool = False
+    trusted_proxies: tuple[str, ...] = (DEFAULT_TRUSTED_PROXIES,)
+    # Cloud Run gives 10 s between SIGTERM and SIGKILL.
+    shutdown_grace_sec: float = 8.0
+    ws_implementation: str = "websockets-sansio"
+    ws_ping_interval_sec: float = 20.0
+    ws_ping_timeout_sec: float = 20.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> RendezvousConfig:
+        return cls(
+            host=env.get("HOST", "").strip() or "0.0.0.0",
+            port=_int(env, "PORT", 8080, 1, 65535),
+            log_level=_choice(env, "LOG_LEVEL", "INFO", LOG_LEVELS),
+            trust_proxy_headers=_bool(env, "TRUST_PROXY_HEADERS", False),
+            trusted_proxies=_networks(env, "TRUSTED_PROXIES", DEFAULT_TRUSTED_PROXIES),
+            shutdown_grace_sec=_float(env, "SHUTDOWN_GRACE_SEC", 8.0, 0.0, 9.5),
+            ws_implementation=_choice(env, "WS_IMPLEMENTATION", "websockets-sansio", WS_IMPLEMENTATIONS),
+            ws_ping_interval_sec=_float(env, "WS_PING_INTERVAL_SEC", 20.0, 1.0, 3600.0),
+            ws_ping_timeout_sec=_float(env, "WS_PING_TIMEOUT_SEC", 20.0, 1.0, 3600.0),
+        )

@@ -1,0 +1,80 @@
+"""Running the rendezvous under uvicorn, with a shutdown that fits Cloud Run."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+import uvicorn
+from holepunch_logging import log_event
+
+from holepunch_rendezvous.app import CLOSE_GOING_AWAY, Rendezvous, build_asgi_app
+from holepunch_rendezvous.config import RendezvousConfig
+
+__all__ = ["RendezvousServer", "build_server"]
+
+logger = logging.getLogger("holepunch.rendezvous")
+
+# Frames above this are refused by the WebSocket layer itself (close 1009); frames
+# between the protocol's MAX_FRAME_BYTES and this get an error reply instead.
+WS_MAX_FRAME_BYTES = 64 * 1024
+
+
+class RendezvousServer(uvicorn.Server):
+    """uvicorn closes WebSockets with 1012 on shutdown; workers should see 1001 (going away)."""
+
+    def __init__(self, config: uvicorn.Config, rendezvous: Rendezvous) -> None:
+        super().__init__(config)
+        self.rendezvous = rendezvous
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            log_event(
+                logger,
+                "server_started",
+                f"Rendezvous listening on {self.config.host}:{self.config.port}",
+                host=self.config.host,
+                port=self.config.port,
+                ws_implementation=self.config.ws,
+            )
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        log_event(
+            logger,
+            "server_stopping",
+            "Rendezvous shutting down: closing worker connections with 1001",
+            workers=len(self.rendezvous.registry),
+        )
+        for server in self.servers:
+            server.close()  # no new connections while the old ones close
+        grace = self.config.timeout_graceful_shutdown or 8.0
+        try:
+            await asyncio.wait_for(
+                self.rendezvous.close_all(CLOSE_GOING_AWAY, "server shutting down"), grace / 2
+            )
+        except TimeoutError:
+            pass  # uvicorn's own shutdown below closes whatever is left
+        await super().shutdown(sockets)
+
+
+def build_server(config: RendezvousConfig, rendezvous: Rendezvous | None = None) -> RendezvousServer:
+    rendezvous = rendezvous if rendezvous is not None else Rendezvous()
+    uvicorn_config = uvicorn.Config(
+        build_asgi_app(config, rendezvous),
+        host=config.host,
+        port=config.port,
+        ws=config.ws_implementation,  # type: ignore[arg-type]
+        ws_max_size=WS_MAX_FRAME_BYTES,
+        # Frames are small JSON: compression costs CPU and ~64 KiB of zlib state per socket.
+        ws_per_message_deflate=False,
+        ws_ping_interval=config.ws_ping_interval_sec,
+        ws_ping_timeout=config.ws_ping_timeout_sec,
+        proxy_headers=False,  # handled by build_asgi_app, only when configured
+        timeout_graceful_shutdown=int(config.shutdown_grace_sec),
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+    )
+    return RendezvousServer(uvicorn_config, rendezvous)
