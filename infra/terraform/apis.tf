@@ -1,0 +1,24 @@
+# Google APIs the stack uses; every resource that needs one depends on it.
+locals {
+  apis = toset([
+    "artifactregistry.googleapis.com",
+    "cloudbuild.googleapis.com",
+    "compute.googleapis.com",
+    "iam.googleapis.com",
+    "logging.googleapis.com",
+    "monitoring.googleapis.com",
+    "run.googleapis.com",
+    "storage.googleapis.com",
+  ])
+}
+
+resource "google_project_service" "apis" {
+  for_each = local.apis
+
+  project = var.project_id
+  service = each.value
+
+  # Turning an API off on destroy would break anything else in the project that uses it.
+  disable_on_destroy         = false
+  disable_dependent_services = false
+}

@@ -1,0 +1,71 @@
+# One service account per service and one for Cloud Build, each with only the roles it needs.
+#
+# The runtime accounts get no roles: both services log JSON to stdout, which Cloud Run
+# collects itself, and call no Google API. The Cloud Build account can read the build
+# source, push images to our repository, write build logs, update our two services and
+# act as their runtime accounts; nothing more.
+resource "google_service_account" "rendezvous" {
+  account_id   = "${var.name_prefix}-rendezvous"
+  display_name = "holepunch rendezvous (Cloud Run runtime)"
+
+  depends_on = [google_project_service.apis["iam.googleapis.com"]]
+}
+
+resource "google_service_account" "worker" {
+  account_id   = "${var.name_prefix}-worker"
+  display_name = "holepunch worker (Cloud Run runtime)"
+
+  depends_on = [google_project_service.apis["iam.googleapis.com"]]
+}
+
+resource "google_service_account" "build" {
+  account_id   = "${var.name_prefix}-build"
+  display_name = "holepunch Cloud Build deployer"
+
+  depends_on = [google_project_service.apis["iam.googleapis.com"]]
+}
+
+locals {
+  runtime_service_accounts = {
+    rendezvous = google_service_account.rendezvous.name
+    worker     = google_service_account.worker.name
+  }
+  services = {
+    rendezvous = google_cloud_run_v2_service.rendezvous.name
+    worker     = google_cloud_run_v2_service.worker.name
+  }
+  build_member = "serviceAccount:${google_service_account.build.email}"
+}
+
+# A build run as a user-managed account writes its logs to Cloud Logging only.
+resource "google_project_iam_member" "build_log_writer" {
+  project = var.project_id
+  role    = "roles/logging.logWriter"
+  member  = local.build_member
+}
+
+resource "google_artifact_registry_repository_iam_member" "build_writer" {
+  location   = google_artifact_registry_repository.images.location
+  repository = google_artifact_registry_repository.images.name
+  role       = "roles/artifactregistry.writer"
+  member     = local.build_member
+}
+
+# Deploy rights on our two services only (not project-wide).
+resource "google_cloud_run_v2_service_iam_member" "build_developer" {
+  for_each = local.services
+
+  location = var.region
+  name     = each.value
+  role     = "roles/run.developer"
+  member   = local.build_member
+}
+
+# Deploying a revision that runs as a service account needs actAs on that account.
+resource "google_service_account_iam_member" "build_act_as" {
+  for_each = local.runtime_service_accounts
+
+  service_account_id = each.value
+  role               = "roles/iam.serviceAccountUser"
+  member             = local.build_member
+}

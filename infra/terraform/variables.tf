@@ -1,0 +1,320 @@
+# Input variables, alphabetical; each one typed, described and, where a bad value would only fail at apply, validated.
+variable "artifact_keep_count" {
+  description = "How many of the most recent versions of each image the Artifact Registry cleanup policy keeps; older ones are deleted after a day."
+  type        = number
+  default     = 10
+  nullable    = false
+
+  validation {
+    condition     = var.artifact_keep_count >= 1 && var.artifact_keep_count <= 100 && floor(var.artifact_keep_count) == var.artifact_keep_count
+    error_message = "artifact_keep_count must be a whole number from 1 to 100."
+  }
+}
+
+variable "artifact_repository_id" {
+  description = "ID of the Artifact Registry Docker repository that holds both images (<region>-docker.pkg.dev/<project>/<id>/{rendezvous,worker})."
+  type        = string
+  default     = "holepunch"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$", var.artifact_repository_id))
+    error_message = "artifact_repository_id must be 1-63 lowercase letters, digits or hyphens, starting with a letter and not ending with a hyphen."
+  }
+}
+
+variable "build_trigger" {
+  description = "Cloud Build trigger on push to a branch of a GitHub repository already connected to Cloud Build (1st gen). null (the default) creates no trigger."
+  type = object({
+    owner        = string
+    repository   = string
+    branch_regex = optional(string, "^main$")
+  })
+  default = null
+
+  validation {
+    condition     = var.build_trigger == null || try(length(var.build_trigger.owner) > 0 && length(var.build_trigger.repository) > 0, false)
+    error_message = "build_trigger.owner and build_trigger.repository must both be set (or leave build_trigger null)."
+  }
+}
+
+variable "deletion_protection" {
+  description = "Cloud Run deletion protection on both services: while true, `terraform destroy` cannot delete them (set false first, apply, then destroy)."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "labels" {
+  description = "Labels added to every resource that supports them (provider default_labels)."
+  type        = map(string)
+  default     = {}
+  nullable    = false
+}
+
+variable "log_level" {
+  description = "LOG_LEVEL of both services."
+  type        = string
+  default     = "INFO"
+  nullable    = false
+
+  validation {
+    condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR"], var.log_level)
+    error_message = "log_level must be one of DEBUG, INFO, WARNING, ERROR."
+  }
+}
+
+variable "name_prefix" {
+  description = "Prefix of the names of the network, router, NAT, service accounts, bucket, log metrics and dashboard."
+  type        = string
+  default     = "holepunch"
+  nullable    = false
+
+  validation {
+    # Service account IDs are "<prefix>-rendezvous" and must stay within 30 characters.
+    condition     = can(regex("^[a-z][a-z0-9-]{2,17}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix must be 4-19 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "nat_logging" {
+  description = "Cloud NAT logging: enable it, and which events to log (ERRORS_ONLY, TRANSLATIONS_ONLY or ALL)."
+  type = object({
+    enable = optional(bool, false)
+    filter = optional(string, "ERRORS_ONLY")
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = contains(["ERRORS_ONLY", "TRANSLATIONS_ONLY", "ALL"], var.nat_logging.filter)
+    error_message = "nat_logging.filter must be ERRORS_ONLY, TRANSLATIONS_ONLY or ALL."
+  }
+}
+
+variable "nat_min_ports_per_vm" {
+  description = "Cloud NAT ports reserved per instance (static allocation; dynamic allocation is off because it excludes endpoint-independent mapping)."
+  type        = number
+  default     = 64
+  nullable    = false
+
+  validation {
+    condition     = var.nat_min_ports_per_vm >= 2 && var.nat_min_ports_per_vm <= 65536 && floor(var.nat_min_ports_per_vm) == var.nat_min_ports_per_vm
+    error_message = "nat_min_ports_per_vm must be a whole number from 2 to 65536."
+  }
+}
+
+variable "nat_static_ip_count" {
+  description = "Number of reserved static external IPs for Cloud NAT (MANUAL_ONLY), so peers and allow-lists see stable addresses. 0 lets Google allocate them (AUTO_ONLY)."
+  type        = number
+  default     = 0
+  nullable    = false
+
+  validation {
+    condition     = var.nat_static_ip_count >= 0 && var.nat_static_ip_count <= 16 && floor(var.nat_static_ip_count) == var.nat_static_ip_count
+    error_message = "nat_static_ip_count must be a whole number from 0 to 16."
+  }
+}
+
+variable "nat_udp_idle_timeout_sec" {
+  description = "Seconds an idle UDP mapping lives in Cloud NAT (API default 30). Workers must refresh their mapping (STUN) more often than this."
+  type        = number
+  default     = 30
+  nullable    = false
+
+  validation {
+    condition     = var.nat_udp_idle_timeout_sec >= 10 && var.nat_udp_idle_timeout_sec <= 3600 && floor(var.nat_udp_idle_timeout_sec) == var.nat_udp_idle_timeout_sec
+    error_message = "nat_udp_idle_timeout_sec must be a whole number of seconds from 10 to 3600."
+  }
+}
+
+variable "placeholder_image" {
+  description = "Public image both services start from on the first apply, before Cloud Build has pushed ours. It answers 200 on every path, so the /healthz startup probe passes. Later applies ignore the image (Cloud Build owns it)."
+  type        = string
+  default     = "us-docker.pkg.dev/cloudrun/container/hello"
+  nullable    = false
+}
+
+variable "project_id" {
+  description = "ID of the Google Cloud project to deploy into."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a project ID (6-30 lowercase letters, digits or hyphens, starting with a letter), not a project name or number."
+  }
+}
+
+variable "region" {
+  description = "Region of the Cloud Run services, subnet, router, NAT and Artifact Registry repository."
+  type        = string
+  default     = "us-central1"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]+$", var.region))
+    error_message = "region must be a region name such as us-central1 or europe-west4 (not a zone such as us-central1-a)."
+  }
+}
+
+variable "rendezvous_concurrency" {
+  description = "Maximum concurrent requests per rendezvous instance; every registered worker holds one WebSocket request open."
+  type        = number
+  default     = 1000
+  nullable    = false
+
+  validation {
+    condition     = var.rendezvous_concurrency >= 1 && var.rendezvous_concurrency <= 1000 && floor(var.rendezvous_concurrency) == var.rendezvous_concurrency
+    error_message = "rendezvous_concurrency must be a whole number from 1 to 1000 (the Cloud Run limit)."
+  }
+}
+
+variable "rendezvous_max_instances" {
+  description = "Maximum rendezvous instances. The worker registry is in memory, so 1 keeps it whole; raise it only with a shared store."
+  type        = number
+  default     = 1
+  nullable    = false
+
+  validation {
+    condition     = var.rendezvous_max_instances >= 1 && var.rendezvous_max_instances <= 100 && floor(var.rendezvous_max_instances) == var.rendezvous_max_instances
+    error_message = "rendezvous_max_instances must be a whole number from 1 to 100."
+  }
+}
+
+variable "rendezvous_min_instances" {
+  description = "Minimum rendezvous instances (at least 1: workers hold WebSockets to it and its registry lives in memory)."
+  type        = number
+  default     = 1
+  nullable    = false
+
+  validation {
+    condition     = var.rendezvous_min_instances >= 1 && var.rendezvous_min_instances <= 100 && floor(var.rendezvous_min_instances) == var.rendezvous_min_instances
+    error_message = "rendezvous_min_instances must be a whole number from 1 to 100."
+  }
+}
+
+variable "rendezvous_public" {
+  description = "Grant roles/run.invoker to allUsers on the rendezvous, so workers and peers reach it without a Google identity. Will default to false once the rendezvous authenticates workers."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "rendezvous_resources" {
+  description = "CPU and memory limits of a rendezvous instance."
+  type = object({
+    cpu    = optional(string, "1")
+    memory = optional(string, "512Mi")
+  })
+  default  = {}
+  nullable = false
+}
+
+variable "rendezvous_service_name" {
+  description = "Name of the rendezvous Cloud Run service."
+  type        = string
+  default     = "rendezvous"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[a-z]([-a-z0-9]{0,47}[a-z0-9])?$", var.rendezvous_service_name))
+    error_message = "rendezvous_service_name must be 1-49 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "stun_refresh_sec" {
+  description = "STUN_REFRESH_SEC of the worker: how often it refreshes its NAT mapping. Must be below nat_udp_idle_timeout_sec."
+  type        = number
+  default     = 20
+  nullable    = false
+
+  validation {
+    condition     = var.stun_refresh_sec >= 1 && var.stun_refresh_sec <= 3600
+    error_message = "stun_refresh_sec must be from 1 to 3600 seconds."
+  }
+}
+
+variable "stun_servers" {
+  description = "STUN servers (host:port) the worker queries, passed as the comma-separated STUN_SERVERS."
+  type        = list(string)
+  default     = ["stun.l.google.com:19302", "stun1.l.google.com:19302"]
+  nullable    = false
+
+  validation {
+    condition = length(var.stun_servers) > 0 && alltrue([
+      for s in var.stun_servers :
+      can(regex("^[A-Za-z0-9.-]+:[0-9]{1,5}$", s)) && try(tonumber(split(":", s)[1]) >= 1 && tonumber(split(":", s)[1]) <= 65535, false)
+    ])
+    error_message = "stun_servers must list at least one host:port, with a port from 1 to 65535."
+  }
+}
+
+variable "subnet_cidr" {
+  description = "Primary range of the subnet the worker's Direct VPC egress uses (Cloud Run takes addresses in blocks of 16; /26 or larger)."
+  type        = string
+  default     = "10.8.0.0/24"
+  nullable    = false
+
+  validation {
+    condition     = can(cidrhost(var.subnet_cidr, 0)) && try(tonumber(split("/", var.subnet_cidr)[1]) <= 26, false)
+    error_message = "subnet_cidr must be an IPv4 CIDR range of /26 or larger, such as 10.8.0.0/24."
+  }
+}
+
+variable "trusted_proxy_cidrs" {
+  description = "Addresses the rendezvous trusts for X-Forwarded-For (FORWARDED_ALLOW_IPS): the Cloud Run front end."
+  type        = list(string)
+  default     = ["169.254.0.0/16"]
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for c in var.trusted_proxy_cidrs : can(cidrhost(c, 0))])
+    error_message = "trusted_proxy_cidrs must be CIDR ranges; do not use \"*\", which lets clients forge their address."
+  }
+}
+
+variable "worker_max_instances" {
+  description = "Maximum worker instances."
+  type        = number
+  default     = 2
+  nullable    = false
+
+  validation {
+    condition     = var.worker_max_instances >= 1 && var.worker_max_instances <= 100 && floor(var.worker_max_instances) == var.worker_max_instances
+    error_message = "worker_max_instances must be a whole number from 1 to 100."
+  }
+}
+
+variable "worker_min_instances" {
+  description = "Minimum worker instances; a worker works in the background (WebSocket, STUN refresh), so at least 1."
+  type        = number
+  default     = 1
+  nullable    = false
+
+  validation {
+    condition     = var.worker_min_instances >= 1 && var.worker_min_instances <= 100 && floor(var.worker_min_instances) == var.worker_min_instances
+    error_message = "worker_min_instances must be a whole number from 1 to 100."
+  }
+}
+
+variable "worker_resources" {
+  description = "CPU and memory limits of a worker instance (CPU is always allocated)."
+  type = object({
+    cpu    = optional(string, "1")
+    memory = optional(string, "512Mi")
+  })
+  default  = {}
+  nullable = false
+}
+
+variable "worker_service_name" {
+  description = "Name of the worker Cloud Run service."
+  type        = string
+  default     = "worker"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[a-z]([-a-z0-9]{0,47}[a-z0-9])?$", var.worker_service_name))
+    error_message = "worker_service_name must be 1-49 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
