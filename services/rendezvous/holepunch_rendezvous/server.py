@@ -27,6 +27,7 @@ class RendezvousServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, rendezvous: Rendezvous) -> None:
         super().__init__(config)
         self.rendezvous = rendezvous
+        self.ready = asyncio.Event()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -39,6 +40,7 @@ class RendezvousServer(uvicorn.Server):
                 port=self.config.port,
                 ws_implementation=self.config.ws,
             )
+            self.ready.set()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         log_event(
