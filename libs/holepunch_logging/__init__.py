@@ -27,7 +27,7 @@ def configure_logging(
     for handler in list(root.handlers):
         if handler.get_name() == _HANDLER_NAME:
             root.removeHandler(handler)
-    handler = StructuredLogHandler(
+    handler = StructuredLogHandler(  # type: ignore[no-untyped-call]
         labels={"service": service}, stream=stream if stream is not None else sys.stdout
     )
     handler.set_name(_HANDLER_NAME)

@@ -124,7 +124,11 @@ class UpdateUdpEndpoint:
         return cls(udp_ip=udp_ip, udp_port=udp_port, mapping=mapping, local_port=local_port)
 
     def to_fields(self) -> dict[str, Any]:
-        fields: dict[str, Any] = {"type": self.TYPE, "udp_ip": self.udp_ip, "udp_port": self.udp_port}
+        fields: dict[str, Any] = {
+            "type": self.TYPE,
+            "udp_ip": self.udp_ip,
+            "udp_port": self.udp_port,
+        }
         if self.mapping is not None:
             fields["mapping"] = self.mapping.value
         if self.local_port is not None:
@@ -142,9 +146,7 @@ class EchoRequest:
 
     @classmethod
     def from_fields(cls, fields: Fields) -> EchoRequest:
-        return cls(
-            payload=_string(fields, "payload", cls.TYPE, max_length=ECHO_PAYLOAD_MAX_LENGTH)
-        )
+        return cls(payload=_string(fields, "payload", cls.TYPE, max_length=ECHO_PAYLOAD_MAX_LENGTH))
 
     def to_fields(self) -> dict[str, Any]:
         return {"type": self.TYPE, "payload": self.payload}

@@ -84,17 +84,20 @@ async def test_every_message_of_the_protocol(server: RunningRendezvous) -> None:
         listing = await list_workers(server)
         assert listing["connected_workers_count"] == 1
         entry = listing["workers"]["worker-1"]
-        assert {k: entry[k] for k in (
-            "websocket_observed_ip",
-            "websocket_observed_port",
-            "stun_reported_udp_ip",
-            "stun_reported_udp_port",
-            "websocket_connected",
-            "websocket_raw_state",
-            "nat_mapping",
-            "local_udp_port",
-            "http_reported_public_ip",
-        )} == {
+        assert {
+            k: entry[k]
+            for k in (
+                "websocket_observed_ip",
+                "websocket_observed_port",
+                "stun_reported_udp_ip",
+                "stun_reported_udp_port",
+                "websocket_connected",
+                "websocket_raw_state",
+                "nat_mapping",
+                "local_udp_port",
+                "http_reported_public_ip",
+            )
+        } == {
             "websocket_observed_ip": "127.0.0.1",
             "websocket_observed_port": local_port,
             "stun_reported_udp_ip": "203.0.113.10",
@@ -116,26 +119,71 @@ BAD_FRAMES: list[tuple[str, str | bytes, dict[str, Any]]] = [
     ("null", "null", {"type": "error", "code": "not_an_object"}),
     ("no type", "{}", {"type": "error", "code": "missing_type"}),
     ("unknown type", '{"type":"peer_introduction"}', {"type": "error", "code": "unknown_type"}),
-    ("port as string", json.dumps({**UPDATE, "udp_port": "40000"}), {"type": "udp_endpoint_ack", "status": "error"}),
-    ("port zero", json.dumps({**UPDATE, "udp_port": 0}), {"type": "udp_endpoint_ack", "status": "error"}),
-    ("port too big", json.dumps({**UPDATE, "udp_port": 70000}), {"type": "udp_endpoint_ack", "status": "error"}),
-    ("port float", json.dumps({**UPDATE, "udp_port": 4.5}), {"type": "udp_endpoint_ack", "status": "error"}),
-    ("port bool", json.dumps({**UPDATE, "udp_port": True}), {"type": "udp_endpoint_ack", "status": "error"}),
-    ("ip hostname", json.dumps({**UPDATE, "udp_ip": "evil.example"}), {"type": "udp_endpoint_ack", "status": "error"}),
-    ("ip missing", json.dumps({"type": "update_udp_endpoint", "udp_port": 4}), {"type": "udp_endpoint_ack", "status": "error"}),
-    ("public ip bad", '{"type":"register_public_ip","ip":"x"}', {"type": "error", "code": "invalid_field"}),
-    ("echo payload int", '{"type":"echo_request","payload":1}', {"type": "error", "code": "invalid_field"}),
+    (
+        "port as string",
+        json.dumps({**UPDATE, "udp_port": "40000"}),
+        {"type": "udp_endpoint_ack", "status": "error"},
+    ),
+    (
+        "port zero",
+        json.dumps({**UPDATE, "udp_port": 0}),
+        {"type": "udp_endpoint_ack", "status": "error"},
+    ),
+    (
+        "port too big",
+        json.dumps({**UPDATE, "udp_port": 70000}),
+        {"type": "udp_endpoint_ack", "status": "error"},
+    ),
+    (
+        "port float",
+        json.dumps({**UPDATE, "udp_port": 4.5}),
+        {"type": "udp_endpoint_ack", "status": "error"},
+    ),
+    (
+        "port bool",
+        json.dumps({**UPDATE, "udp_port": True}),
+        {"type": "udp_endpoint_ack", "status": "error"},
+    ),
+    (
+        "ip hostname",
+        json.dumps({**UPDATE, "udp_ip": "evil.example"}),
+        {"type": "udp_endpoint_ack", "status": "error"},
+    ),
+    (
+        "ip missing",
+        json.dumps({"type": "update_udp_endpoint", "udp_port": 4}),
+        {"type": "udp_endpoint_ack", "status": "error"},
+    ),
+    (
+        "public ip bad",
+        '{"type":"register_public_ip","ip":"x"}',
+        {"type": "error", "code": "invalid_field"},
+    ),
+    (
+        "echo payload int",
+        '{"type":"echo_request","payload":1}',
+        {"type": "error", "code": "invalid_field"},
+    ),
     ("binary frame", b'{"type":"get_my_details"}', {"type": "error", "code": "binary_frame"}),
-    ("oversized", json.dumps({"type": "echo_request", "payload": "x" * 20000}), {"type": "error", "code": "frame_too_large"}),
+    (
+        "oversized",
+        json.dumps({"type": "echo_request", "payload": "x" * 20000}),
+        {"type": "error", "code": "frame_too_large"},
+    ),
     ("deep nesting", "[" * 8000 + "]" * 8000, {"type": "error", "code": "invalid_json"}),
 ]
 
 
-@pytest.mark.parametrize(("frame", "expected"), [pytest.param(f, e, id=i) for i, f, e in BAD_FRAMES])
+@pytest.mark.parametrize(
+    ("frame", "expected"), [pytest.param(f, e, id=i) for i, f, e in BAD_FRAMES]
+)
 async def test_bad_input_gets_a_clear_error_and_changes_nothing(
     server: RunningRendezvous, frame: str | bytes, expected: dict[str, Any]
 ) -> None:
-    async with connect(server.ws_url("victim")) as victim, connect(server.ws_url("bystander")) as bystander:
+    async with (
+        connect(server.ws_url("victim")) as victim,
+        connect(server.ws_url("bystander")) as bystander,
+    ):
         assert (await request(victim, UPDATE))["status"] == "success"
         assert (await request(bystander, {**UPDATE, "udp_port": 40001}))["status"] == "success"
         before = snapshot(server.rendezvous)

@@ -75,27 +75,99 @@ def test_ip_literals_are_canonicalised() -> None:
         ('{"type": 7}', ErrorCode.UNKNOWN_TYPE, None),
         ('{"type": "launch_missiles"}', ErrorCode.UNKNOWN_TYPE, None),
         ('{"type": "udp_endpoint_ack", "status": "success"}', ErrorCode.UNKNOWN_TYPE, None),
-        ('{"type": "update_udp_endpoint", "udp_port": 5}', ErrorCode.MISSING_FIELD, "update_udp_endpoint"),
-        ('{"type": "update_udp_endpoint", "udp_ip": "1.2.3.4"}', ErrorCode.MISSING_FIELD, "update_udp_endpoint"),
-        ('{"type": "update_udp_endpoint", "udp_ip": "1.2.3.4", "udp_port": null}', ErrorCode.MISSING_FIELD, "update_udp_endpoint"),
-        ('{"type": "update_udp_endpoint", "udp_ip": "1.2.3.4", "udp_port": "5000"}', ErrorCode.INVALID_FIELD, "update_udp_endpoint"),
-        ('{"type": "update_udp_endpoint", "udp_ip": "1.2.3.4", "udp_port": 5000.0}', ErrorCode.INVALID_FIELD, "update_udp_endpoint"),
-        ('{"type": "update_udp_endpoint", "udp_ip": "1.2.3.4", "udp_port": true}', ErrorCode.INVALID_FIELD, "update_udp_endpoint"),
-        ('{"type": "update_udp_endpoint", "udp_ip": "1.2.3.4", "udp_port": 0}', ErrorCode.INVALID_FIELD, "update_udp_endpoint"),
-        ('{"type": "update_udp_endpoint", "udp_ip": "1.2.3.4", "udp_port": 65536}', ErrorCode.INVALID_FIELD, "update_udp_endpoint"),
-        ('{"type": "update_udp_endpoint", "udp_ip": "1.2.3.4", "udp_port": -1}', ErrorCode.INVALID_FIELD, "update_udp_endpoint"),
-        ('{"type": "update_udp_endpoint", "udp_ip": "example.com", "udp_port": 5}', ErrorCode.INVALID_FIELD, "update_udp_endpoint"),
-        ('{"type": "update_udp_endpoint", "udp_ip": "1.2.3.4:5", "udp_port": 5}', ErrorCode.INVALID_FIELD, "update_udp_endpoint"),
-        ('{"type": "update_udp_endpoint", "udp_ip": 16909060, "udp_port": 5}', ErrorCode.INVALID_FIELD, "update_udp_endpoint"),
-        ('{"type": "update_udp_endpoint", "udp_ip": "0.0.0.0", "udp_port": 5}', ErrorCode.INVALID_FIELD, "update_udp_endpoint"),
-        ('{"type": "update_udp_endpoint", "udp_ip": "224.0.0.1", "udp_port": 5}', ErrorCode.INVALID_FIELD, "update_udp_endpoint"),
-        ('{"type": "update_udp_endpoint", "udp_ip": "1.2.3.4", "udp_port": 5, "mapping": "cone"}', ErrorCode.INVALID_FIELD, "update_udp_endpoint"),
-        ('{"type": "update_udp_endpoint", "udp_ip": "1.2.3.4", "udp_port": 5, "local_port": 0}', ErrorCode.INVALID_FIELD, "update_udp_endpoint"),
+        (
+            '{"type": "update_udp_endpoint", "udp_port": 5}',
+            ErrorCode.MISSING_FIELD,
+            "update_udp_endpoint",
+        ),
+        (
+            '{"type": "update_udp_endpoint", "udp_ip": "1.2.3.4"}',
+            ErrorCode.MISSING_FIELD,
+            "update_udp_endpoint",
+        ),
+        (
+            '{"type": "update_udp_endpoint", "udp_ip": "1.2.3.4", "udp_port": null}',
+            ErrorCode.MISSING_FIELD,
+            "update_udp_endpoint",
+        ),
+        (
+            '{"type": "update_udp_endpoint", "udp_ip": "1.2.3.4", "udp_port": "5000"}',
+            ErrorCode.INVALID_FIELD,
+            "update_udp_endpoint",
+        ),
+        (
+            '{"type": "update_udp_endpoint", "udp_ip": "1.2.3.4", "udp_port": 5000.0}',
+            ErrorCode.INVALID_FIELD,
+            "update_udp_endpoint",
+        ),
+        (
+            '{"type": "update_udp_endpoint", "udp_ip": "1.2.3.4", "udp_port": true}',
+            ErrorCode.INVALID_FIELD,
+            "update_udp_endpoint",
+        ),
+        (
+            '{"type": "update_udp_endpoint", "udp_ip": "1.2.3.4", "udp_port": 0}',
+            ErrorCode.INVALID_FIELD,
+            "update_udp_endpoint",
+        ),
+        (
+            '{"type": "update_udp_endpoint", "udp_ip": "1.2.3.4", "udp_port": 65536}',
+            ErrorCode.INVALID_FIELD,
+            "update_udp_endpoint",
+        ),
+        (
+            '{"type": "update_udp_endpoint", "udp_ip": "1.2.3.4", "udp_port": -1}',
+            ErrorCode.INVALID_FIELD,
+            "update_udp_endpoint",
+        ),
+        (
+            '{"type": "update_udp_endpoint", "udp_ip": "example.com", "udp_port": 5}',
+            ErrorCode.INVALID_FIELD,
+            "update_udp_endpoint",
+        ),
+        (
+            '{"type": "update_udp_endpoint", "udp_ip": "1.2.3.4:5", "udp_port": 5}',
+            ErrorCode.INVALID_FIELD,
+            "update_udp_endpoint",
+        ),
+        (
+            '{"type": "update_udp_endpoint", "udp_ip": 16909060, "udp_port": 5}',
+            ErrorCode.INVALID_FIELD,
+            "update_udp_endpoint",
+        ),
+        (
+            '{"type": "update_udp_endpoint", "udp_ip": "0.0.0.0", "udp_port": 5}',
+            ErrorCode.INVALID_FIELD,
+            "update_udp_endpoint",
+        ),
+        (
+            '{"type": "update_udp_endpoint", "udp_ip": "224.0.0.1", "udp_port": 5}',
+            ErrorCode.INVALID_FIELD,
+            "update_udp_endpoint",
+        ),
+        (
+            '{"type": "update_udp_endpoint", "udp_ip": "1.2.3.4", "udp_port": 5, "mapping": "cone"}',
+            ErrorCode.INVALID_FIELD,
+            "update_udp_endpoint",
+        ),
+        (
+            '{"type": "update_udp_endpoint", "udp_ip": "1.2.3.4", "udp_port": 5, "local_port": 0}',
+            ErrorCode.INVALID_FIELD,
+            "update_udp_endpoint",
+        ),
         ('{"type": "register_public_ip"}', ErrorCode.MISSING_FIELD, "register_public_ip"),
-        ('{"type": "register_public_ip", "ip": ["1.2.3.4"]}', ErrorCode.INVALID_FIELD, "register_public_ip"),
+        (
+            '{"type": "register_public_ip", "ip": ["1.2.3.4"]}',
+            ErrorCode.INVALID_FIELD,
+            "register_public_ip",
+        ),
         ('{"type": "echo_request"}', ErrorCode.MISSING_FIELD, "echo_request"),
         ('{"type": "echo_request", "payload": 5}', ErrorCode.INVALID_FIELD, "echo_request"),
-        ('{"type": "echo_request", "payload": "' + "x" * 5000 + '"}', ErrorCode.INVALID_FIELD, "echo_request"),
+        (
+            '{"type": "echo_request", "payload": "' + "x" * 5000 + '"}',
+            ErrorCode.INVALID_FIELD,
+            "echo_request",
+        ),
     ],
 )
 def test_bad_frames_raise_a_clear_protocol_error(
@@ -110,7 +182,9 @@ def test_bad_frames_raise_a_clear_protocol_error(
 
 def test_oversized_and_deeply_nested_frames_are_refused_without_parsing() -> None:
     with pytest.raises(ProtocolError) as too_large:
-        decode_client_message('{"type": "echo_request", "payload": "' + "x" * MAX_FRAME_BYTES + '"}')
+        decode_client_message(
+            '{"type": "echo_request", "payload": "' + "x" * MAX_FRAME_BYTES + '"}'
+        )
     assert too_large.value.code is ErrorCode.FRAME_TOO_LARGE
     nested = "[" * 8000 + "]" * 8000
     assert len(nested) < MAX_FRAME_BYTES
@@ -146,12 +220,16 @@ def test_ack_encodes_exactly_as_the_original_design() -> None:
     }
 
 
-@pytest.mark.parametrize("worker_id", ["a", "0b7c5d3e-1f2a-4b5c-8d9e-0123456789ab", "w.1_x-2", "x" * 64])
+@pytest.mark.parametrize(
+    "worker_id", ["a", "0b7c5d3e-1f2a-4b5c-8d9e-0123456789ab", "w.1_x-2", "x" * 64]
+)
 def test_valid_worker_ids(worker_id: str) -> None:
     assert validate_worker_id(worker_id) == worker_id
 
 
-@pytest.mark.parametrize("worker_id", ["", "x" * 65, "-leading", ".hidden", "a b", "a/b", "é", "a\n"])
+@pytest.mark.parametrize(
+    "worker_id", ["", "x" * 65, "-leading", ".hidden", "a b", "a/b", "é", "a\n"]
+)
 def test_invalid_worker_ids(worker_id: str) -> None:
     with pytest.raises(ProtocolError) as caught:
         validate_worker_id(worker_id)

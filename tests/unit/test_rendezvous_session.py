@@ -61,7 +61,11 @@ def test_rejected_update_gets_an_error_ack_and_changes_nothing() -> None:
 
 def test_unknown_and_malformed_frames_get_an_error_message() -> None:
     registry = connected_registry()
-    for raw, code in [("{", "invalid_json"), ('{"type":"nope"}', "unknown_type"), ("[]", "not_an_object")]:
+    for raw, code in [
+        ("{", "invalid_json"),
+        ('{"type":"nope"}', "unknown_type"),
+        ("[]", "not_an_object"),
+    ]:
         outcome = handle_text_frame(registry, "w1", 1, raw, 1.0)
         assert isinstance(outcome.reply, ErrorMessage)
         assert outcome.reply.code == code

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from holepunch_logging import log_event
 from holepunch_protocol import (
@@ -98,10 +99,8 @@ class Rendezvous:
 async def _close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
     if websocket.application_state is not WebSocketState.CONNECTED:
         return
-    try:
+    with contextlib.suppress(RuntimeError, OSError):  # already closing or gone
         await websocket.close(code=code, reason=reason)
-    except (RuntimeError, OSError):
-        pass  # already closing or gone: nothing left to tell it
 
 
 def _rendezvous(connection: Request | WebSocket) -> Rendezvous:
@@ -172,7 +171,9 @@ async def register_worker(websocket: WebSocket) -> None:
     observed_ip, observed_port = (client.host, client.port) if client else (None, None)
     registry = rendezvous.registry
     connection_id = rendezvous.next_connection_id()
-    replaced = registry.connect(worker_id, connection_id, observed_ip, observed_port, rendezvous.clock())
+    replaced = registry.connect(
+        worker_id, connection_id, observed_ip, observed_port, rendezvous.clock()
+    )
     rendezvous.connections[connection_id] = websocket
     log_event(
         logger,
@@ -259,4 +260,6 @@ def build_asgi_app(config: RendezvousConfig, rendezvous: Rendezvous | None = Non
     app = create_app(rendezvous)
     if not config.trust_proxy_headers:
         return app
-    return ProxyHeadersMiddleware(app, trusted_hosts=list(config.trusted_proxies))
+    # uvicorn's middleware is typed with its own ASGI types; both describe the same interface.
+    middleware = ProxyHeadersMiddleware(cast(Any, app), trusted_hosts=list(config.trusted_proxies))
+    return cast(ASGIApp, middleware)

@@ -98,7 +98,9 @@ class RendezvousConfig:
             trust_proxy_headers=_bool(env, "TRUST_PROXY_HEADERS", False),
             trusted_proxies=_networks(env, "TRUSTED_PROXIES", DEFAULT_TRUSTED_PROXIES),
             shutdown_grace_sec=_float(env, "SHUTDOWN_GRACE_SEC", 8.0, 0.0, 9.5),
-            ws_implementation=_choice(env, "WS_IMPLEMENTATION", "websockets-sansio", WS_IMPLEMENTATIONS),
+            ws_implementation=_choice(
+                env, "WS_IMPLEMENTATION", "websockets-sansio", WS_IMPLEMENTATIONS
+            ),
             ws_ping_interval_sec=_float(env, "WS_PING_INTERVAL_SEC", 20.0, 1.0, 3600.0),
             ws_ping_timeout_sec=_float(env, "WS_PING_TIMEOUT_SEC", 20.0, 1.0, 3600.0),
         )

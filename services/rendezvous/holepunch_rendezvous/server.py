@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
+from types import FrameType
 
 import uvicorn
 from holepunch_logging import log_event
@@ -29,6 +31,12 @@ class RendezvousServer(uvicorn.Server):
         self.rendezvous = rendezvous
         self.ready = asyncio.Event()
 
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        # uvicorn re-raises the signal after shutting down, so the process would die of
+        # SIGTERM; a graceful shutdown should end with exit status 0 instead.
+        self._captured_signals.clear()
+
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started:
@@ -52,22 +60,23 @@ class RendezvousServer(uvicorn.Server):
         for server in self.servers:
             server.close()  # no new connections while the old ones close
         grace = self.config.timeout_graceful_shutdown or 8.0
-        try:
+        # Whatever is still open after half the grace period, uvicorn's shutdown closes.
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(
                 self.rendezvous.close_all(CLOSE_GOING_AWAY, "server shutting down"), grace / 2
             )
-        except TimeoutError:
-            pass  # uvicorn's own shutdown below closes whatever is left
         await super().shutdown(sockets)
 
 
-def build_server(config: RendezvousConfig, rendezvous: Rendezvous | None = None) -> RendezvousServer:
+def build_server(
+    config: RendezvousConfig, rendezvous: Rendezvous | None = None
+) -> RendezvousServer:
     rendezvous = rendezvous if rendezvous is not None else Rendezvous()
     uvicorn_config = uvicorn.Config(
         build_asgi_app(config, rendezvous),
         host=config.host,
         port=config.port,
-        ws=config.ws_implementation,  # type: ignore[arg-type]
+        ws=config.ws_implementation,
         ws_max_size=WS_MAX_FRAME_BYTES,
         # Frames are small JSON: compression costs CPU and ~64 KiB of zlib state per socket.
         ws_per_message_deflate=False,

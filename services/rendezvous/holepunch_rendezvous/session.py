@@ -86,12 +86,12 @@ def handle_text_frame(
         return _rejection(worker_id, error)
 
     if not registry.is_current(worker_id, connection_id):
-        error = ProtocolError(
+        replaced = ProtocolError(
             ErrorCode.CONNECTION_REPLACED,
             "a newer connection for this worker_id replaced this one",
             message.TYPE,
         )
-        return _rejection(worker_id, error)
+        return _rejection(worker_id, replaced)
 
     match message:
         case UpdateUdpEndpoint():

@@ -1,0 +1,103 @@
+"""Service processes started as the containers start them, with their JSON log lines."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ServiceProcess", "start_service"]
+
+LogLine = dict[str, Any]
+
+
+@dataclass
+class ServiceProcess:
+    process: asyncio.subprocess.Process
+    lines: list[LogLine] = field(default_factory=list)
+    raw_lines: list[str] = field(default_factory=list)
+    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _reader: asyncio.Task[None] | None = None
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        async for raw in self.process.stdout:
+            text = raw.decode(errors="replace").rstrip("\n")
+            self.raw_lines.append(text)
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                parsed = {"unparsed": text}
+            async with self._changed:
+                self.lines.append(parsed if isinstance(parsed, dict) else {"unparsed": text})
+                self._changed.notify_all()
+        async with self._changed:
+            self._changed.notify_all()
+
+    def events(self, name: str) -> list[LogLine]:
+        return [line for line in self.lines if line.get("event") == name]
+
+    async def wait_for(
+        self, predicate: Callable[[LogLine], bool], timeout: float = 10.0, what: str = ""
+    ) -> LogLine:
+        """The first log line (already seen or still to come) for which `predicate` holds."""
+
+        def first() -> LogLine | None:
+            return next((line for line in self.lines if predicate(line)), None)
+
+        async def until_found() -> LogLine:
+            async with self._changed:
+                while (found := first()) is None:
+                    if self._reader is not None and self._reader.done():
+                        raise AssertionError(f"process ended before {what or 'the log line'}")
+                    await self._changed.wait()
+                return found
+
+        try:
+            return await asyncio.wait_for(until_found(), timeout)
+        except TimeoutError:
+            tail = "\n".join(self.raw_lines[-15:])
+            raise AssertionError(
+                f"no log line for {what} within {timeout} s; last:\n{tail}"
+            ) from None
+
+    async def wait_for_event(self, name: str, timeout: float = 10.0, **fields: Any) -> LogLine:
+        return await self.wait_for(
+            lambda line: (
+                line.get("event") == name
+                and all(line.get(key) == value for key, value in fields.items())
+            ),
+            timeout,
+            what=f"event {name} {fields or ''}",
+        )
+
+    async def stop(self, timeout: float = 10.0) -> int:
+        if self.process.returncode is None:
+            self.process.terminate()
+        try:
+            code = await asyncio.wait_for(self.process.wait(), timeout)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+            raise
+        if self._reader is not None:
+            await self._reader
+        return code
+
+
+async def start_service(module: str, env: dict[str, str]) -> ServiceProcess:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        module,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    service = ServiceProcess(process)
+    service._reader = asyncio.create_task(service._read())
+    return service
