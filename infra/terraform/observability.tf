@@ -19,7 +19,7 @@ locals {
       filter = join(" AND ", [
         "resource.type=\"${local.log_catalog.resource_type}\"",
         "resource.labels.service_name=\"${local.service_names[q.service]}\"",
-        "jsonPayload.event=(${join(" OR ", formatlist("\"%s\"", q.events))})",
+        length(q.events) == 1 ? "jsonPayload.event=\"${q.events[0]}\"" : "jsonPayload.event=(${join(" OR ", formatlist("\"%s\"", q.events))})",
       ])
     } if can(q.metric)
   }

@@ -13,6 +13,11 @@ output "build_source_staging_dir" {
   value       = local.build_source_staging_dir
 }
 
+output "cloudbuild_substitutions" {
+  description = "The --substitutions that make cloudbuild.yaml match this configuration (scripts/deploy adds COMMIT_SHA)."
+  value       = local.deploy_substitutions
+}
+
 output "dashboard_id" {
   description = "ID of the Cloud Monitoring dashboard (Monitoring > Dashboards)."
   value       = google_monitoring_dashboard.holepunch.id

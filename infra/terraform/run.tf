@@ -8,7 +8,7 @@ locals {
   rendezvous_env = {
     LOG_LEVEL           = var.log_level
     TRUST_PROXY_HEADERS = "true"
-    FORWARDED_ALLOW_IPS = join(",", var.trusted_proxy_cidrs)
+    TRUSTED_PROXIES     = join(",", var.trusted_proxy_cidrs)
   }
   worker_env = {
     LOG_LEVEL              = var.log_level

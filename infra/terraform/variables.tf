@@ -262,7 +262,7 @@ variable "subnet_cidr" {
 }
 
 variable "trusted_proxy_cidrs" {
-  description = "Addresses the rendezvous trusts for X-Forwarded-For (FORWARDED_ALLOW_IPS): the Cloud Run front end."
+  description = "Addresses the rendezvous trusts for X-Forwarded-For (its TRUSTED_PROXIES): the Cloud Run front end."
   type        = list(string)
   default     = ["169.254.0.0/16"]
   nullable    = false
