@@ -1,0 +1,257 @@
+"""Worker configuration from environment variables: pure parsing, no I/O.
+
+`load_config(environ)` returns a `WorkerConfig` or raises `ConfigError` naming the
+variable at fault, so a misconfigured deployment fails at start with one clear line.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+from holepunch_protocol import ProtocolError, validate_worker_id
+
+__all__ = [
+    "DEFAULT_STUN_SERVERS",
+    "LOG_LEVELS",
+    "ConfigError",
+    "StunServerAddress",
+    "WorkerConfig",
+    "load_config",
+    "parse_stun_servers",
+    "rendezvous_websocket_url",
+]
+
+DEFAULT_STUN_SERVERS = "stun.l.google.com:19302,stun1.l.google.com:19302"
+DEFAULT_STUN_PORT = 19302
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class ConfigError(ValueError):
+    """A configuration variable is missing or invalid."""
+
+    def __init__(self, variable: str, detail: str) -> None:
+        super().__init__(f"{variable}: {detail}")
+        self.variable = variable
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class StunServerAddress:
+    """A STUN server as configured: a host name or IP literal, and a UDP port."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    worker_id: str
+    rendezvous_url: str  # ws(s)://host/ws/register/{worker_id}
+    http_port: int
+    udp_bind_host: str
+    udp_port: int
+    stun_servers: tuple[StunServerAddress, ...]
+    stun_refresh_sec: float
+    # aioice's Transaction starts at RTO 0.5 s and doubles: 4 retransmissions give up
+    # after 15.5 s, inside one STUN_REFRESH_SEC period.
+    stun_retransmissions: int
+    ping_interval_sec: float
+    ping_timeout_sec: float
+    endpoint_ack_timeout_sec: float
+    reconnect_initial_delay_sec: float
+    reconnect_max_delay_sec: float
+    public_ip_echo_url: str | None
+    log_level: str
+
+
+def _text(environ: Mapping[str, str], name: str) -> str | None:
+    """The variable's value, stripped; None when unset or blank."""
+    value = environ.get(name)
+    if value is None or not value.strip():
+        return None
+    return value.strip()
+
+
+def _integer(
+    environ: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int
+) -> int:
+    raw = _text(environ, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw, 10)
+    except ValueError:
+        raise ConfigError(name, f"must be an integer, got {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(name, f"must be in {minimum}..{maximum}, got {value}")
+    return value
+
+
+def _seconds(
+    environ: Mapping[str, str],
+    name: str,
+    default: float,
+    *,
+    minimum: float = 0.0,
+    maximum: float = 86_400.0,
+) -> float:
+    raw = _text(environ, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a number of seconds, got {raw!r}") from None
+    if not math.isfinite(value) or not minimum < value <= maximum:
+        raise ConfigError(name, f"must be more than {minimum:g} and at most {maximum:g} seconds")
+    return value
+
+
+def _port(text: str, variable: str) -> int:
+    try:
+        port = int(text, 10)
+    except ValueError:
+        raise ConfigError(variable, f"port must be an integer, got {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise ConfigError(variable, f"port must be in 1..65535, got {port}")
+    return port
+
+
+def _host(text: str, variable: str) -> str:
+    host = text.strip()
+    if not host or any(char.isspace() or char in "/[]@" for char in host):
+        raise ConfigError(variable, f"invalid host {text!r}")
+    return host
+
+
+def parse_stun_servers(value: str, variable: str = "STUN_SERVERS") -> tuple[StunServerAddress, ...]:
+    """Parse `host:port[,host:port...]`; an IPv6 literal is written `[addr]:port`."""
+    servers: list[StunServerAddress] = []
+    for item in value.split(","):
+        entry = item.strip()
+        if not entry:
+            continue
+        if entry.startswith("["):
+            host, bracket, rest = entry[1:].partition("]")
+            if not bracket or not rest.startswith(":"):
+                raise ConfigError(variable, f"expected [ipv6]:port, got {entry!r}")
+            port_text = rest[1:]
+        else:
+            host, colon, port_text = entry.rpartition(":")
+            if not colon:
+                raise ConfigError(variable, f"expected host:port, got {entry!r}")
+        server = StunServerAddress(_host(host, variable), _port(port_text, variable))
+        if server not in servers:
+            servers.append(server)
+    if not servers:
+        raise ConfigError(variable, "must name at least one host:port")
+    return tuple(servers)
+
+
+def _stun_servers(environ: Mapping[str, str]) -> tuple[StunServerAddress, ...]:
+    listed = _text(environ, "STUN_SERVERS")
+    if listed is not None:
+        return parse_stun_servers(listed)
+    legacy_host = _text(environ, "STUN_HOST")
+    if legacy_host is not None:
+        legacy_port = _text(environ, "STUN_PORT")
+        port = DEFAULT_STUN_PORT if legacy_port is None else _port(legacy_port, "STUN_PORT")
+        return (StunServerAddress(_host(legacy_host, "STUN_HOST"), port),)
+    if _text(environ, "STUN_PORT") is not None:
+        raise ConfigError("STUN_PORT", "is set without STUN_HOST (or use STUN_SERVERS)")
+    return parse_stun_servers(DEFAULT_STUN_SERVERS)
+
+
+def rendezvous_websocket_url(
+    base_url: str, worker_id: str, variable: str = "RENDEZVOUS_SERVICE_URL"
+) -> str:
+    """Map an http(s) or ws(s) base URL to the worker's registration WebSocket URL."""
+    parts = urlsplit(base_url.strip())
+    schemes = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
+    scheme = schemes.get(parts.scheme.lower())
+    if scheme is None:
+        raise ConfigError(variable, f"scheme must be http, https, ws or wss, got {base_url!r}")
+    if not parts.hostname:
+        raise ConfigError(variable, f"has no host: {base_url!r}")
+    if parts.query or parts.fragment:
+        raise ConfigError(variable, "must not have a query or fragment")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ConfigError(variable, f"has an invalid port: {base_url!r}") from None
+    path = parts.path.rstrip("/") + f"/ws/register/{worker_id}"
+    return urlunsplit((scheme, parts.netloc, path, "", ""))
+
+
+def _echo_url(environ: Mapping[str, str]) -> str | None:
+    url = _text(environ, "PUBLIC_IP_ECHO_URL")
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError("PUBLIC_IP_ECHO_URL", f"must be an http(s) URL, got {url!r}")
+    return url
+
+
+def load_config(
+    environ: Mapping[str, str], new_worker_id: Callable[[], str] = lambda: str(uuid.uuid4())
+) -> WorkerConfig:
+    """Validate the whole environment; raise ConfigError for the first bad variable."""
+    worker_id = _text(environ, "WORKER_ID") or new_worker_id()
+    try:
+        validate_worker_id(worker_id)
+    except ProtocolError as error:
+        raise ConfigError("WORKER_ID", error.detail) from None
+
+    base_url = _text(environ, "RENDEZVOUS_SERVICE_URL")
+    if base_url is None:
+        raise ConfigError("RENDEZVOUS_SERVICE_URL", "is required (the rendezvous service URL)")
+    rendezvous_url = rendezvous_websocket_url(base_url, worker_id)
+
+    udp_bind_host = _text(environ, "UDP_BIND_HOST") or "0.0.0.0"
+    try:
+        bind_address = ipaddress.ip_address(udp_bind_host)
+    except ValueError:
+        raise ConfigError(
+            "UDP_BIND_HOST", f"must be an IPv4 literal, got {udp_bind_host!r}"
+        ) from None
+    if bind_address.version != 4:
+        raise ConfigError("UDP_BIND_HOST", "must be an IPv4 address (Cloud NAT is IPv4 only)")
+
+    log_level = (_text(environ, "LOG_LEVEL") or "INFO").upper()
+    if log_level not in LOG_LEVELS:
+        raise ConfigError("LOG_LEVEL", f"must be one of {', '.join(LOG_LEVELS)}")
+
+    initial_delay = _seconds(environ, "RECONNECT_INITIAL_DELAY_SEC", 1.0, maximum=3600)
+    max_delay = _seconds(environ, "RECONNECT_MAX_DELAY_SEC", 60.0, maximum=3600)
+    if max_delay < initial_delay:
+        raise ConfigError(
+            "RECONNECT_MAX_DELAY_SEC",
+            f"must be at least RECONNECT_INITIAL_DELAY_SEC ({initial_delay:g})",
+        )
+
+    return WorkerConfig(
+        worker_id=worker_id,
+        rendezvous_url=rendezvous_url,
+        http_port=_integer(environ, "PORT", 8080, minimum=0, maximum=65535),
+        udp_bind_host=udp_bind_host,
+        udp_port=_integer(environ, "UDP_PORT", 0, minimum=0, maximum=65535),
+        stun_servers=_stun_servers(environ),
+        stun_refresh_sec=_seconds(environ, "STUN_REFRESH_SEC", 20.0, maximum=3600),
+        stun_retransmissions=_integer(environ, "STUN_RETRANSMISSIONS", 4, minimum=0, maximum=6),
+        ping_interval_sec=_seconds(environ, "PING_INTERVAL_SEC", 25.0, maximum=3600),
+        ping_timeout_sec=_seconds(environ, "PING_TIMEOUT_SEC", 25.0, maximum=3600),
+        endpoint_ack_timeout_sec=_seconds(environ, "ENDPOINT_ACK_TIMEOUT_SEC", 10.0, maximum=600),
+        reconnect_initial_delay_sec=initial_delay,
+        reconnect_max_delay_sec=max_delay,
+        public_ip_echo_url=_echo_url(environ),
+        log_level=log_level,
+    )

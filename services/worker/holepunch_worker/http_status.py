@@ -1,0 +1,100 @@
+"""The worker's HTTP listener on $PORT: `GET /` -> `OK`, `GET /status` -> JSON.
+
+Cloud Run requires every service to listen on $PORT (its default startup probe is a TCP
+connect). Two read-only routes do not need a framework: this is `asyncio.start_server`
+in the worker's own event loop. uvicorn's `Server.serve()` would install its own SIGINT
+and SIGTERM handlers with `signal.signal`, replacing the worker's shutdown handler, and
+would bring a second lifecycle to coordinate. Each response closes its connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
+
+from holepunch_logging import log_event
+
+__all__ = ["StatusProvider", "respond", "start_http_server"]
+
+StatusProvider = Callable[[], dict[str, Any]]
+
+_MAX_HEADER_BYTES = 8192
+_READ_TIMEOUT_SEC = 10.0
+
+
+def _response(status: HTTPStatus, body: bytes, content_type: str, *, head: bool = False) -> bytes:
+    header = (
+        f"HTTP/1.1 {status.value} {status.phrase}\r\n"
+        f"Content-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Cache-Control: no-store\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode("ascii")
+    return header if head else header + body
+
+
+def respond(request_line: bytes, status_provider: StatusProvider) -> bytes:
+    """The full response to one request line (pure, apart from calling the provider)."""
+    parts = request_line.decode("latin-1").rstrip("\r\n").split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        return _response(HTTPStatus.BAD_REQUEST, b"bad request\n", "text/plain; charset=utf-8")
+    method, target, _ = parts
+    path = target.split("?", 1)[0]
+    if method not in ("GET", "HEAD"):
+        return _response(
+            HTTPStatus.METHOD_NOT_ALLOWED, b"method not allowed\n", "text/plain; charset=utf-8"
+        )
+    head = method == "HEAD"
+    if path == "/":
+        return _response(HTTPStatus.OK, b"OK", "text/plain; charset=utf-8", head=head)
+    if path == "/status":
+        body = json.dumps(status_provider(), separators=(",", ":")).encode()
+        return _response(HTTPStatus.OK, body, "application/json", head=head)
+    return _response(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8", head=head)
+
+
+async def _read_request_line(reader: asyncio.StreamReader) -> bytes | None:
+    """The request line, after reading (and ignoring) the headers; None on a bad request."""
+    try:
+        async with asyncio.timeout(_READ_TIMEOUT_SEC):
+            head = await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+        return None
+    return head.split(b"\r\n", 1)[0]
+
+
+async def start_http_server(
+    host: str, port: int, status_provider: StatusProvider, logger: logging.Logger
+) -> asyncio.Server:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request_line = await _read_request_line(reader)
+            if request_line is None:
+                response = _response(
+                    HTTPStatus.BAD_REQUEST, b"bad request\n", "text/plain; charset=utf-8"
+                )
+            else:
+                response = respond(request_line, status_provider)
+            writer.write(response)
+            await writer.drain()
+        except ConnectionError:
+            pass
+        except Exception as error:  # a bug in the status provider must not kill the loop
+            log_event(
+                logger,
+                "http_error",
+                f"HTTP handler failed: {error!r}",
+                level=logging.ERROR,
+                reason=repr(error),
+            )
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    return await asyncio.start_server(handle, host, port, limit=_MAX_HEADER_BYTES)

@@ -1,0 +1,205 @@
+"""The worker's one UDP socket: STUN transactions and application datagrams, demultiplexed.
+
+STUN requests leave from this socket, so the mapping STUN reports is the mapping peers
+reach. `datagram_received` hands STUN responses to their aioice `Transaction` (only when
+they come from the address the request went to), answers pings with pongs, and counts
+and drops everything else. Nothing a peer sends can raise out of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any, cast
+
+from aioice import stun
+from holepunch_logging import log_event
+from holepunch_protocol import pong_for, pong_token
+
+from holepunch_worker.mapping import TransportAddress
+
+__all__ = [
+    "DatagramCounters",
+    "DatagramKind",
+    "WorkerDatagramProtocol",
+    "classify_datagram",
+    "open_worker_socket",
+]
+
+_STUN_MAGIC_COOKIE = stun.COOKIE.to_bytes(4, "big")
+
+
+class DatagramKind(enum.StrEnum):
+    STUN = "stun"
+    PING = "ping"
+    PONG = "pong"
+    OTHER = "other"
+
+
+def classify_datagram(data: bytes) -> DatagramKind:
+    """Sort a datagram by its first bytes (RFC 7983 style), before any parsing.
+
+    STUN: first two bits 00, a length field that matches, the RFC 5389 magic cookie.
+    """
+    if (
+        len(data) >= stun.HEADER_LENGTH
+        and data[0] & 0xC0 == 0
+        and data[4:8] == _STUN_MAGIC_COOKIE
+        and int.from_bytes(data[2:4], "big") == len(data) - stun.HEADER_LENGTH
+    ):
+        return DatagramKind.STUN
+    if pong_for(data) is not None:
+        return DatagramKind.PING
+    if pong_token(data) is not None:
+        return DatagramKind.PONG
+    return DatagramKind.OTHER
+
+
+@dataclass(slots=True)
+class DatagramCounters:
+    stun_responses: int = 0
+    pings_answered: int = 0
+    pongs_received: int = 0
+    dropped_malformed_stun: int = 0
+    dropped_unexpected_stun: int = 0  # unknown transaction, wrong source, or a request
+    dropped_other: int = 0
+    socket_errors: int = 0
+
+    @property
+    def dropped(self) -> int:
+        return self.dropped_malformed_stun + self.dropped_unexpected_stun + self.dropped_other
+
+    def as_dict(self) -> dict[str, int]:
+        return {**asdict(self), "dropped": self.dropped}
+
+
+@dataclass(frozen=True, slots=True)
+class _PendingTransaction:
+    transaction: stun.Transaction
+    server: TransportAddress
+
+
+class WorkerDatagramProtocol(asyncio.DatagramProtocol):
+    """Implements aioice's TransactionSender: `send_stun(message, addr)`."""
+
+    def __init__(self, logger: logging.Logger, worker_id: str) -> None:
+        self._logger = logger
+        self._worker_id = worker_id
+        self._transport: asyncio.DatagramTransport | None = None
+        self._transactions: dict[bytes, _PendingTransaction] = {}
+        self.counters = DatagramCounters()
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    # ------------------------------------------------------------------ asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # The selector event loop's datagram transport does not subclass DatagramTransport.
+        self._transport = cast(asyncio.DatagramTransport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors (port unreachable from a dead STUN server...): never fatal.
+        self.counters.socket_errors += 1
+        log_event(
+            self._logger,
+            "udp_socket_error",
+            f"UDP socket error: {exc}",
+            level=logging.DEBUG,
+            worker_id=self._worker_id,
+            reason=str(exc),
+        )
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        source: TransportAddress = (addr[0], addr[1])
+        kind = classify_datagram(data)
+        if kind is DatagramKind.STUN:
+            self._stun_received(data, source)
+        elif kind is DatagramKind.PING:
+            pong = pong_for(data)
+            if pong is not None and self._transport is not None:
+                self._transport.sendto(pong, source)
+                self.counters.pings_answered += 1
+                self._debug("udp_ping_answered", "answered a ping", source)
+        elif kind is DatagramKind.PONG:
+            self.counters.pongs_received += 1
+            self._debug("udp_pong_received", "received a pong", source)
+        else:
+            self.counters.dropped_other += 1
+            self._debug("udp_datagram_dropped", "dropped a datagram", source, kind=kind.value)
+
+    # ------------------------------------------------------------------ STUN
+
+    def send_stun(self, message: stun.Message, addr: tuple[str, int]) -> None:
+        if self._transport is not None:
+            self._transport.sendto(bytes(message), addr)
+
+    def begin_transaction(
+        self, request: stun.Message, server: TransportAddress, retransmissions: int
+    ) -> stun.Transaction:
+        """Register a transaction so its response is routed to it; call `end_transaction`."""
+        transaction = stun.Transaction(request, server, self, retransmissions=retransmissions)
+        self._transactions[request.transaction_id] = _PendingTransaction(transaction, server)
+        return transaction
+
+    def end_transaction(self, request: stun.Message) -> None:
+        self._transactions.pop(request.transaction_id, None)
+
+    def _stun_received(self, data: bytes, source: TransportAddress) -> None:
+        try:
+            message = stun.parse_message(data)
+        except ValueError:
+            self.counters.dropped_malformed_stun += 1
+            self._debug("udp_datagram_dropped", "dropped a malformed STUN message", source)
+            return
+        pending = self._transactions.get(message.transaction_id)
+        if (
+            pending is None
+            or pending.server != source
+            or message.message_class not in (stun.Class.RESPONSE, stun.Class.ERROR)
+        ):
+            self.counters.dropped_unexpected_stun += 1
+            self._debug("udp_datagram_dropped", "dropped an unexpected STUN message", source)
+            return
+        self.counters.stun_responses += 1
+        pending.transaction.response_received(message, source)
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def local_address(self) -> TransportAddress:
+        if self._transport is None:
+            raise RuntimeError("the UDP socket is closed")
+        name = self._transport.get_extra_info("sockname")
+        return (name[0], name[1])
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def _debug(self, event: str, message: str, source: TransportAddress, **fields: Any) -> None:
+        log_event(
+            self._logger,
+            event,
+            message,
+            level=logging.DEBUG,
+            worker_id=self._worker_id,
+            peer_ip=source[0],
+            peer_port=source[1],
+            **fields,
+        )
+
+
+async def open_worker_socket(
+    host: str, port: int, logger: logging.Logger, worker_id: str
+) -> WorkerDatagramProtocol:
+    loop = asyncio.get_running_loop()
+    _, protocol = await loop.create_datagram_endpoint(
+        lambda: WorkerDatagramProtocol(logger, worker_id), local_addr=(host, port)
+    )
+    return protocol

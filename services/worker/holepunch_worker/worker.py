@@ -1,0 +1,431 @@
+"""The worker's I/O: one UDP socket, the STUN refresh loop, the rendezvous WebSocket loop
+and the HTTP listener, all in one event loop.
+
+Decisions live in the pure modules (config, mapping, backoff, signalling); this module
+moves their inputs and actions between sockets and timers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from holepunch_logging import log_event
+from holepunch_protocol import (
+    MAX_FRAME_BYTES,
+    ErrorMessage,
+    MappingBehaviour,
+    ProtocolError,
+    RegisterPublicIp,
+    UdpEndpointAck,
+    UpdateUdpEndpoint,
+    decode_server_message,
+    encode_message,
+)
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, WebSocketException
+
+from holepunch_worker.backoff import reconnect_delays
+from holepunch_worker.config import WorkerConfig
+from holepunch_worker.http_status import start_http_server
+from holepunch_worker.mapping import TransportAddress, carry_forward_mapping
+from holepunch_worker.public_ip import fetch_public_ip
+from holepunch_worker.signalling import (
+    EndpointReporter,
+    ReconnectNeeded,
+    SendReport,
+    SignallingAction,
+)
+from holepunch_worker.stun_client import StunRound, discover_mapping
+from holepunch_worker.udp import WorkerDatagramProtocol, open_worker_socket
+
+__all__ = ["RendezvousState", "Worker"]
+
+HTTP_BIND_HOST = "0.0.0.0"  # Cloud Run sends requests to $PORT on every interface
+WEBSOCKET_OPEN_TIMEOUT_SEC = 10.0
+WEBSOCKET_CLOSE_TIMEOUT_SEC = 2.0  # keeps shutdown well inside Cloud Run's 10 s
+SHUTDOWN_TIMEOUT_SEC = 8.0
+
+
+class RendezvousState(enum.StrEnum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    WAITING_TO_RECONNECT = "waiting_to_reconnect"
+    STOPPED = "stopped"
+
+
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
+
+
+def _endpoint(address: TransportAddress | None) -> dict[str, Any] | None:
+    return None if address is None else {"ip": address[0], "port": address[1]}
+
+
+class Worker:
+    def __init__(self, config: WorkerConfig, logger: logging.Logger) -> None:
+        self._config = config
+        self._logger = logger
+        self._reporter = EndpointReporter(config.endpoint_ack_timeout_sec)
+        self._udp: WorkerDatagramProtocol | None = None
+        self._outbox: asyncio.Queue[str] | None = None
+        self._signalling_changed = asyncio.Event()
+        self._reconnect_requested = asyncio.Event()
+        self._rendezvous_state = RendezvousState.CONNECTING
+        self._connected_since: float | None = None
+        self._last_ack_at: float | None = None
+        self._last_ack_status: str | None = None
+        self._last_round: StunRound | None = None
+        self._last_round_at: float | None = None
+        self._mapped: TransportAddress | None = None
+        self._mapping: MappingBehaviour | None = None
+        self._public_ip: str | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until `stop` is set, then close everything."""
+        config = self._config
+        self._udp = await open_worker_socket(
+            config.udp_bind_host, config.udp_port, self._logger, config.worker_id
+        )
+        local_ip, local_port = self._udp.local_address
+        self._log(
+            "udp_socket_bound",
+            f"UDP socket bound to {local_ip}:{local_port}",
+            udp_ip=local_ip,
+            udp_port=local_port,
+        )
+        http_server = await start_http_server(
+            HTTP_BIND_HOST, config.http_port, self.status, self._logger
+        )
+        http_port = http_server.sockets[0].getsockname()[1]
+        self._log("http_listening", f"HTTP listening on port {http_port}", port=http_port)
+
+        tasks = [
+            asyncio.create_task(self._stun_loop(), name="stun"),
+            asyncio.create_task(self._rendezvous_loop(), name="rendezvous"),
+        ]
+        if config.public_ip_echo_url is not None:
+            tasks.append(asyncio.create_task(self._lookup_public_ip(), name="public-ip"))
+        stopped = asyncio.create_task(stop.wait(), name="stop")
+        try:
+            done, _ = await asyncio.wait([*tasks, stopped], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stopped and not task.cancelled() and task.exception() is not None:
+                    raise RuntimeError(f"{task.get_name()} task failed") from task.exception()
+        finally:
+            stopped.cancel()
+            for task in tasks:
+                task.cancel()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SHUTDOWN_TIMEOUT_SEC):
+                    await asyncio.gather(*tasks, stopped, return_exceptions=True)
+            self._rendezvous_state = RendezvousState.STOPPED
+            self._udp.close()
+            http_server.close()
+            self._log("worker_shutdown", "worker stopped", udp_ip=local_ip, udp_port=local_port)
+
+    # ------------------------------------------------------------------ status
+
+    def status(self) -> dict[str, Any]:
+        acknowledged = self._reporter.acknowledged_endpoint
+        round_ = self._last_round
+        udp = self._udp
+        local = None
+        if udp is not None:
+            with contextlib.suppress(RuntimeError):
+                local = udp.local_address
+        return {
+            "worker_id": self._config.worker_id,
+            "udp_local": _endpoint(local),
+            "udp_mapped": _endpoint(self._mapped),
+            "mapping": None if self._mapping is None else self._mapping.value,
+            "rendezvous_state": self._rendezvous_state.value,
+            "report_state": self._reporter.state.value,
+            "last_ack_time": _iso(self._last_ack_at),
+            "last_ack_status": self._last_ack_status,
+            "acknowledged_endpoint": (None if acknowledged is None else acknowledged.to_fields()),
+            "connected_since": _iso(self._connected_since),
+            "stun": {
+                "servers": [str(server) for server in self._config.stun_servers],
+                "last_round_time": _iso(self._last_round_at),
+                "answers": [
+                    {
+                        "server": str(result.server),
+                        "udp_ip": result.answer.mapped[0],
+                        "udp_port": result.answer.mapped[1],
+                        "rtt_ms": round(result.rtt_ms, 1),
+                    }
+                    for result in (round_.results if round_ else ())
+                ],
+                "failures": [
+                    {"server": str(server), "reason": reason}
+                    for server, reason in (round_.failures if round_ else ())
+                ],
+            },
+            "datagrams": None if udp is None else udp.counters.as_dict(),
+        }
+
+    # ------------------------------------------------------------------ STUN
+
+    async def _stun_loop(self) -> None:
+        """Re-run STUN every STUN_REFRESH_SEC: it keeps the NAT mapping alive and finds
+        out when the mapping changes."""
+        assert self._udp is not None
+        loop = asyncio.get_running_loop()
+        config = self._config
+        dropped_logged = 0
+        while True:
+            started = loop.time()
+            round_ = await discover_mapping(
+                self._udp,
+                config.stun_servers,
+                config.stun_retransmissions,
+                self._logger,
+                config.worker_id,
+            )
+            self._last_round, self._last_round_at = round_, time.time()
+            mapped = round_.mapped
+            if mapped is not None:
+                self._classified(round_, mapped, loop.time())
+            dropped = self._udp.counters.dropped
+            if dropped > dropped_logged:
+                self._log(
+                    "udp_datagram_dropped",
+                    f"dropped {dropped - dropped_logged} unexpected UDP datagrams",
+                    count=dropped - dropped_logged,
+                    total=dropped,
+                )
+                dropped_logged = dropped
+            await asyncio.sleep(max(0.0, started + config.stun_refresh_sec - loop.time()))
+
+    def _classified(self, round_: StunRound, mapped: TransportAddress, now: float) -> None:
+        assert self._udp is not None
+        mapping = carry_forward_mapping(self._mapped, self._mapping, mapped, round_.mapping)
+        changed = (mapped, mapping) != (self._mapped, self._mapping)
+        self._mapped, self._mapping = mapped, mapping
+        self._log(
+            "mapping_classified",
+            f"mapping {mapping.value}, public endpoint {mapped[0]}:{mapped[1]}",
+            level=logging.INFO if changed else logging.DEBUG,
+            mapping=mapping.value,
+            udp_ip=mapped[0],
+            udp_port=mapped[1],
+            answers=len(round_.results),
+            failures=len(round_.failures),
+            changed=changed,
+        )
+        report = UpdateUdpEndpoint(
+            udp_ip=mapped[0],
+            udp_port=mapped[1],
+            mapping=mapping,
+            local_port=self._udp.local_address[1],
+        )
+        self._dispatch(self._reporter.endpoint_discovered(report, now))
+
+    async def _lookup_public_ip(self) -> None:
+        url = self._config.public_ip_echo_url
+        assert url is not None
+        try:
+            ip = await fetch_public_ip(url)
+        except (OSError, ValueError) as error:
+            self._log(
+                "public_ip_lookup_failed",
+                f"public IP lookup failed: {error}",
+                level=logging.WARNING,
+                reason=str(error),
+            )
+            return
+        self._public_ip = ip
+        self._log("public_ip_found", f"echo service sees public IP {ip}", public_ip=ip)
+        if self._outbox is not None:
+            self._outbox.put_nowait(encode_message(RegisterPublicIp(ip=ip)))
+
+    # ------------------------------------------------------------------ rendezvous
+
+    async def _rendezvous_loop(self) -> None:
+        config = self._config
+        delays = reconnect_delays(
+            config.reconnect_initial_delay_sec, config.reconnect_max_delay_sec
+        )
+        attempt = 0
+        while True:
+            self._rendezvous_state = RendezvousState.CONNECTING
+            try:
+                websocket = await connect(
+                    config.rendezvous_url,
+                    open_timeout=WEBSOCKET_OPEN_TIMEOUT_SEC,
+                    close_timeout=WEBSOCKET_CLOSE_TIMEOUT_SEC,
+                    ping_interval=config.ping_interval_sec,
+                    ping_timeout=config.ping_timeout_sec,
+                    max_size=MAX_FRAME_BYTES,
+                )
+            except (OSError, TimeoutError, WebSocketException) as error:
+                self._log(
+                    "rendezvous_connect_failed",
+                    f"cannot connect to the rendezvous: {error}",
+                    level=logging.WARNING,
+                    reason=str(error) or type(error).__name__,
+                )
+            else:
+                attempt = 0
+                delays = reconnect_delays(
+                    config.reconnect_initial_delay_sec, config.reconnect_max_delay_sec
+                )
+                await self._session(websocket)
+            attempt += 1
+            delay = next(delays)
+            self._rendezvous_state = RendezvousState.WAITING_TO_RECONNECT
+            self._log(
+                "reconnect_scheduled",
+                f"reconnecting to the rendezvous in {delay:.2f} s",
+                delay_s=round(delay, 3),
+                attempt=attempt,
+            )
+            await asyncio.sleep(delay)
+
+    async def _session(self, websocket: ClientConnection) -> None:
+        """One WebSocket connection, from open to close."""
+        loop = asyncio.get_running_loop()
+        self._rendezvous_state = RendezvousState.CONNECTED
+        self._connected_since = time.time()
+        self._log(
+            "rendezvous_connected", "connected to the rendezvous", url=self._config.rendezvous_url
+        )
+        outbox: asyncio.Queue[str] = asyncio.Queue()
+        self._outbox = outbox
+        self._reconnect_requested.clear()
+        if self._public_ip is not None:
+            outbox.put_nowait(encode_message(RegisterPublicIp(ip=self._public_ip)))
+        self._dispatch(self._reporter.connection_opened(loop.time()))
+        tasks = [
+            asyncio.create_task(self._read_frames(websocket), name="ws-reader"),
+            asyncio.create_task(self._write_frames(websocket, outbox), name="ws-writer"),
+            asyncio.create_task(self._run_ack_timer(), name="ack-timer"),
+            asyncio.create_task(self._reconnect_requested.wait(), name="reconnect"),
+        ]
+        close_code, close_reason = 1000, "reconnecting"
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    raise RuntimeError(f"{task.get_name()} failed") from task.exception()
+        except asyncio.CancelledError:
+            close_code, close_reason = 1001, "worker shutting down"
+            raise
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._outbox = None
+            self._reporter.connection_closed()
+            self._connected_since = None
+            await websocket.close(code=close_code, reason=close_reason)
+            self._log(
+                "rendezvous_disconnected",
+                "disconnected from the rendezvous",
+                code=websocket.close_code,
+                reason=websocket.close_reason,
+            )
+
+    async def _read_frames(self, websocket: ClientConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for frame in websocket:
+                self._frame_received(frame)
+
+    async def _write_frames(self, websocket: ClientConnection, outbox: asyncio.Queue[str]) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await websocket.send(await outbox.get())
+
+    async def _run_ack_timer(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self._signalling_changed.clear()
+            try:
+                async with asyncio.timeout_at(self._reporter.deadline):
+                    await self._signalling_changed.wait()
+            except TimeoutError:
+                self._dispatch(self._reporter.timer_expired(loop.time()))
+
+    def _frame_received(self, frame: str | bytes) -> None:
+        try:
+            message = decode_server_message(frame)
+        except ProtocolError as error:
+            self._log(
+                "rendezvous_frame_invalid",
+                f"ignored an invalid frame from the rendezvous: {error.detail}",
+                level=logging.WARNING,
+                reason=error.detail,
+            )
+            return
+        if isinstance(message, UdpEndpointAck):
+            outcome = self._reporter.ack_received(message)
+            self._last_ack_at, self._last_ack_status = time.time(), message.status.value
+            report = outcome.report
+            self._log(
+                "endpoint_ack",
+                f"rendezvous answered the endpoint report: {message.status.value}",
+                level=logging.INFO if outcome.accepted and report else logging.WARNING,
+                status=message.status.value,
+                detail=message.detail,
+                udp_ip=None if report is None else report.udp_ip,
+                udp_port=None if report is None else report.udp_port,
+                solicited=report is not None,
+            )
+            self._signalling_changed.set()
+        elif isinstance(message, ErrorMessage):
+            self._log(
+                "rendezvous_error",
+                f"rendezvous reported an error: {message.code}",
+                level=logging.WARNING,
+                code=message.code,
+                reason=message.detail,
+            )
+        else:
+            self._log(
+                "rendezvous_message",
+                f"received {message.TYPE}",
+                level=logging.DEBUG,
+                message_type=message.TYPE,
+            )
+
+    def _dispatch(self, action: SignallingAction | None) -> None:
+        if isinstance(action, SendReport):
+            report = action.report
+            if self._outbox is None:
+                return
+            self._outbox.put_nowait(encode_message(report))
+            self._log(
+                "endpoint_reported",
+                f"reported UDP endpoint {report.udp_ip}:{report.udp_port}",
+                udp_ip=report.udp_ip,
+                udp_port=report.udp_port,
+                mapping=None if report.mapping is None else report.mapping.value,
+                local_port=report.local_port,
+                resend=action.resend,
+            )
+        elif isinstance(action, ReconnectNeeded):
+            self._log(
+                "rendezvous_unresponsive",
+                f"reconnecting: {action.reason}",
+                level=logging.WARNING,
+                reason=action.reason,
+            )
+            self._reconnect_requested.set()
+        self._signalling_changed.set()
+
+    # ------------------------------------------------------------------ logging
+
+    def _log(self, event: str, message: str, *, level: int = logging.INFO, **fields: Any) -> None:
+        log_event(
+            self._logger, event, message, level=level, worker_id=self._config.worker_id, **fields
+        )
