@@ -1,4 +1,7 @@
-"""Service processes started as the containers start them, with their JSON log lines."""
+"""Service processes started as the containers start them, with their JSON log lines.
+
+Used by `make demo` and by the tests: each line a service writes is kept, parsed.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ class ServiceProcess:
     raw_lines: list[str] = field(default_factory=list)
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _reader: asyncio.Task[None] | None = None
+    on_line: Callable[[LogLine], None] | None = None
+    output_ended: bool = False
 
     async def _read(self) -> None:
         assert self.process.stdout is not None
@@ -32,10 +37,14 @@ class ServiceProcess:
                 parsed = json.loads(text)
             except ValueError:
                 parsed = {"unparsed": text}
+            line = parsed if isinstance(parsed, dict) else {"unparsed": text}
+            if self.on_line is not None:
+                self.on_line(line)
             async with self._changed:
-                self.lines.append(parsed if isinstance(parsed, dict) else {"unparsed": text})
+                self.lines.append(line)
                 self._changed.notify_all()
         async with self._changed:
+            self.output_ended = True
             self._changed.notify_all()
 
     def events(self, name: str) -> list[LogLine]:
@@ -52,7 +61,7 @@ class ServiceProcess:
         async def until_found() -> LogLine:
             async with self._changed:
                 while (found := first()) is None:
-                    if self._reader is not None and self._reader.done():
+                    if self.output_ended:
                         raise AssertionError(f"process ended before {what or 'the log line'}")
                     await self._changed.wait()
                 return found
@@ -89,7 +98,9 @@ class ServiceProcess:
         return code
 
 
-async def start_service(module: str, env: dict[str, str]) -> ServiceProcess:
+async def start_service(
+    module: str, env: dict[str, str], on_line: Callable[[LogLine], None] | None = None
+) -> ServiceProcess:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -98,6 +109,6 @@ async def start_service(module: str, env: dict[str, str]) -> ServiceProcess:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    service = ServiceProcess(process)
+    service = ServiceProcess(process, on_line=on_line)
     service._reader = asyncio.create_task(service._read())
     return service

@@ -1,0 +1,207 @@
+"""`make demo`: the whole system on loopback, no cloud, no internet, no root.
+
+Starts a dev STUN server on two loopback addresses, the rendezvous and N workers as
+the containers run them (their console commands, as processes), shows their events
+as they happen, waits until every worker has registered the public mapping of its
+UDP socket, checks that each registered endpoint answers a UDP ping, prints the
+registry as a table, and stops everything (unless --keep-running).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+import time
+import urllib.request
+from typing import Any
+
+from holepunch_protocol.datagrams import encode_ping, pong_token
+
+from holepunch_devtools.processes import LogLine, ServiceProcess, start_service
+from holepunch_devtools.stun_server import start_stun_server
+
+__all__ = ["main"]
+
+# Events worth showing live; the rest stay in the processes' JSON logs.
+SHOWN_EVENTS = {
+    "server_started",
+    "worker_connected",
+    "udp_endpoint_updated",
+    "udp_socket_bound",
+    "stun_result",
+    "mapping_classified",
+    "endpoint_ack",
+    "worker_disconnected",
+    "worker_shutdown",
+}
+
+
+def _free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _printer(name: str, verbose: bool) -> Any:
+    def show(line: LogLine) -> None:
+        event = line.get("event")
+        if verbose or event in SHOWN_EVENTS or line.get("severity") in ("ERROR", "CRITICAL"):
+            print(f"  {name:<14} {event or '-':<22} {line.get('message', line)}", flush=True)
+
+    return show
+
+
+def _get_json(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        body: dict[str, Any] = json.load(response)
+        return body
+
+
+async def _wait_for_registrations(
+    list_url: str, worker_ids: list[str], timeout: float
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        listing = await asyncio.to_thread(_get_json, list_url)
+        workers = listing["workers"]
+        if all(
+            workers.get(w, {}).get("stun_reported_udp_port") and workers[w].get("nat_mapping")
+            for w in worker_ids
+        ):
+            return listing
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"workers not all registered after {timeout} s: {sorted(workers)}")
+        await asyncio.sleep(0.2)
+
+
+async def _udp_ping(ip: str, port: int, timeout: float = 2.0) -> float | None:
+    """Round trip of one ping datagram to a registered endpoint, in ms (None: no pong)."""
+    loop = asyncio.get_running_loop()
+    answered: asyncio.Future[float] = loop.create_future()
+    started = time.perf_counter()
+    token = os.urandom(8)
+
+    class Pinger(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+            if pong_token(data) == token and not answered.done():
+                answered.set_result((time.perf_counter() - started) * 1000)
+
+    transport, _ = await loop.create_datagram_endpoint(Pinger, remote_addr=(ip, port))
+    try:
+        transport.sendto(encode_ping(token))
+        return await asyncio.wait_for(answered, timeout)
+    except TimeoutError:
+        return None
+    finally:
+        transport.close()
+
+
+def _table(listing: dict[str, Any], pings: dict[str, float | None]) -> str:
+    header = ("worker", "websocket from", "public UDP endpoint (STUN)", "mapping", "UDP ping")
+    rows = [header]
+    for worker_id, w in sorted(listing["workers"].items()):
+        ping = pings.get(worker_id)
+        rows.append(
+            (
+                worker_id,
+                f"{w['websocket_observed_ip']}:{w['websocket_observed_port']}",
+                f"{w['stun_reported_udp_ip']}:{w['stun_reported_udp_port']}",
+                w.get("nat_mapping") or "-",
+                "no answer" if ping is None else f"pong in {ping:.2f} ms",
+            )
+        )
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+async def run_demo(workers: int, keep_running: bool, timeout: float, verbose: bool) -> int:
+    started = time.monotonic()
+    stun = await start_stun_server([("127.0.0.1", 0), ("127.0.0.2", 0)])
+    stun_servers = ",".join(f"{host}:{port}" for host, port in stun.addresses)
+    print(f"dev STUN server on {stun_servers}")
+    http_port = _free_port()
+    base_url = f"http://127.0.0.1:{http_port}"
+    processes: list[tuple[str, ServiceProcess]] = []
+    try:
+        rendezvous = await start_service(
+            "holepunch_rendezvous",
+            {"PORT": str(http_port), "HOST": "127.0.0.1"},
+            on_line=_printer("rendezvous", verbose),
+        )
+        processes.append(("rendezvous", rendezvous))
+        await rendezvous.wait_for_event("server_started", timeout=20)
+
+        worker_ids = [f"demo-worker-{n}" for n in range(1, workers + 1)]
+        for worker_id in worker_ids:
+            env = {
+                "WORKER_ID": worker_id,
+                "RENDEZVOUS_SERVICE_URL": base_url,
+                "STUN_SERVERS": stun_servers,
+                "UDP_BIND_HOST": "127.0.0.1",
+                "PORT": str(_free_port()),
+                "STUN_REFRESH_SEC": "20",
+            }
+            process = await start_service(
+                "holepunch_worker", env, on_line=_printer(worker_id, verbose)
+            )
+            processes.append((worker_id, process))
+
+        listing = await _wait_for_registrations(
+            f"{base_url}/debug/list_workers", worker_ids, timeout
+        )
+        pings = {
+            worker_id: await _udp_ping(w["stun_reported_udp_ip"], w["stun_reported_udp_port"])
+            for worker_id, w in listing["workers"].items()
+        }
+        elapsed = time.monotonic() - started
+        print(f"\nAll {workers} workers registered in {elapsed:.1f} s. The registry:\n")
+        print(_table(listing, pings))
+        print(f"\nSee it live: curl {base_url}/debug/list_workers")
+        ok = all(ping is not None for ping in pings.values())
+        if keep_running:
+            print("Running until Ctrl-C ...")
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+        return 0 if ok else 1
+    finally:
+        print("\nStopping (SIGTERM) ...")
+        for name, process in reversed(processes):
+            try:
+                code = await process.stop(timeout=10)
+                print(f"  {name:<14} exited with status {code}")
+            except TimeoutError:
+                print(f"  {name:<14} did not stop within 10 s: killed")
+        stun.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="holepunch-demo", description=__doc__.split("\n")[0])
+    parser.add_argument("--workers", type=int, default=2, help="number of workers (default 2)")
+    parser.add_argument("--keep-running", action="store_true", help="keep running until Ctrl-C")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
+    parser.add_argument("--verbose", action="store_true", help="show every log event")
+    args = parser.parse_args(argv)
+    if not 1 <= args.workers <= 50:
+        parser.error("--workers must be in 1..50")
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(run_demo(args.workers, args.keep_running, args.timeout, args.verbose))
+    return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
