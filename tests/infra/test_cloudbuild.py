@@ -1,0 +1,129 @@
+"""cloudbuild.yaml agrees with the Terraform, deploys in order, and its step graph is sound."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.infra.conftest import REPO, Terraform, require_module
+
+IMAGE = "${_REGION}-docker.pkg.dev/$PROJECT_ID/${_REPOSITORY}/"
+SERVICES = ("rendezvous", "worker")
+
+
+@pytest.fixture(scope="module")
+def build() -> dict[str, Any]:
+    yaml = require_module("yaml", "install the dev extras (pyyaml)")
+    with (REPO / "cloudbuild.yaml").open(encoding="utf-8") as handle:
+        loaded: dict[str, Any] = yaml.safe_load(handle)
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def steps(build: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    ids = [step.get("id") for step in build["steps"]]
+    assert all(ids), "every step needs an id"
+    assert len(ids) == len(set(ids)), f"step ids are not unique: {ids}"
+    return {step["id"]: step for step in build["steps"]}
+
+
+def ancestors(steps: dict[str, dict[str, Any]], step_id: str) -> set[str]:
+    """Every step STEP_ID waits for, directly or not (Cloud Build: no waitFor = all before)."""
+    order = list(steps)
+    wait = steps[step_id].get("waitFor")
+    direct = set(order[: order.index(step_id)]) if wait is None else set(wait) - {"-"}
+    found = set(direct)
+    for parent in direct:
+        found |= ancestors(steps, parent)
+    return found
+
+
+def test_wait_for_names_earlier_steps(steps: dict[str, dict[str, Any]]) -> None:
+    seen: set[str] = set()
+    for step_id, step in steps.items():
+        for parent in step.get("waitFor", []):
+            assert parent == "-" or parent in seen, f"{step_id} waits for unknown step {parent}"
+        seen.add(step_id)
+
+
+def test_usage_comment(build: dict[str, Any]) -> None:
+    head = (REPO / "cloudbuild.yaml").read_text(encoding="utf-8").split("\nsubstitutions:")[0]
+    assert "gcloud builds submit" in head
+    assert "--config=cloudbuild.yaml" in head
+    assert "--substitutions=COMMIT_SHA=" in head
+    for key in build["substitutions"]:
+        assert f"{key}=" in head, f"usage comment does not set {key}"
+
+
+def test_substitution_defaults_match_terraform(build: dict[str, Any], tf: Terraform) -> None:
+    subs = build["substitutions"]
+    assert subs == {
+        "_REGION": tf.default("region"),
+        "_REPOSITORY": tf.default("artifact_repository_id"),
+        "_RENDEZVOUS_SERVICE": tf.default("rendezvous_service_name"),
+        "_WORKER_SERVICE": tf.default("worker_service_name"),
+    }
+    # The trigger and scripts/deploy pass exactly these, from the live variables.
+    assert set(tf.locals["build_substitutions"]) == set(subs)
+    assert tf.locals["build_substitutions"] == {
+        "_REGION": "${var.region}",
+        "_REPOSITORY": "${var.artifact_repository_id}",
+        "_RENDEZVOUS_SERVICE": "${var.rendezvous_service_name}",
+        "_WORKER_SERVICE": "${var.worker_service_name}",
+    }
+
+
+def test_logging_for_a_user_managed_service_account(build: dict[str, Any]) -> None:
+    assert build["options"]["logging"] == "CLOUD_LOGGING_ONLY"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_images_built_from_the_root_with_their_dockerfile(
+    steps: dict[str, dict[str, Any]], tf: Terraform, name: str
+) -> None:
+    args = steps[f"build-{name}"]["args"]
+    assert args[0] == "build" and args[-1] == "."
+    dockerfile = args[args.index("-f") + 1]
+    assert dockerfile == f"services/{name}/Dockerfile" and (REPO / dockerfile).exists()
+    tags = [args[i + 1] for i, arg in enumerate(args) if arg == "-t"]
+    assert tags == [f"{IMAGE}{name}:$COMMIT_SHA", f"{IMAGE}{name}:latest"]
+    # Terraform's image path: <region>-docker.pkg.dev/<project>/<repository>/<name>.
+    assert tf.locals["images"][name] == f"${{local.image_repository}}/{name}"
+
+
+def test_images_listed(build: dict[str, Any]) -> None:
+    assert sorted(build["images"]) == sorted(
+        f"{IMAGE}{name}:{tag}" for name in SERVICES for tag in ("$COMMIT_SHA", "latest")
+    )
+
+
+def test_builds_run_in_parallel_and_tests_gate_the_push(steps: dict[str, dict[str, Any]]) -> None:
+    assert "build-worker" not in ancestors(steps, "build-rendezvous")
+    assert "build-rendezvous" not in ancestors(steps, "build-worker")
+    assert "pytest" in " ".join(steps["test"]["args"])
+    for name in SERVICES:
+        push = steps[f"push-{name}"]
+        assert push["args"][:2] == ["push", "--all-tags"] and push["args"][2] == f"{IMAGE}{name}"
+        assert {"test", f"build-{name}"} <= ancestors(steps, f"push-{name}")
+
+
+def test_deploys_the_rendezvous_then_the_worker_image_only(
+    steps: dict[str, dict[str, Any]],
+) -> None:
+    assert "deploy-rendezvous" in ancestors(steps, "deploy-worker")
+    for name, service in (
+        ("rendezvous", "${_RENDEZVOUS_SERVICE}"),
+        ("worker", "${_WORKER_SERVICE}"),
+    ):
+        step = steps[f"deploy-{name}"]
+        assert {"push-rendezvous", "push-worker"} <= ancestors(steps, f"deploy-{name}")
+        assert step["entrypoint"] == "gcloud"
+        args = step["args"]
+        assert args[:4] == ["run", "services", "update", service]
+        flags = sorted(arg.split("=")[0] for arg in args[4:])
+        assert flags == ["--image", "--quiet", "--region"], (
+            f"deploy-{name} must change the image only"
+        )
+        assert f"--image={IMAGE}{name}:$COMMIT_SHA" in args
+        assert "--region=${_REGION}" in args

@@ -1,0 +1,388 @@
+"""Operator scripts: shellcheck, --help, --dry-run, prerequisite errors, and real runs against fakes.
+
+The fakes are a `gcloud` and a `terraform` on PATH that record their arguments and print
+canned answers, and a local HTTP server standing in for the rendezvous: no traffic
+leaves this machine.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from tests.infra.conftest import SCRIPTS, require_tool
+
+COMMANDS = ("bootstrap", "deploy", "verify", "logs")
+SHELL_SCRIPTS = sorted(
+    path
+    for path in SCRIPTS.rglob("*")
+    if path.is_file()
+    and (path.suffix == ".sh" or path.read_text(errors="ignore").startswith("#!/usr/bin/env bash"))
+)
+TOOLS = ("bash", "dirname", "basename", "cat", "env", "git", "head", "tr")
+
+FAKE_GCLOUD = r"""#!/usr/bin/env bash
+printf '%s\n' "$(python3 -c 'import json,sys; print(json.dumps(sys.argv[1:]))' "$@")" >> "$FAKE_LOG"
+case "$1 $2" in
+  "config get-value") echo "${FAKE_PROJECT:-(unset)}" ;;
+  "logging read") cat "${FAKE_LOGGING_JSON:-/dev/null}" ;;
+  "run services") echo "${FAKE_URL:-}" ;;
+  "storage buckets") [[ "$3" != describe ]] ;;
+  "auth print-identity-token") echo fake-token ;;
+esac
+"""
+
+FAKE_TERRAFORM = r"""#!/usr/bin/env bash
+printf '%s\n' "$(python3 -c 'import json,sys; print(json.dumps(["terraform", *sys.argv[1:]]))' "$@")" >> "$FAKE_LOG"
+if [[ "$2" == output ]]; then
+  case "$4" in
+    project_id) echo -n tf-project ;;
+    region) echo -n europe-west4 ;;
+    build_service_account) echo -n projects/tf-project/serviceAccounts/holepunch-build@tf-project.iam.gserviceaccount.com ;;
+    build_source_staging_dir) echo -n gs://tf-project-holepunch-build/source ;;
+    cloudbuild_substitutions) echo -n _REGION=europe-west4,_REPOSITORY=holepunch,_RENDEZVOUS_SERVICE=rendezvous,_WORKER_SERVICE=worker ;;
+    *) exit 1 ;;
+  esac
+fi
+"""
+
+
+@pytest.fixture
+def bin_dir(tmp_path: Path) -> Path:
+    """A PATH with only basic tools (no gcloud, no terraform)."""
+    directory = tmp_path / "bin"
+    directory.mkdir()
+    for tool in TOOLS:
+        found = shutil.which(tool)
+        if found:
+            (directory / tool).symlink_to(found)
+    (directory / "python3").symlink_to(sys.executable)
+    return directory
+
+
+@pytest.fixture
+def fakes(bin_dir: Path, tmp_path: Path) -> Path:
+    for name, text in (("gcloud", FAKE_GCLOUD), ("terraform", FAKE_TERRAFORM)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    return tmp_path / "calls.jsonl"
+
+
+def run(
+    script: str, *args: str, path: Path, log: Path | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    environment = {
+        "PATH": str(path),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "FAKE_LOG": str(log or path / "calls.jsonl"),
+        **env,
+    }
+    return subprocess.run(
+        [str(SCRIPTS / script), *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=60,
+        check=False,
+    )
+
+
+def calls(log: Path) -> list[list[str]]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_shellcheck_every_shell_script() -> None:
+    shellcheck = require_tool(
+        "shellcheck", "apt-get install shellcheck (make test does it as root)"
+    )
+    assert SHELL_SCRIPTS, "no shell script found"
+    result = subprocess.run(
+        [shellcheck, "-x", *map(str, SHELL_SCRIPTS)],
+        capture_output=True,
+        text=True,
+        cwd=SCRIPTS.parent,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("script", COMMANDS)
+def test_help_and_strict_mode(script: str, bin_dir: Path) -> None:
+    path = SCRIPTS / script
+    assert os.access(path, os.X_OK), f"{script} is not executable"
+    text = path.read_text()
+    if text.startswith("#!/usr/bin/env bash"):
+        assert "set -euo pipefail" in text
+    else:
+        assert text.startswith("#!/usr/bin/env python3")
+    result = run(script, "--help", path=bin_dir)
+    assert result.returncode == 0, result.stderr
+    assert "usage" in result.stdout.lower() and "--dry-run" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("script", "args"),
+    [
+        ("bootstrap", ["--project", "p-1"]),
+        ("logs", ["--project", "p-1", "stun"]),
+        ("verify", ["--project", "p-1"]),
+    ],
+)
+def test_missing_gcloud_is_a_clear_error(script: str, args: list[str], bin_dir: Path) -> None:
+    result = run(script, *args, path=bin_dir)
+    assert result.returncode == 2
+    assert "gcloud not found" in result.stderr
+
+
+def test_deploy_needs_terraform(bin_dir: Path, fakes: Path) -> None:
+    (bin_dir / "terraform").unlink()
+    result = run("deploy", path=bin_dir, log=fakes)
+    assert result.returncode == 2 and "terraform not found" in result.stderr
+
+
+@pytest.mark.parametrize("script", ["bootstrap", "logs", "verify"])
+def test_missing_project_is_a_clear_error(script: str, bin_dir: Path, fakes: Path) -> None:
+    args = ["stun"] if script == "logs" else ["--no-init"] if script == "bootstrap" else []
+    result = run(script, *args, path=bin_dir, log=fakes)
+    assert result.returncode == 2
+    assert "no Google Cloud project" in result.stderr
+
+
+def test_bootstrap_dry_run_prints_and_runs_nothing(bin_dir: Path, fakes: Path) -> None:
+    result = run(
+        "bootstrap",
+        "--dry-run",
+        "--project",
+        "demo-1",
+        "--region",
+        "europe-west4",
+        path=bin_dir,
+        log=fakes,
+    )
+    assert result.returncode == 0, result.stderr
+    assert calls(fakes) == []
+    out = result.stdout
+    assert "+ gcloud services enable serviceusage.googleapis.com" in out
+    assert "gs://demo-1-holepunch-tfstate" in out and "--versioning" in out
+    assert "init -backend-config=bucket=demo-1-holepunch-tfstate" in out
+
+
+def test_bootstrap_creates_the_state_bucket_and_inits(bin_dir: Path, fakes: Path) -> None:
+    result = run("bootstrap", path=bin_dir, log=fakes, FAKE_PROJECT="cfg-project")
+    assert result.returncode == 0, result.stderr
+    made = calls(fakes)
+    assert ["config", "get-value", "project"] in made
+    assert made[1][:2] == ["services", "enable"] and "--project=cfg-project" in made[1]
+    assert made[3][:4] == ["storage", "buckets", "create", "gs://cfg-project-holepunch-tfstate"]
+    assert made[4] == [
+        "storage",
+        "buckets",
+        "update",
+        "gs://cfg-project-holepunch-tfstate",
+        "--versioning",
+    ]
+    assert (
+        made[5][0] == "terraform"
+        and "-backend-config=bucket=cfg-project-holepunch-tfstate" in made[5]
+    )
+
+
+def test_deploy_submits_the_build_with_terraform_outputs(bin_dir: Path, fakes: Path) -> None:
+    result = run("deploy", "--tag", "abc123", path=bin_dir, log=fakes)
+    assert result.returncode == 0, result.stderr
+    submit = [c for c in calls(fakes) if c[:2] == ["builds", "submit"]]
+    assert len(submit) == 1
+    args = submit[0]
+    assert "--config=cloudbuild.yaml" in args and "." in args
+    assert "--project=tf-project" in args and "--region=europe-west4" in args
+    assert (
+        "--service-account=projects/tf-project/serviceAccounts/holepunch-build@tf-project.iam.gserviceaccount.com"
+        in args
+    )
+    assert "--gcs-source-staging-dir=gs://tf-project-holepunch-build/source" in args
+    assert (
+        "--substitutions=COMMIT_SHA=abc123,_REGION=europe-west4,_REPOSITORY=holepunch,"
+        "_RENDEZVOUS_SERVICE=rendezvous,_WORKER_SERVICE=worker"
+    ) in args
+
+
+def test_deploy_dry_run_and_bad_tag(bin_dir: Path, fakes: Path) -> None:
+    result = run("deploy", "--dry-run", "--tag", "v1", path=bin_dir, log=fakes)
+    assert result.returncode == 0, result.stderr
+    assert "+ gcloud builds submit . --config=cloudbuild.yaml" in result.stdout
+    assert not [c for c in calls(fakes) if c[0] != "terraform"], "dry-run ran gcloud"
+    bad = run("deploy", "--tag", "no spaces", path=bin_dir, log=fakes)
+    assert bad.returncode == 2 and "valid image tag" in bad.stderr
+
+
+def entries(tmp_path: Path, payload: dict[str, Any]) -> Path:
+    path = tmp_path / "entries.json"
+    entry = {
+        "timestamp": "2026-01-01T00:00:00Z",
+        "severity": "INFO",
+        "resource": {"type": "cloud_run_revision", "labels": {"service_name": "worker"}},
+        "jsonPayload": payload,
+    }
+    path.write_text(json.dumps([entry]))
+    return path
+
+
+def test_logs_runs_the_saved_query(bin_dir: Path, fakes: Path, tmp_path: Path) -> None:
+    data = entries(tmp_path, {"event": "stun_result", "message": "mapped", "udp_ip": "203.0.113.7"})
+    result = run(
+        "logs",
+        "stun",
+        "--since",
+        "2h",
+        "--project",
+        "p-9",
+        path=bin_dir,
+        log=fakes,
+        FAKE_LOGGING_JSON=str(data),
+    )
+    assert result.returncode == 0, result.stderr
+    (call,) = calls(fakes)
+    assert call[:2] == ["logging", "read"]
+    assert call[2] == (
+        'resource.type="cloud_run_revision" AND resource.labels.service_name="worker" AND '
+        'jsonPayload.event=("stun_request" OR "stun_result" OR "stun_failed")'
+    )
+    assert {"--project=p-9", "--freshness=2h", "--format=json"} <= set(call)
+    assert "stun_result" in result.stdout and "udp_ip=203.0.113.7" in result.stdout
+
+
+def test_logs_worker_selects_on_worker_id_in_both_services(bin_dir: Path, fakes: Path) -> None:
+    result = run(
+        "logs",
+        "--dry-run",
+        "--project",
+        "p-9",
+        "--worker-service",
+        "w2",
+        "worker",
+        "abc-1",
+        path=bin_dir,
+    )
+    assert result.returncode == 0, result.stderr
+    assert 'service_name=("rendezvous" OR "w2") AND jsonPayload.worker_id="abc-1"' in result.stdout
+
+
+def test_logs_rejects_unknown_queries_and_bad_durations(bin_dir: Path) -> None:
+    assert run("logs", "nope", "--project", "p", path=bin_dir).returncode == 2
+    assert (
+        run("logs", "stun", "--since", "yesterday", "--project", "p", path=bin_dir).returncode == 2
+    )
+    assert run("logs", "worker", "--project", "p", path=bin_dir).returncode == 2
+    listed = run("logs", "list", path=bin_dir)
+    assert listed.returncode == 0 and "endpoint-updates" in listed.stdout
+
+
+class FakeRendezvous(http.server.BaseHTTPRequestHandler):
+    workers: ClassVar[dict[str, Any]] = {}
+
+    def do_GET(self) -> None:
+        if self.path == "/healthz":
+            body = {"status": "ok"}
+        elif self.path == "/debug/list_workers":
+            body = {"connected_workers_count": len(self.workers), "workers": self.workers}
+        else:
+            self.send_error(404)
+            return
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def rendezvous() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeRendezvous)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def worker(ip: str | None, port: int | None, connected: bool) -> dict[str, Any]:
+    return {
+        "stun_reported_udp_ip": ip,
+        "stun_reported_udp_port": port,
+        "websocket_connected": connected,
+    }
+
+
+def test_verify_passes_a_healthy_deployment(
+    bin_dir: Path, fakes: Path, tmp_path: Path, rendezvous: str
+) -> None:
+    FakeRendezvous.workers = {"w-1": worker("203.0.113.7", 40001, True)}
+    data = entries(tmp_path, {"event": "any"})
+    result = run(
+        "verify",
+        "--project",
+        "p-1",
+        "--url",
+        rendezvous,
+        path=bin_dir,
+        log=fakes,
+        FAKE_LOGGING_JSON=str(data),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert "PASS  worker w-1 has a STUN-reported UDP endpoint: 203.0.113.7:40001" in lines
+    assert "PASS  worker w-1 has a live WebSocket: websocket_connected=True" in lines
+    assert not [line for line in lines if line.startswith("FAIL")]
+    reads = [c for c in calls(fakes) if c[:2] == ["logging", "read"]]
+    assert len(reads) == len([line for line in lines if line.startswith("PASS  logs:")]) >= 7
+
+
+def test_verify_fails_each_broken_item(bin_dir: Path, fakes: Path, rendezvous: str) -> None:
+    FakeRendezvous.workers = {"w-2": worker(None, None, False)}
+    result = run(
+        "verify", "--project", "p-1", "--url", rendezvous, "--since", "30m", path=bin_dir, log=fakes
+    )
+    assert result.returncode == 1
+    out = result.stdout
+    assert "FAIL  worker w-2 has a STUN-reported UDP endpoint" in out
+    assert "FAIL  worker w-2 has a live WebSocket" in out
+    assert (
+        "FAIL  logs: worker got a STUN result (public ip:port): stun_result in worker's logs (none in 30m)"
+        in out
+    )
+    assert "WARN  logs: rendezvous recorded a worker's public IP" in out
+
+
+def test_verify_reads_the_url_from_cloud_run_and_reports_unreachable(
+    bin_dir: Path, fakes: Path
+) -> None:
+    result = run(
+        "verify",
+        "--project",
+        "p-1",
+        "--skip-logs",
+        "--timeout",
+        "2",
+        path=bin_dir,
+        log=fakes,
+        FAKE_URL="http://127.0.0.1:9",
+    )
+    assert result.returncode == 1
+    assert calls(fakes)[0][:4] == ["run", "services", "describe", "rendezvous"]
+    assert "FAIL  rendezvous reachable at http://127.0.0.1:9" in result.stdout

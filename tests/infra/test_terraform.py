@@ -1,0 +1,366 @@
+"""infra/terraform, parsed with python-hcl2: the settings that matter, asserted by value."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from tests.infra.conftest import TF_DIR, Terraform
+
+FILES = [
+    "versions.tf",
+    "variables.tf",
+    "outputs.tf",
+    "apis.tf",
+    "network.tf",
+    "nat.tf",
+    "registry.tf",
+    "iam.tf",
+    "run.tf",
+    "build.tf",
+    "observability.tf",
+]
+APIS = {
+    "run.googleapis.com",
+    "compute.googleapis.com",
+    "artifactregistry.googleapis.com",
+    "cloudbuild.googleapis.com",
+    "logging.googleapis.com",
+    "monitoring.googleapis.com",
+    "iam.googleapis.com",
+}
+
+
+def api(name: str) -> str:
+    return f'${{google_project_service.apis["{name}.googleapis.com"]}}'
+
+
+def only(blocks: list[dict]) -> dict:
+    assert len(blocks) == 1, blocks
+    return blocks[0]
+
+
+def test_files_split_by_concern_each_opening_with_a_one_line_comment() -> None:
+    for name in FILES:
+        first = (TF_DIR / name).read_text(encoding="utf-8").splitlines()[0]
+        assert first.startswith("# ") and len(first) > 10, (
+            f"{name} must open with a one-line comment"
+        )
+    assert (TF_DIR / "terraform.tfvars.example").exists()
+    assert (TF_DIR / "README.md").exists()
+
+
+def test_provider_range(tf: Terraform) -> None:
+    terraform = only(tf.files["versions.tf"]["terraform"])
+    google = only(terraform["required_providers"])["google"]
+    assert google == {"source": "hashicorp/google", "version": ">= 6.50, < 8"}
+    assert "gcs" in only(terraform["backend"])
+
+
+def test_apis_enabled_and_kept_on_destroy(tf: Terraform) -> None:
+    assert set(tf.locals["apis"].removeprefix("${toset(").split('"')[1::2]) >= APIS
+    service = tf.resource("google_project_service", "apis")
+    assert service["for_each"] == "${local.apis}"
+    assert service["disable_on_destroy"] is False
+
+
+@pytest.mark.parametrize(
+    ("rtype", "name", "needs"),
+    [
+        ("google_compute_network", "vpc", "compute"),
+        ("google_compute_address", "nat", "compute"),
+        ("google_artifact_registry_repository", "images", "artifactregistry"),
+        ("google_service_account", "rendezvous", "iam"),
+        ("google_service_account", "worker", "iam"),
+        ("google_service_account", "build", "iam"),
+        ("google_cloud_run_v2_service", "rendezvous", "run"),
+        ("google_cloud_run_v2_service", "worker", "run"),
+        ("google_logging_metric", "events", "logging"),
+        ("google_monitoring_dashboard", "holepunch", "monitoring"),
+        ("google_storage_bucket", "build_source", "storage"),
+        ("google_cloudbuild_trigger", "push", "cloudbuild"),
+    ],
+)
+def test_resources_depend_on_their_api(tf: Terraform, rtype: str, name: str, needs: str) -> None:
+    assert api(needs) in tf.resource(rtype, name).get("depends_on", [])
+
+
+def test_every_google_resource_is_covered_by_an_api_dependency(tf: Terraform) -> None:
+    """A resource with no dependency on its API must reference one that has it."""
+    for content in tf.files.values():
+        for block in content.get("resource", []):
+            for rtype, resources in block.items():
+                if rtype == "google_project_service":
+                    continue
+                for name, body in resources.items():
+                    text = json.dumps(body)
+                    refers = re.search(r"google_(?!project_service)[a-z0-9_]+\.[a-z_]+", text)
+                    assert "google_project_service.apis" in text or refers or "local." in text, (
+                        f"{rtype}.{name} neither depends on its API nor references a resource that does"
+                    )
+
+
+def test_network_has_custom_subnets_only(tf: Terraform) -> None:
+    vpc = tf.resource("google_compute_network", "vpc")
+    assert vpc["auto_create_subnetworks"] is False
+    subnet = tf.resource("google_compute_subnetwork", "workers")
+    assert subnet["network"] == "${google_compute_network.vpc.id}"
+    assert subnet["region"] == "${var.region}"
+    assert subnet["ip_cidr_range"] == "${var.subnet_cidr}"
+    router = tf.resource("google_compute_router", "nat")
+    assert router["network"] == "${google_compute_network.vpc.id}"
+    deny = tf.resource("google_compute_firewall", "deny_ingress")
+    assert deny["direction"] == "INGRESS" and only(deny["deny"]) == {"protocol": "all"}
+
+
+def test_nat_endpoint_independent_with_static_ports(tf: Terraform) -> None:
+    nat = tf.resource("google_compute_router_nat", "nat")
+    assert nat["enable_endpoint_independent_mapping"] is True
+    assert nat["enable_dynamic_port_allocation"] is False
+    assert nat["udp_idle_timeout_sec"] == "${var.nat_udp_idle_timeout_sec}"
+    assert nat["min_ports_per_vm"] == "${var.nat_min_ports_per_vm}"
+    assert nat["router"] == "${google_compute_router.nat.name}"
+    assert nat["source_subnetwork_ip_ranges_to_nat"] == "LIST_OF_SUBNETWORKS"
+    assert only(nat["subnetwork"]) == {
+        "name": "${google_compute_subnetwork.workers.id}",
+        "source_ip_ranges_to_nat": ["ALL_IP_RANGES"],
+    }
+    assert only(nat["log_config"]) == {
+        "enable": "${var.nat_logging.enable}",
+        "filter": "${var.nat_logging.filter}",
+    }
+    assert nat["nat_ip_allocate_option"] == (
+        '${var.nat_static_ip_count > 0 ? "MANUAL_ONLY" : "AUTO_ONLY"}'
+    )
+    assert "google_compute_address.nat[*].self_link" in nat["nat_ips"]
+
+
+def test_static_nat_addresses_are_optional_and_replaced_safely(tf: Terraform) -> None:
+    address = tf.resource("google_compute_address", "nat")
+    assert address["count"] == "${var.nat_static_ip_count}"
+    assert address["address_type"] == "EXTERNAL"
+    assert only(address["lifecycle"])["create_before_destroy"] is True
+    assert tf.default("nat_static_ip_count") == 0
+
+
+def test_nat_defaults(tf: Terraform) -> None:
+    assert tf.default("nat_udp_idle_timeout_sec") == 30
+    assert tf.default("nat_min_ports_per_vm") == 64
+    assert tf.default("stun_refresh_sec") < tf.default("nat_udp_idle_timeout_sec")
+
+
+def test_registry_keeps_the_last_images(tf: Terraform) -> None:
+    repo = tf.resource("google_artifact_registry_repository", "images")
+    assert repo["format"] == "DOCKER"
+    assert repo["repository_id"] == "${var.artifact_repository_id}"
+    assert repo["location"] == "${var.region}"
+    assert repo["cleanup_policy_dry_run"] is False
+    policies = {p["action"]: p for p in repo["cleanup_policies"]}
+    assert only(policies["KEEP"]["most_recent_versions"]) == {
+        "keep_count": "${var.artifact_keep_count}"
+    }
+    assert only(policies["DELETE"]["condition"])["tag_state"] == "ANY"
+    assert tf.default("artifact_repository_id") == "holepunch"
+    assert tf.locals["images"] == {
+        "rendezvous": "${local.image_repository}/rendezvous",
+        "worker": "${local.image_repository}/worker",
+    }
+    assert tf.locals["image_repository"] == (
+        "${var.region}-docker.pkg.dev/${var.project_id}/${var.artifact_repository_id}"
+    )
+
+
+def test_one_service_account_per_service_and_for_the_build(tf: Terraform) -> None:
+    accounts = tf.resources("google_service_account")
+    assert set(accounts) == {"rendezvous", "worker", "build"}
+    run = tf.resources("google_cloud_run_v2_service")
+    assert only(run["rendezvous"]["template"])["service_account"] == (
+        "${google_service_account.rendezvous.email}"
+    )
+    assert only(run["worker"]["template"])["service_account"] == (
+        "${google_service_account.worker.email}"
+    )
+
+
+def test_build_account_has_only_what_deploying_needs(tf: Terraform) -> None:
+    assert tf.locals["build_member"] == "serviceAccount:${google_service_account.build.email}"
+    project_roles = {
+        body["role"]: body["member"] for body in tf.resources("google_project_iam_member").values()
+    }
+    assert project_roles == {"roles/logging.logWriter": "${local.build_member}"}
+
+    writer = tf.resource("google_artifact_registry_repository_iam_member", "build_writer")
+    assert writer["role"] == "roles/artifactregistry.writer"
+    assert writer["repository"] == "${google_artifact_registry_repository.images.name}"
+
+    deploy = tf.resource("google_cloud_run_v2_service_iam_member", "build_developer")
+    assert (deploy["role"], deploy["for_each"]) == ("roles/run.developer", "${local.services}")
+    assert tf.locals["services"] == {
+        "rendezvous": "${google_cloud_run_v2_service.rendezvous.name}",
+        "worker": "${google_cloud_run_v2_service.worker.name}",
+    }
+
+    act_as = tf.resource("google_service_account_iam_member", "build_act_as")
+    assert act_as["role"] == "roles/iam.serviceAccountUser"
+    assert act_as["for_each"] == "${local.runtime_service_accounts}"
+    assert set(tf.locals["runtime_service_accounts"]) == {"rendezvous", "worker"}
+
+    source = tf.resource("google_storage_bucket_iam_member", "build_source_reader")
+    assert source["role"] == "roles/storage.objectViewer"
+
+    text = "".join((TF_DIR / name).read_text() for name in FILES)
+    for broad in ("roles/owner", "roles/editor", "roles/run.admin", "roles/storage.admin"):
+        assert broad not in text
+
+
+def test_rendezvous_service(tf: Terraform) -> None:
+    service = tf.resource("google_cloud_run_v2_service", "rendezvous")
+    assert service["name"] == "${var.rendezvous_service_name}"
+    assert service["ingress"] == "INGRESS_TRAFFIC_ALL"
+    assert service["deletion_protection"] == "${var.deletion_protection}"
+    template = only(service["template"])
+    assert template["session_affinity"] is True
+    assert template["timeout"] == "3600s"
+    assert template["max_instance_request_concurrency"] == "${var.rendezvous_concurrency}"
+    assert tf.default("rendezvous_concurrency") >= 250
+    scaling = only(template["scaling"])
+    assert scaling["min_instance_count"] == "${var.rendezvous_min_instances}"
+    assert tf.default("rendezvous_min_instances") >= 1
+    container = only(template["containers"])
+    probe = only(container["startup_probe"])
+    assert only(probe["http_get"])["path"] == "/healthz"
+    env = tf.locals["rendezvous_env"]
+    assert env["TRUST_PROXY_HEADERS"] == "true"
+    assert env["TRUSTED_PROXIES"] == '${join(",", var.trusted_proxy_cidrs)}'
+    assert tf.default("trusted_proxy_cidrs") == ["169.254.0.0/16"]
+    assert only(container["dynamic"])["env"]["for_each"] == "${local.rendezvous_env}"
+
+
+def test_rendezvous_is_public_only_while_the_variable_says_so(tf: Terraform) -> None:
+    invoker = tf.resource("google_cloud_run_v2_service_iam_member", "rendezvous_public")
+    assert invoker["count"] == "${var.rendezvous_public ? 1 : 0}"
+    assert (invoker["role"], invoker["member"]) == ("roles/run.invoker", "allUsers")
+    assert tf.variables["rendezvous_public"]["type"] == "bool"
+    public = [
+        (rtype, name)
+        for rtype in ("google_cloud_run_v2_service_iam_member", "google_project_iam_member")
+        for name, body in tf.resources(rtype).items()
+        if body["member"] in ("allUsers", "allAuthenticatedUsers")
+    ]
+    assert public == [("google_cloud_run_v2_service_iam_member", "rendezvous_public")]
+
+
+def test_worker_service(tf: Terraform) -> None:
+    service = tf.resource("google_cloud_run_v2_service", "worker")
+    assert service["name"] == "${var.worker_service_name}"
+    assert service["ingress"] == "INGRESS_TRAFFIC_INTERNAL_ONLY"
+    template = only(service["template"])
+    vpc = only(template["vpc_access"])
+    assert vpc["egress"] == "ALL_TRAFFIC"
+    assert only(vpc["network_interfaces"]) == {
+        "network": "${google_compute_network.vpc.id}",
+        "subnetwork": "${google_compute_subnetwork.workers.id}",
+    }
+    container = only(template["containers"])
+    assert only(container["resources"])["cpu_idle"] is False
+    scaling = only(template["scaling"])
+    assert scaling == {
+        "min_instance_count": "${var.worker_min_instances}",
+        "max_instance_count": "${var.worker_max_instances}",
+    }
+    assert (tf.default("worker_min_instances"), tf.default("worker_max_instances")) == (1, 2)
+    env = tf.locals["worker_env"]
+    assert env["RENDEZVOUS_SERVICE_URL"] == "${google_cloud_run_v2_service.rendezvous.uri}"
+    assert env["STUN_SERVERS"] == '${join(",", var.stun_servers)}'
+    assert env["STUN_REFRESH_SEC"] == "${tostring(var.stun_refresh_sec)}"
+    assert only(container["dynamic"])["env"]["for_each"] == "${local.worker_env}"
+    assert tf.default("stun_servers") == ["stun.l.google.com:19302", "stun1.l.google.com:19302"]
+    assert "${google_compute_router_nat.nat}" in service["depends_on"]
+    conditions = [p["condition"] for p in only(service["lifecycle"])["precondition"]]
+    assert "${var.stun_refresh_sec < var.nat_udp_idle_timeout_sec}" in conditions
+    assert "${var.worker_min_instances <= var.worker_max_instances}" in conditions
+
+
+@pytest.mark.parametrize("name", ["rendezvous", "worker"])
+def test_terraform_owns_the_service_and_cloud_build_the_image(tf: Terraform, name: str) -> None:
+    service = tf.resource("google_cloud_run_v2_service", name)
+    container = only(only(service["template"])["containers"])
+    assert container["image"] == "${var.placeholder_image}"
+    assert tf.default("placeholder_image") == "us-docker.pkg.dev/cloudrun/container/hello"
+    ignored = only(service["lifecycle"])["ignore_changes"]
+    for field in ("client", "client_version", "template[0].containers[0].image"):
+        assert f"${{{field}}}" in ignored or field in ignored, ignored
+    assert only(container["ports"])["container_port"] == "${local.container_port}"
+    assert tf.locals["container_port"] == 8080
+
+
+def test_service_names_and_deletion_protection_defaults(tf: Terraform) -> None:
+    assert tf.default("rendezvous_service_name") == "rendezvous"
+    assert tf.default("worker_service_name") == "worker"
+    assert tf.variables["deletion_protection"]["type"] == "bool"
+
+
+def test_build_trigger_is_off_unless_configured(tf: Terraform) -> None:
+    trigger = tf.resource("google_cloudbuild_trigger", "push")
+    assert trigger["count"] == "${var.build_trigger == null ? 0 : 1}"
+    assert tf.default("build_trigger") is None
+    assert trigger["filename"] == "cloudbuild.yaml"
+    assert trigger["service_account"] == "${google_service_account.build.id}"
+    assert trigger["substitutions"] == "${local.build_substitutions}"
+    assert only(only(trigger["github"])["push"])["branch"] == "${var.build_trigger.branch_regex}"
+
+
+def test_log_metrics_and_dashboard(tf: Terraform) -> None:
+    metric = tf.resource("google_logging_metric", "events")
+    assert metric["for_each"] == "${local.log_metrics}"
+    assert metric["filter"] == "${each.value.filter}"
+    descriptor = only(metric["metric_descriptor"])
+    assert (descriptor["metric_kind"], descriptor["value_type"]) == ("DELTA", "INT64")
+    dashboard = tf.resource("google_monitoring_dashboard", "holepunch")
+    assert dashboard["dashboard_json"] == "${jsonencode(local.dashboard)}"
+    charts = tf.locals["dashboard_charts"]
+    for metric_type in (
+        "run.googleapis.com/request_count",
+        "run.googleapis.com/container/instance_count",
+    ):
+        assert metric_type in charts
+    assert "logging.googleapis.com/user/${google_logging_metric.events[name].name}" in charts
+
+
+def test_outputs(tf: Terraform) -> None:
+    outputs = tf.outputs
+    for name in (
+        "rendezvous_url",
+        "nat_ips",
+        "image_repository",
+        "rendezvous_service_name",
+        "worker_service_name",
+        "deploy_command",
+        "logs_commands",
+        "verify_command",
+    ):
+        assert name in outputs, name
+        assert outputs[name].get("description"), f"output {name} has no description"
+    assert outputs["rendezvous_url"]["value"] == "${google_cloud_run_v2_service.rendezvous.uri}"
+    assert outputs["nat_ips"]["value"] == "${google_compute_address.nat[*].address}"
+
+
+def test_variables_typed_described_alphabetical(tf: Terraform) -> None:
+    names = [next(iter(block)) for block in tf.files["variables.tf"]["variable"]]
+    assert names == sorted(names)
+    for name, body in tf.variables.items():
+        assert body.get("type"), f"variable {name} has no type"
+        assert len(body.get("description", "")) > 10, f"variable {name} has no description"
+    for name in (
+        "region",
+        "project_id",
+        "nat_udp_idle_timeout_sec",
+        "nat_min_ports_per_vm",
+        "worker_min_instances",
+        "worker_max_instances",
+        "rendezvous_min_instances",
+        "stun_servers",
+    ):
+        assert tf.variables[name].get("validation"), f"variable {name} is not validated"
