@@ -364,3 +364,9 @@ def test_variables_typed_described_alphabetical(tf: Terraform) -> None:
         "stun_servers",
     ):
         assert tf.variables[name].get("validation"), f"variable {name} is not validated"
+
+
+def test_readme_tables_list_every_variable_and_output(tf: Terraform) -> None:
+    readme = (TF_DIR / "README.md").read_text(encoding="utf-8")
+    for name in [*tf.variables, *tf.outputs]:
+        assert f"| `{name}` |" in readme, f"README.md does not list {name}"
