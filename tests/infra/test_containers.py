@@ -118,6 +118,11 @@ class Image:
     env: dict[str, str] = field(default_factory=dict)
     cmd: list[str] = field(default_factory=list)
 
+    def for_service(self, name: str) -> Image:
+        """The same installed virtualenv, with that service's CMD."""
+        cmd = next(json.loads(s.argument) for s in parse(dockerfile(name)) if s.keyword == "CMD")
+        return Image(self.venv, self.workdir, self.env, cmd)
+
 
 def _copy(source: Path, target: Path) -> None:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "Dockerfile")
@@ -129,7 +134,7 @@ def _copy(source: Path, target: Path) -> None:
 
 
 def replay(path: Path, root: Path) -> Image:
-    """Apply the Dockerfile's WORKDIR, ENV, COPY and `pip install` steps to a virtualenv."""
+    """Apply the Dockerfile's ENV, COPY and `pip install` steps to a new virtualenv."""
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     image = Image(venv=venv, workdir=root / "app")
@@ -152,14 +157,15 @@ def replay(path: Path, root: Path) -> Image:
             for command in step.argument.split("&&"):
                 words = shlex.split(command)
                 if words[:2] == ["pip", "install"]:
-                    subprocess.run(
+                    result = subprocess.run(
                         [str(venv / "bin" / "python"), "-m", "pip", *words[1:], "--quiet"],
                         cwd=image.workdir,
-                        check=True,
+                        capture_output=True,
+                        text=True,
+                        check=False,
                         env={**os.environ, **image.env},
                     )
-        elif step.keyword == "CMD":
-            image.cmd = json.loads(step.argument)
+                    assert result.returncode == 0, f"RUN {command.strip()} failed:\n{result.stderr}"
     return image
 
 
@@ -172,13 +178,8 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Image
         key = hashlib.sha256(repr([(s.keyword, s.argument) for s in steps]).encode()).hexdigest()
         if key not in by_recipe:
             by_recipe[key] = replay(dockerfile(name), tmp_path_factory.mktemp(f"image-{name}"))
-        recipe = by_recipe[key]
-        built[name] = Image(recipe.venv, recipe.workdir, recipe.env, replay_cmd(dockerfile(name)))
+        built[name] = by_recipe[key].for_service(name)
     yield built
-
-
-def replay_cmd(path: Path) -> list[str]:
-    return next(json.loads(s.argument) for s in parse(path) if s.keyword == "CMD")
 
 
 def free_port() -> int:
