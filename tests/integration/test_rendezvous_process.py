@@ -7,11 +7,11 @@ import json
 import time
 
 import pytest
+from holepunch_devtools.processes import start_service
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.support.ports import free_tcp_port
-from holepunch_devtools.processes import start_service
 
 
 async def test_logs_one_json_event_per_line_and_shuts_down_with_1001() -> None:
