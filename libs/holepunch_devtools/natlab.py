@@ -326,13 +326,12 @@ def namespace_pids(namespace: str) -> list[int]:
 
 
 def _process_alive(pid: int) -> bool:
+    """Whether `pid` runs; a zombie (killed, not yet reaped) counts as gone."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
-    except PermissionError:
-        return True
-    return True
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def find_labs() -> dict[str, list[str]]:
