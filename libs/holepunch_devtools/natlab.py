@@ -1107,7 +1107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             lab = Lab.create(spec, arguments.prefix or CLI_PREFIX)
             lab.up()
             print(json.dumps(lab.status(), indent=2))
-            print(f"\nnext: {sys.argv[0]} exec host1 holepunch-worker", file=sys.stderr)
+            print("\nnext: scripts/natlab exec host1 holepunch-worker", file=sys.stderr)
         elif arguments.command == "down":
             if arguments.stale:
                 removed = remove_stale_labs()

@@ -6,8 +6,10 @@ on a clean network and with a 50 ms round trip and 10 % loss each way (conftest)
 from __future__ import annotations
 
 import asyncio
+import errno
 import secrets
 import socket
+import subprocess
 from typing import Any
 
 import pytest
@@ -101,11 +103,34 @@ def nat_sees(lab: Lab, index: int, local_port: int) -> dict[str, int]:
     return seen
 
 
+def assert_isolated(lab: Lab) -> None:
+    """Nothing in the lab routes out, and the machine has no route in."""
+    for namespace in lab.namespaces:
+        routes = subprocess.run(
+            ["ip", "-n", namespace, "route", "show", "default"], capture_output=True, text=True
+        ).stdout.strip()
+        if namespace.endswith(tuple(f"-host{i}" for i in range(1, 10))):
+            assert routes.startswith("default via 10.0."), routes  # only to its own router
+        else:
+            assert routes == "", f"{namespace} has a default route: {routes}"
+        for outside in ("192.0.2.1", "8.8.8.8"):
+            if "-host" in namespace:
+                continue  # its router is the next hop, checked above
+            with netns_socket(namespace) as probe, pytest.raises(OSError) as raised:
+                probe.connect((outside, 9))
+            assert raised.value.errno == errno.ENETUNREACH
+    with netns_socket(lab.ns("pub")) as probe, pytest.raises(OSError):
+        probe.connect((host_ip(1), 9))  # the public side cannot address private hosts
+    root_addresses = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True).stdout
+    assert "198.51.100." not in root_addresses
+
+
 async def test_each_nat_kind_registers_the_mapping_coturn_saw(
     make_lab: MakeLab, start_worker: StartWorker
 ) -> None:
     kinds = (NatKind.EIM, NatKind.SYMMETRIC, NatKind.FULL_CONE)
     lab = make_lab(*(NatSpec(kind) for kind in kinds))
+    await asyncio.to_thread(assert_isolated, lab)
     for index, kind in enumerate(kinds, start=1):
         await start_worker(lab, index, f"worker-{kind.value}")
 
