@@ -1026,15 +1026,9 @@ async def start_service_in_namespace(
 # ---------------------------------------------------------------------- CLI
 
 
-def _single_lab(prefix: str | None) -> str:
-    if prefix is not None:
-        return validate_prefix(prefix)
-    labs = sorted(find_labs())
-    if CLI_PREFIX in labs or not labs:
-        return CLI_PREFIX
-    if len(labs) == 1:
-        return labs[0]
-    raise LabError(f"several labs are up ({', '.join(labs)}): choose one with --prefix")
+def _cli_prefix(prefix: str | None) -> str:
+    # Always an explicit choice: never guess another lab (a test run's) and take it down.
+    return validate_prefix(prefix or CLI_PREFIX)
 
 
 def _require_root() -> None:
@@ -1055,7 +1049,7 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
-        "--prefix", help=f"lab prefix (default {CLI_PREFIX}, or the only lab that is up)"
+        "--prefix", help=f"lab prefix (default {CLI_PREFIX}; `status` lists the labs that are up)"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="{up,down,status,exec}")
     up = commands.add_parser("up", help="build a lab and start coturn and the rendezvous")
@@ -1093,7 +1087,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_delay_queue(arguments.queue, arguments.delay_ms / 1000, sys.stdout)
             return 0
         _require_root()
-        prefix = _single_lab(arguments.prefix)
+        prefix = _cli_prefix(arguments.prefix)
         if arguments.command == "up":
             impairment = Impairment(arguments.delay_ms, arguments.loss_pct)
             kinds = arguments.nat or [kind.value for kind in NatKind]
@@ -1104,7 +1098,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ),
                 start_rendezvous=not arguments.no_rendezvous,
             )
-            lab = Lab.create(spec, arguments.prefix or CLI_PREFIX)
+            lab = Lab.create(spec, prefix)
             lab.up()
             print(json.dumps(lab.status(), indent=2))
             print("\nnext: scripts/natlab exec host1 holepunch-worker", file=sys.stderr)
