@@ -61,6 +61,13 @@ def _string(fields: Fields, name: str, message_type: str, *, max_length: int) ->
         raise ProtocolError(
             ErrorCode.INVALID_FIELD, f"{name} is longer than {max_length} characters", message_type
         )
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # JSON "\ud800" decodes to a lone surrogate
+            raise ProtocolError(
+                ErrorCode.INVALID_FIELD, f"{name} is not valid Unicode text", message_type
+            ) from None
     return value
 
 

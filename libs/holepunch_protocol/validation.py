@@ -16,6 +16,7 @@ __all__ = [
 ]
 
 WORKER_ID_MAX_LENGTH = 64
+_LIMITED_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 # Letters, digits, '.', '_', '-'; starts with a letter or digit (a UUID matches).
 WORKER_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -42,10 +43,18 @@ def parse_ip_literal(value: object, field: str, message_type: str | None = None)
         raise ProtocolError(
             ErrorCode.INVALID_FIELD, f"{field} is not an IP address literal", message_type
         ) from None
-    if address.is_unspecified or address.is_multicast:
+    # A peer cannot send to these: "any", multicast, the limited broadcast, or an IPv6
+    # address with a zone (%eth0), which only means something on the sender's host.
+    # Loopback and private addresses stay valid: labs and `make demo` use them.
+    if (
+        address.is_unspecified
+        or address.is_multicast
+        or address == _LIMITED_BROADCAST
+        or (isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None)
+    ):
         raise ProtocolError(
             ErrorCode.INVALID_FIELD,
-            f"{field} must be a unicast address, not {address}",
+            f"{field} must be a unicast address a peer can send to, not {value}",
             message_type,
         )
     return str(address)

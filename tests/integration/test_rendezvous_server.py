@@ -170,6 +170,16 @@ BAD_FRAMES: list[tuple[str, str | bytes, dict[str, Any]]] = [
         json.dumps({"type": "echo_request", "payload": "x" * 20000}),
         {"type": "error", "code": "frame_too_large"},
     ),
+    (
+        "lone surrogate",
+        '{"type":"echo_request","payload":"\\ud800"}',
+        {"type": "error", "code": "invalid_field"},
+    ),
+    (
+        "broadcast ip",
+        json.dumps({**UPDATE, "udp_ip": "255.255.255.255"}),
+        {"type": "udp_endpoint_ack", "status": "error"},
+    ),
     ("deep nesting", "[" * 8000 + "]" * 8000, {"type": "error", "code": "invalid_json"}),
 ]
 

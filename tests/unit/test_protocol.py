@@ -155,6 +155,17 @@ def test_ip_literals_are_canonicalised() -> None:
             ErrorCode.INVALID_FIELD,
             "update_udp_endpoint",
         ),
+        (
+            '{"type": "update_udp_endpoint", "udp_ip": "255.255.255.255", "udp_port": 5}',
+            ErrorCode.INVALID_FIELD,
+            "update_udp_endpoint",
+        ),
+        (
+            '{"type": "update_udp_endpoint", "udp_ip": "fe80::1%eth0", "udp_port": 5}',
+            ErrorCode.INVALID_FIELD,
+            "update_udp_endpoint",
+        ),
+        ('{"type": "echo_request", "payload": "\\ud800"}', ErrorCode.INVALID_FIELD, "echo_request"),
         ('{"type": "register_public_ip"}', ErrorCode.MISSING_FIELD, "register_public_ip"),
         (
             '{"type": "register_public_ip", "ip": ["1.2.3.4"]}',
