@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import socket
+import struct
 from collections.abc import AsyncIterator
 
 import pytest
@@ -15,7 +16,12 @@ from aioice import stun
 from holepunch_devtools.stun_server import start_stun_server
 from holepunch_protocol import MappingBehaviour, encode_ping, pong_token
 from holepunch_worker.config import StunServerAddress
-from holepunch_worker.stun_client import StunError, binding_request, discover_mapping
+from holepunch_worker.stun_client import (
+    StunError,
+    binding_request,
+    discover_mapping,
+    resolve_server,
+)
 from holepunch_worker.udp import WorkerDatagramProtocol, open_worker_socket
 
 from tests.support.coturn import coturn_server  # noqa: F401 - fixture
@@ -140,6 +146,38 @@ async def test_times_out_when_nothing_answers_and_ignores_answers_from_elsewhere
     assert worker_socket.counters.stun_responses == 0
 
 
+async def test_a_malformed_answer_to_a_pending_request_is_dropped_and_the_real_one_accepted(
+    worker_socket: WorkerDatagramProtocol,
+) -> None:
+    server = SilentUdpSocket()
+    server_address = await server.start()
+    try:
+        request = asyncio.create_task(
+            binding_request(worker_socket, server_address, retransmissions=3)
+        )
+        await asyncio.wait_for(server.arrived.wait(), 5)
+        transaction_id = stun.parse_message(server.datagrams[0]).transaction_id
+        # A binding response whose FINGERPRINT is 2 bytes long: aioice raises struct.error.
+        broken = (
+            struct.pack("!HHI", 0x0101, 8, stun.COOKIE)
+            + transaction_id
+            + struct.pack("!HH", 0x8028, 2)
+            + b"\x00" * 4
+        )
+        server.send(broken, worker_socket.local_address)
+        answer = stun.Message(
+            stun.Method.BINDING, stun.Class.RESPONSE, transaction_id=transaction_id
+        )
+        answer.attributes["XOR-MAPPED-ADDRESS"] = ("198.51.100.7", 7000)
+        server.send(bytes(answer), worker_socket.local_address)
+        mapped, _ = await asyncio.wait_for(request, 5)
+    finally:
+        server.close()
+    assert mapped == ("198.51.100.7", 7000)
+    assert worker_socket.counters.dropped_malformed_stun == 1
+    assert worker_socket.counters.stun_responses == 1
+
+
 async def test_a_dead_server_fails_alone_and_the_round_still_reports(
     worker_socket: WorkerDatagramProtocol, stun_addresses: list[Address]
 ) -> None:
@@ -194,8 +232,9 @@ async def test_garbage_is_dropped_and_counted_and_stun_still_works(
         peer.close()
     counters = worker_socket.counters
     assert counters.dropped_other == 4
-    assert counters.dropped_malformed_stun == 1
-    assert counters.dropped_unexpected_stun == 2
+    # None of the STUN-shaped ones answers a transaction of ours, so none is even parsed.
+    assert counters.dropped_malformed_stun == 0
+    assert counters.dropped_unexpected_stun == 3
     assert counters.dropped == 7
 
     round_ = await discover_mapping(
@@ -216,3 +255,9 @@ async def test_ping_gets_a_pong_with_the_same_token(
         peer.close()
     assert worker_socket.counters.pings_answered == 2
     assert worker_socket.counters.dropped == 0
+
+
+@pytest.mark.parametrize("host", ["a..b", "x" * 64 + ".example"])
+async def test_a_name_that_cannot_be_encoded_is_a_resolution_failure(host: str) -> None:
+    with pytest.raises(StunError, match="cannot resolve"):
+        await resolve_server(StunServerAddress(host, 3478))

@@ -119,6 +119,11 @@ class SilentUdpSocket:
         name = self._relay.transport.get_extra_info("sockname")
         return (name[0], name[1])
 
+    def send(self, data: bytes, address: Address) -> None:
+        """Send from this socket, as the server the worker is waiting for would."""
+        assert self._relay is not None and self._relay.transport is not None
+        self._relay.transport.sendto(data, address)
+
     def close(self) -> None:
         if self._relay is not None and self._relay.transport is not None:
             self._relay.transport.close()

@@ -63,7 +63,7 @@ async def resolve_server(server: StunServerAddress) -> TransportAddress:
         infos = await loop.getaddrinfo(
             server.host, server.port, family=socket.AF_INET, type=socket.SOCK_DGRAM
         )
-    except OSError as error:
+    except (OSError, UnicodeError) as error:  # UnicodeError: a name IDNA cannot encode
         raise StunError(f"cannot resolve {server.host}: {error}") from None
     if not infos:
         raise StunError(f"no IPv4 address for {server.host}")

@@ -151,18 +151,20 @@ class WorkerDatagramProtocol(asyncio.DatagramProtocol):
         self._transactions.pop(request.transaction_id, None)
 
     def _stun_received(self, data: bytes, source: TransportAddress) -> None:
+        # Only an answer to one of our transactions, from the server it went to, is parsed
+        # at all: the transaction id sits at bytes 8..20 of every STUN header.
+        pending = self._transactions.get(data[8:20])
+        if pending is None or pending.server != source:
+            self.counters.dropped_unexpected_stun += 1
+            self._debug("udp_datagram_dropped", "dropped an unexpected STUN message", source)
+            return
         try:
             message = stun.parse_message(data)
-        except ValueError:
+        except Exception:  # aioice raises ValueError, struct.error, IndexError... on garbage
             self.counters.dropped_malformed_stun += 1
             self._debug("udp_datagram_dropped", "dropped a malformed STUN message", source)
             return
-        pending = self._transactions.get(message.transaction_id)
-        if (
-            pending is None
-            or pending.server != source
-            or message.message_class not in (stun.Class.RESPONSE, stun.Class.ERROR)
-        ):
+        if message.message_class not in (stun.Class.RESPONSE, stun.Class.ERROR):
             self.counters.dropped_unexpected_stun += 1
             self._debug("udp_datagram_dropped", "dropped an unexpected STUN message", source)
             return
