@@ -4,6 +4,7 @@ Pure code, no I/O: message types, their validation, and their JSON encoding.
 Both services import it, so no message shape is defined twice.
 """
 
+from holepunch_protocol.close_codes import CloseCode
 from holepunch_protocol.codec import (
     MAX_FRAME_BYTES,
     decode_client_message,
@@ -48,6 +49,7 @@ __all__ = [
     "WORKER_ID_PATTERN",
     "AckStatus",
     "ClientMessage",
+    "CloseCode",
     "EchoRequest",
     "EchoResponse",
     "ErrorCode",

@@ -13,6 +13,7 @@ import httpx
 from holepunch_devtools.processes import ServiceProcess, start_service
 from holepunch_devtools.stun_server import start_stun_server
 from holepunch_protocol import encode_ping, pong_token
+from websockets.asyncio.client import connect
 
 from tests.support.ports import free_tcp_port
 
@@ -156,3 +157,36 @@ async def test_invalid_configuration_exits_2_naming_the_variable() -> None:
     assert errors[0]["event"] == "config_invalid"
     assert errors[0]["variable"] == "STUN_REFRESH_SEC"
     assert "STUN_REFRESH_SEC" in errors[0]["message"]
+
+
+async def test_a_worker_whose_id_is_taken_over_backs_off_to_the_longest_delay() -> None:
+    rendezvous_port = free_tcp_port()
+    stun_server = await start_stun_server([("127.0.0.1", 0), ("127.0.0.2", 0)])
+    rendezvous = await start_rendezvous(rendezvous_port)
+    worker = await start_service(
+        "holepunch_worker",
+        {
+            "RENDEZVOUS_SERVICE_URL": f"http://127.0.0.1:{rendezvous_port}",
+            "WORKER_ID": WORKER_ID,
+            "PORT": str(free_tcp_port()),
+            "UDP_BIND_HOST": "127.0.0.1",
+            "STUN_SERVERS": ",".join(f"{host}:{port}" for host, port in stun_server.addresses),
+            "RECONNECT_INITIAL_DELAY_SEC": "0.1",
+            "RECONNECT_MAX_DELAY_SEC": "30",
+        },
+    )
+    try:
+        await worker.wait_for_event("endpoint_ack", status="success")
+        url = f"ws://127.0.0.1:{rendezvous_port}/ws/register/{WORKER_ID}"
+        async with connect(url):  # another client claims the same worker_id
+            taken = await worker.wait_for_event("worker_id_taken")
+            scheduled = await worker.wait_for_event("reconnect_scheduled")
+        assert taken["reason"] == "replaced by a newer connection for this worker_id"
+        assert worker.events("rendezvous_disconnected")[-1]["code"] == 4409
+        # Not the initial 0.1 s: the two would otherwise evict each other every second.
+        assert 15 <= scheduled["delay_s"] <= 30
+        assert len(rendezvous.events("worker_replaced")) == 1
+    finally:
+        await kill(worker)
+        await kill(rendezvous)
+        stun_server.close()

@@ -6,7 +6,13 @@ import itertools
 import random
 
 import pytest
-from holepunch_worker.backoff import reconnect_delays
+from holepunch_protocol import CloseCode
+from holepunch_worker.backoff import (
+    STABLE_SESSION_SEC,
+    SessionEnd,
+    after_session,
+    reconnect_delays,
+)
 
 
 def take(n: int, **kwargs: float) -> list[float]:
@@ -51,3 +57,15 @@ def test_a_seeded_generator_is_reproducible() -> None:
 def test_invalid_parameters_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         take(1, **kwargs)
+
+
+def test_after_session_resets_only_after_a_stable_connection() -> None:
+    assert after_session(STABLE_SESSION_SEC, 1001) is SessionEnd.RESET_BACKOFF
+    assert after_session(3600.0, None) is SessionEnd.RESET_BACKOFF
+    assert after_session(0.2, 1001) is SessionEnd.CONTINUE_BACKOFF
+    assert after_session(0.2, None) is SessionEnd.CONTINUE_BACKOFF
+
+
+def test_after_session_a_taken_worker_id_waits_longest_however_long_it_lasted() -> None:
+    assert after_session(0.1, CloseCode.REPLACED) is SessionEnd.REPLACED
+    assert after_session(3600.0, 4409) is SessionEnd.REPLACED

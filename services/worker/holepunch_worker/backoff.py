@@ -1,15 +1,38 @@
 """Reconnection delays: exponential backoff, capped, with jitter. Pure, no I/O.
 
 `reconnect_delays()` is an endless generator; the caller takes the next delay after
-each failed attempt and starts a new generator once a connection succeeds.
+each failed attempt. `after_session()` says what a closed connection does to it: only a
+connection that stayed up resets the backoff, so a rendezvous that accepts and at once
+drops us is not hammered; and a worker whose id another connection took waits the
+longest delay, so two workers with one id do not evict each other every second.
 """
 
 from __future__ import annotations
 
+import enum
 import random
 from collections.abc import Iterator
 
-__all__ = ["reconnect_delays"]
+from holepunch_protocol import CloseCode
+
+__all__ = ["STABLE_SESSION_SEC", "SessionEnd", "after_session", "reconnect_delays"]
+
+# A connection that lasted this long was a working one: start the backoff over.
+STABLE_SESSION_SEC = 30.0
+
+
+class SessionEnd(enum.Enum):
+    RESET_BACKOFF = "reset_backoff"
+    CONTINUE_BACKOFF = "continue_backoff"
+    REPLACED = "replaced"  # wait the maximum delay
+
+
+def after_session(duration_sec: float, close_code: int | None) -> SessionEnd:
+    if close_code == CloseCode.REPLACED:
+        return SessionEnd.REPLACED
+    if duration_sec >= STABLE_SESSION_SEC:
+        return SessionEnd.RESET_BACKOFF
+    return SessionEnd.CONTINUE_BACKOFF
 
 
 def reconnect_delays(

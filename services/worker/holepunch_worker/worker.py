@@ -30,7 +30,7 @@ from holepunch_protocol import (
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from holepunch_worker.backoff import reconnect_delays
+from holepunch_worker.backoff import SessionEnd, after_session, reconnect_delays
 from holepunch_worker.config import WorkerConfig
 from holepunch_worker.http_status import start_http_server
 from holepunch_worker.mapping import TransportAddress, carry_forward_mapping
@@ -257,6 +257,7 @@ class Worker:
             config.reconnect_initial_delay_sec, config.reconnect_max_delay_sec
         )
         attempt = 0
+        loop = asyncio.get_running_loop()
         while True:
             self._rendezvous_state = RendezvousState.CONNECTING
             try:
@@ -276,11 +277,25 @@ class Worker:
                     reason=str(error) or type(error).__name__,
                 )
             else:
-                attempt = 0
-                delays = reconnect_delays(
-                    config.reconnect_initial_delay_sec, config.reconnect_max_delay_sec
-                )
+                opened = loop.time()
                 await self._session(websocket)
+                ending = after_session(loop.time() - opened, websocket.close_code)
+                if ending is SessionEnd.RESET_BACKOFF:
+                    attempt = 0
+                    delays = reconnect_delays(
+                        config.reconnect_initial_delay_sec, config.reconnect_max_delay_sec
+                    )
+                elif ending is SessionEnd.REPLACED:
+                    self._log(
+                        "worker_id_taken",
+                        "another connection took this worker_id over; "
+                        "waiting the longest reconnect delay",
+                        level=logging.WARNING,
+                        reason=websocket.close_reason,
+                    )
+                    delays = reconnect_delays(
+                        config.reconnect_max_delay_sec, config.reconnect_max_delay_sec
+                    )
             attempt += 1
             delay = next(delays)
             self._rendezvous_state = RendezvousState.WAITING_TO_RECONNECT

@@ -1,0 +1,15 @@
+"""WebSocket close codes the rendezvous sends, and what a worker should make of them."""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["CloseCode"]
+
+
+class CloseCode(enum.IntEnum):
+    GOING_AWAY = 1001  # the rendezvous is shutting down: reconnect
+    POLICY_VIOLATION = 1008  # invalid worker_id: reconnecting will not help
+    MESSAGE_TOO_BIG = 1009
+    # RFC 6455 leaves 4000-4999 to applications.
+    REPLACED = 4409  # a newer connection took this worker_id
