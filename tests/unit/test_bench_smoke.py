@@ -1,0 +1,31 @@
+"""`make bench` end to end with 20 workers: it runs and reports every figure (no timing asserts)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from holepunch_devtools import bench
+
+
+def test_bench_runs_with_twenty_workers(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    code = bench.main(
+        ["--workers", "20", "--repeat", "1", "--json-out", str(out), "--log-dir", str(tmp_path)]
+    )
+    assert code == 0
+    (result,) = json.loads(out.read_text())
+    assert result["workers"] == result["registered"] == 20 and result["failed"] == 0
+    assert result["ws_impl"] == "websockets-sansio"
+    assert result["cpu_ms_per_registration"] >= 0 and result["list_bytes"] > 0
+    assert result["echo_p50_ms"] <= result["echo_p99_ms"] <= result["echo_max_ms"]
+    log = (tmp_path / "rendezvous-websockets-sansio-20.log").read_text().splitlines()
+    events = [json.loads(line).get("event") for line in log]
+    assert events.count("worker_connected") == events.count("udp_endpoint_updated") == 20
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert bench.percentile(values, 0.50) == 50.0
+    assert bench.percentile(values, 0.99) == 99.0
+    assert bench.percentile([7.0], 0.99) == 7.0
