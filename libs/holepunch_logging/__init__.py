@@ -8,15 +8,74 @@ the event's fields at the top level, so a query can say `jsonPayload.event="..."
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 from google.cloud.logging.handlers import StructuredLogHandler
+from google.cloud.logging_v2.handlers.structured_log import GCP_STRUCTURED_LOGGING_FIELDS
 
-__all__ = ["configure_logging", "get_event_logger", "log_event"]
+__all__ = ["FastStructuredLogHandler", "configure_logging", "get_event_logger", "log_event"]
 
 _HANDLER_NAME = "holepunch-structured"
+_LABELS_KEY = "logging.googleapis.com/labels"
+
+
+def _json_dumps() -> Callable[[dict[str, Any]], str]:
+    """orjson when installed (a dependency: ~5x faster here), else the standard library."""
+    try:
+        import orjson
+    except ImportError:  # e.g. an image built from an older pinned requirements list
+        return lambda payload: json.dumps(payload, ensure_ascii=False, default=str)
+    option = orjson.OPT_NON_STR_KEYS
+    return lambda payload: orjson.dumps(payload, default=str, option=option).decode()
+
+
+_dumps = _json_dumps()
+
+
+class FastStructuredLogHandler(StructuredLogHandler):
+    """StructuredLogHandler's line, made cheaper: same JSON shape, fewer empty fields.
+
+    The parent runs CloudLoggingFilter on every record: it looks for a Flask, Django or
+    OpenTelemetry request to take a trace from (never there: Starlette is not detected),
+    works out sourceLocation and JSON-encodes five sub-objects, then formats a template.
+    This writes one `json.dumps` of: the event fields, `message`, `severity` and
+    `logging.googleapis.com/labels` (python_logger + the service labels). The empty trace,
+    spanId, trace_sampled, sourceLocation and httpRequest fields are left out.
+    """
+
+    def __init__(self, *, labels: Mapping[str, str], stream: TextIO) -> None:
+        super().__init__(labels=dict(labels), stream=stream)  # type: ignore[no-untyped-call]
+        self.filters.clear()  # the CloudLoggingFilter: nothing of it is used below
+        self._labels = dict(labels)
+        self._label_sets: dict[str, dict[str, str]] = {}
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, "json_fields", None)
+        if isinstance(record.msg, Mapping):  # e.g. the library's diagnostic entry
+            payload = {**record.msg, **fields} if isinstance(fields, Mapping) else {**record.msg}
+        else:
+            payload = {**fields} if isinstance(fields, Mapping) else {}
+            message = record.getMessage()
+            if record.exc_info:
+                message = f"{message}\n{self.formatter_exception(record)}"
+            payload["message"] = message
+        for key in GCP_STRUCTURED_LOGGING_FIELDS.intersection(payload):
+            del payload[key]
+        payload["severity"] = record.levelname
+        labels = self._label_sets.get(record.name)
+        if labels is None:
+            labels = self._label_sets[record.name] = {"python_logger": record.name, **self._labels}
+        payload[_LABELS_KEY] = labels
+        return _dumps(payload)
+
+    def formatter_exception(self, record: logging.LogRecord) -> str:
+        if not record.exc_text and record.exc_info:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        return record.exc_text or ""
 
 
 def configure_logging(
@@ -27,7 +86,7 @@ def configure_logging(
     for handler in list(root.handlers):
         if handler.get_name() == _HANDLER_NAME:
             root.removeHandler(handler)
-    handler = StructuredLogHandler(  # type: ignore[no-untyped-call]
+    handler = FastStructuredLogHandler(
         labels={"service": service}, stream=stream if stream is not None else sys.stdout
     )
     handler.set_name(_HANDLER_NAME)
@@ -59,4 +118,9 @@ def log_event(
         return
     payload = {"event": event}
     payload.update({key: value for key, value in fields.items() if value is not None})
-    logger.log(level, message, extra={"json_fields": payload})
+    # makeRecord + handle is logger.log without findCaller()'s walk up the stack: the
+    # source location is not written (see FastStructuredLogHandler).
+    record = logger.makeRecord(
+        logger.name, level, "", 0, message, (), None, extra={"json_fields": payload}
+    )
+    logger.handle(record)
