@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import socket
 from types import FrameType
@@ -21,6 +22,13 @@ logger = logging.getLogger("holepunch.rendezvous")
 # Frames above this are refused by the WebSocket layer itself (close 1009); frames
 # between the protocol's MAX_FRAME_BYTES and this get an error reply instead.
 WS_MAX_FRAME_BYTES = 64 * 1024
+
+# uvicorn and websockets log two INFO lines for every WebSocket accepted ("[accepted]",
+# "connection open"); `worker_connected` already says it, with the worker id. Keeping
+# their logger at WARNING skips those records before they are even built (a filter would
+# run after); uvicorn's errors and warnings still come through, and `server_started` /
+# `server_stopping` stand for its startup and shutdown lines.
+_UVICORN_LOGGER = "uvicorn.error"
 
 
 class RendezvousServer(uvicorn.Server):
@@ -40,6 +48,10 @@ class RendezvousServer(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started:
+            # Everything imported so far (google-cloud-logging brings grpc and protobuf:
+            # ~10^5 objects) lives as long as the process: keep it out of the collector's
+            # full passes, which otherwise rescan it as the connections' objects grow.
+            gc.freeze()
             log_event(
                 logger,
                 "server_started",
@@ -72,6 +84,7 @@ def build_server(
     config: RendezvousConfig, rendezvous: Rendezvous | None = None
 ) -> RendezvousServer:
     rendezvous = rendezvous if rendezvous is not None else Rendezvous()
+    logging.getLogger(_UVICORN_LOGGER).setLevel(logging.WARNING)
     uvicorn_config = uvicorn.Config(
         build_asgi_app(config, rendezvous),
         host=config.host,
