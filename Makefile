@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 CHECKOV_VENV := .venv-checkov
-APT_PACKAGES := coturn iptables iproute2 shellcheck redis-server
+APT_PACKAGES := coturn iptables iproute2 conntrack shellcheck
 DEMO_ARGS ?=
 
 .PHONY: demo test bench lint system-deps clean

@@ -46,7 +46,6 @@ Only the standard library is used here (the services the lab runs need the proje
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import ctypes
 import enum
@@ -72,7 +71,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from holepunch_devtools.processes import ServiceProcess
+from holepunch_devtools.processes import ServiceProcess, start_service
 
 __all__ = [
     "PEER_IP",
@@ -1006,21 +1005,9 @@ async def start_service_in_namespace(
 ) -> ServiceProcess:
     """`python -m module` inside `namespace`, its JSON log lines collected as
     holepunch_devtools.processes.start_service does for local processes."""
-    process = await asyncio.create_subprocess_exec(
-        "ip",
-        "netns",
-        "exec",
-        namespace,
-        python,
-        "-m",
-        module,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+    return await start_service(
+        module, env, command_prefix=("ip", "netns", "exec", namespace), python=python
     )
-    service = ServiceProcess(process)
-    service._reader = asyncio.create_task(service._read())
-    return service
 
 
 # ---------------------------------------------------------------------- CLI

@@ -9,7 +9,7 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,10 +99,16 @@ class ServiceProcess:
 
 
 async def start_service(
-    module: str, env: dict[str, str], on_line: Callable[[LogLine], None] | None = None
+    module: str,
+    env: Mapping[str, str],
+    on_line: Callable[[LogLine], None] | None = None,
+    command_prefix: Sequence[str] = (),
+    python: str = sys.executable,
 ) -> ServiceProcess:
+    """`python -m module`, after `command_prefix` (e.g. `ip netns exec NS`) if given."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
+        *command_prefix,
+        python,
         "-m",
         module,
         env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
