@@ -104,8 +104,6 @@ def test_checklist_follows_the_design(catalogue: Any) -> None:
 def test_event_names_are_written_in_their_service_source(catalogue: Any) -> None:
     for service in ("rendezvous", "worker"):
         package = REPO / "services" / service / f"holepunch_{service}"
-        if not package.exists():
-            pytest.skip(f"{package} not written yet")
         source = "".join(p.read_text() for p in package.rglob("*.py"))
         missing = [
             event

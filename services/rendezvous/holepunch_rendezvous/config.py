@@ -11,7 +11,8 @@ __all__ = ["DEFAULT_TRUSTED_PROXIES", "ConfigError", "RendezvousConfig"]
 # Cloud Run's front end connects from link-local addresses (169.254.x.x).
 DEFAULT_TRUSTED_PROXIES = "169.254.0.0/16"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-WS_IMPLEMENTATIONS = ("websockets-sansio", "websockets", "wsproto", "auto")
+# The implementations whose library is installed (websockets); wsproto is not a dependency.
+WS_IMPLEMENTATIONS = ("websockets-sansio", "websockets")
 
 
 class ConfigError(ValueError):
@@ -63,6 +64,14 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return value
 
 
+def _ip_literal(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name, "").strip() or default
+    try:
+        return str(ipaddress.ip_address(raw))
+    except ValueError:
+        raise ConfigError(f"{name} must be an IP address to listen on, got {raw!r}") from None
+
+
 def _networks(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
     raw = env.get(name, "").strip() or default
     entries = tuple(entry.strip() for entry in raw.split(",") if entry.strip())
@@ -92,12 +101,12 @@ class RendezvousConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RendezvousConfig:
         return cls(
-            host=env.get("HOST", "").strip() or "0.0.0.0",
+            host=_ip_literal(env, "HOST", "0.0.0.0"),
             port=_int(env, "PORT", 8080, 1, 65535),
             log_level=_choice(env, "LOG_LEVEL", "INFO", LOG_LEVELS),
             trust_proxy_headers=_bool(env, "TRUST_PROXY_HEADERS", False),
             trusted_proxies=_networks(env, "TRUSTED_PROXIES", DEFAULT_TRUSTED_PROXIES),
-            shutdown_grace_sec=_float(env, "SHUTDOWN_GRACE_SEC", 8.0, 0.0, 9.5),
+            shutdown_grace_sec=_float(env, "SHUTDOWN_GRACE_SEC", 8.0, 1.0, 9.5),
             ws_implementation=_choice(
                 env, "WS_IMPLEMENTATION", "websockets-sansio", WS_IMPLEMENTATIONS
             ),

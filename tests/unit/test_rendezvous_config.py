@@ -1,0 +1,62 @@
+"""Rendezvous configuration from the environment: defaults, values, and errors that name
+the variable."""
+
+from __future__ import annotations
+
+import pytest
+from holepunch_rendezvous.config import ConfigError, RendezvousConfig
+
+
+def test_defaults() -> None:
+    config = RendezvousConfig.from_env({})
+    assert config == RendezvousConfig()
+    assert (config.host, config.port, config.trust_proxy_headers) == ("0.0.0.0", 8080, False)
+    assert config.trusted_proxies == ("169.254.0.0/16",)
+
+
+def test_values() -> None:
+    config = RendezvousConfig.from_env(
+        {
+            "HOST": "127.0.0.1",
+            "PORT": "9000",
+            "LOG_LEVEL": "debug",
+            "TRUST_PROXY_HEADERS": "yes",
+            "TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1",
+            "SHUTDOWN_GRACE_SEC": "5.5",
+            "WS_IMPLEMENTATION": "websockets",
+            "WS_PING_INTERVAL_SEC": "10",
+            "WS_PING_TIMEOUT_SEC": "5",
+        }
+    )
+    assert config == RendezvousConfig(
+        host="127.0.0.1",
+        port=9000,
+        log_level="DEBUG",
+        trust_proxy_headers=True,
+        trusted_proxies=("10.0.0.0/8", "192.0.2.1"),
+        shutdown_grace_sec=5.5,
+        ws_implementation="websockets",
+        ws_ping_interval_sec=10.0,
+        ws_ping_timeout_sec=5.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PORT", "eighty"),
+        ("PORT", "0"),
+        ("PORT", "65536"),
+        ("HOST", "not-a-host"),
+        ("LOG_LEVEL", "LOUD"),
+        ("TRUST_PROXY_HEADERS", "maybe"),
+        ("TRUSTED_PROXIES", "10.0.0.0/33"),
+        ("SHUTDOWN_GRACE_SEC", "0"),
+        ("SHUTDOWN_GRACE_SEC", "10"),
+        ("WS_IMPLEMENTATION", "wsproto"),
+        ("WS_PING_INTERVAL_SEC", "soon"),
+    ],
+)
+def test_bad_values_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        RendezvousConfig.from_env({name: value})
