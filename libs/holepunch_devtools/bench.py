@@ -94,6 +94,16 @@ def cpu_ms(pid: int) -> float:
     return sum(cpu_times_ms(pid))
 
 
+def calibrate_ms(iterations: int = 5_000_000) -> float:
+    """CPU ms of a fixed pure-Python loop: this machine's speed right now (shared hosts
+    vary by tens of percent), to read the CPU figures against."""
+    started = time.process_time()
+    total = 0
+    for i in range(iterations):
+        total += i
+    return (time.process_time() - started) * 1000.0
+
+
 def busy_ms() -> float:
     """CPU time every process on the machine has used (all cores), in milliseconds."""
     fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
@@ -285,6 +295,7 @@ async def bench_one(
     sockets: list[ClientConnection] = []
     profiler: subprocess.Popen[bytes] | None = None
     profile_path = log_dir / f"profile-{ws_impl}-{workers}.txt"
+    echo_profile_path = log_dir / f"profile-{ws_impl}-{workers}-echo.txt"
     try:
         await server.wait_ready()
         await wait_for_quiet()
@@ -321,6 +332,8 @@ async def bench_one(
 
         # 3. echo, all at once
         await wait_for_quiet()
+        if profile:  # and the echo burst
+            profiler = start_profiler(server.pid, echo_profile_path)
         start = asyncio.Event()
         tasks = [asyncio.create_task(_echo(ws, start, i)) for i, ws in enumerate(sockets)]
         await asyncio.sleep(0)  # every task is now waiting on `start`
@@ -331,6 +344,9 @@ async def bench_one(
         echo_wall = (time.perf_counter() - t1) * 1000.0
         await asyncio.sleep(0.2)
         cpu3 = cpu_ms(server.pid)
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(30)
 
         # 4. the full list (default), three times, and one page of 1000
         runs: list[float] = []
@@ -379,8 +395,9 @@ async def bench_one(
             profiler.wait()
         await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
         server.stop()
-    if profiler is not None:
-        print(summarize_profile(profile_path, f"{ws_impl} N={workers}"))
+    if profile:
+        print(summarize_profile(profile_path, f"{ws_impl} N={workers} connect+register"))
+        print(summarize_profile(echo_profile_path, f"{ws_impl} N={workers} echo burst"))
     result.log_lines, result.log_bytes = server.log_stats()
     return result
 
@@ -579,6 +596,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"load generator loop: {'uvloop' if _loop_factory() else 'asyncio'}",
         flush=True,
     )
+    speed_before = calibrate_ms()
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         results = runner.run(
             run_bench(
@@ -590,8 +608,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 repeat=args.repeat,
             )
         )
+    speed_after = calibrate_ms()
+    print(
+        f"calibration: a 5M-iteration Python loop took {speed_before:.0f} ms before, "
+        f"{speed_after:.0f} ms after (slower machine = higher CPU figures)"
+    )
     if args.json_out:
-        args.json_out.write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
+        document = {
+            "calibration_ms": [speed_before, speed_after],
+            "results": [asdict(r) for r in results],
+        }
+        args.json_out.write_text(json.dumps(document, indent=2) + "\n")
     return 0
 
 

@@ -14,7 +14,9 @@ def test_bench_runs_with_twenty_workers(tmp_path: Path) -> None:
         ["--workers", "20", "--repeat", "1", "--json-out", str(out), "--log-dir", str(tmp_path)]
     )
     assert code == 0
-    (result,) = json.loads(out.read_text())
+    document = json.loads(out.read_text())
+    (result,) = document["results"]
+    assert len(document["calibration_ms"]) == 2
     assert result["workers"] == result["registered"] == 20 and result["failed"] == 0
     assert result["ws_impl"] == "websockets-sansio"
     assert result["cpu_ms_per_registration"] >= 0 and result["list_bytes"] > 0
