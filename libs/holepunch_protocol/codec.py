@@ -9,12 +9,16 @@ from typing import Any
 from holepunch_protocol.errors import ErrorCode, ProtocolError
 from holepunch_protocol.messages import (
     ClientMessage,
+    ConnectRequest,
     EchoRequest,
     EchoResponse,
     ErrorMessage,
     GetMyDetails,
     MyDetailsResponse,
+    PeerIntroduction,
+    PunchResult,
     RegisterPublicIp,
+    RelayDatagram,
     ServerMessage,
     UdpEndpointAck,
     UpdateUdpEndpoint,
@@ -27,10 +31,27 @@ __all__ = ["MAX_FRAME_BYTES", "decode_client_message", "decode_server_message", 
 MAX_FRAME_BYTES = 16 * 1024
 
 _CLIENT_TYPES: dict[str, Any] = {
-    cls.TYPE: cls for cls in (RegisterPublicIp, UpdateUdpEndpoint, EchoRequest, GetMyDetails)
+    cls.TYPE: cls
+    for cls in (
+        RegisterPublicIp,
+        UpdateUdpEndpoint,
+        EchoRequest,
+        GetMyDetails,
+        ConnectRequest,
+        PunchResult,
+        RelayDatagram,
+    )
 }
 _SERVER_TYPES: dict[str, Any] = {
-    cls.TYPE: cls for cls in (UdpEndpointAck, EchoResponse, MyDetailsResponse, ErrorMessage)
+    cls.TYPE: cls
+    for cls in (
+        UdpEndpointAck,
+        EchoResponse,
+        MyDetailsResponse,
+        ErrorMessage,
+        PeerIntroduction,
+        RelayDatagram,
+    )
 }
 
 

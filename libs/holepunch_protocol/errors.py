@@ -25,6 +25,12 @@ class ErrorCode(enum.StrEnum):
     BINARY_FRAME = "binary_frame"
     INVALID_WORKER_ID = "invalid_worker_id"
     CONNECTION_REPLACED = "connection_replaced"
+    PEER_NOT_FOUND = "peer_not_found"
+    PEER_HAS_NO_ENDPOINT = "peer_has_no_endpoint"
+    NO_ENDPOINT = "no_endpoint"  # the requester has not reported its own endpoint yet
+    SELF_INTRODUCTION = "self_introduction"
+    UNKNOWN_SESSION = "unknown_session"
+    RATE_LIMITED = "rate_limited"
 
 
 class ProtocolError(ValueError):

@@ -8,30 +8,49 @@ newer peers can add optional fields without breaking older ones.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from holepunch_protocol.errors import ErrorCode, ProtocolError
-from holepunch_protocol.validation import parse_ip_literal, validate_port
+from holepunch_protocol.peer_datagrams import MAX_PEER_DATAGRAM_BYTES
+from holepunch_protocol.validation import (
+    WORKER_ID_MAX_LENGTH,
+    WORKER_ID_PATTERN,
+    parse_ip_literal,
+    validate_port,
+)
 
 __all__ = [
+    "SECRET_HEX",
+    "SESSION_ID_HEX",
     "AckStatus",
     "ClientMessage",
+    "ConnectRequest",
     "EchoRequest",
     "EchoResponse",
     "ErrorMessage",
     "GetMyDetails",
     "MappingBehaviour",
     "MyDetailsResponse",
+    "PathKind",
+    "PeerIntroduction",
+    "PeerRole",
+    "PunchResult",
+    "PunchStatus",
     "RegisterPublicIp",
+    "RelayDatagram",
     "ServerMessage",
     "UdpEndpointAck",
     "UpdateUdpEndpoint",
 ]
 
 Fields = Mapping[str, Any]
+E = TypeVar("E", bound=enum.Enum)
 
 
 class MappingBehaviour(enum.StrEnum):
@@ -81,6 +100,62 @@ def _optional_port(fields: Fields, name: str) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535:
         return value
     return None
+
+
+def _hex(fields: Fields, name: str, message_type: str, *, length: int) -> str:
+    value = _string(fields, name, message_type, max_length=length)
+    if len(value) != length or not all(c in "0123456789abcdef" for c in value):
+        raise ProtocolError(
+            ErrorCode.INVALID_FIELD, f"{name} must be {length} lowercase hex digits", message_type
+        )
+    return value
+
+
+def _worker_id(fields: Fields, name: str, message_type: str) -> str:
+    value = _string(fields, name, message_type, max_length=WORKER_ID_MAX_LENGTH)
+    if not WORKER_ID_PATTERN.fullmatch(value):
+        raise ProtocolError(
+            ErrorCode.INVALID_FIELD, f"{name} is not a valid worker_id", message_type
+        )
+    return value
+
+
+def _count(fields: Fields, name: str, message_type: str) -> int:
+    value = _required(fields, name, message_type)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 1_000_000:
+        raise ProtocolError(
+            ErrorCode.INVALID_FIELD, f"{name} must be an integer in 0..1000000", message_type
+        )
+    return value
+
+
+def _duration(fields: Fields, name: str, message_type: str, *, required: bool) -> float | None:
+    value = fields.get(name)
+    if value is None:
+        if required:
+            raise ProtocolError(ErrorCode.MISSING_FIELD, f"missing field {name!r}", message_type)
+        return None
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or not 0 <= value <= 86_400_000
+    ):
+        raise ProtocolError(
+            ErrorCode.INVALID_FIELD, f"{name} must be a number of milliseconds", message_type
+        )
+    return float(value)
+
+
+def _enum(fields: Fields, name: str, message_type: str, kind: type[E]) -> E:
+    raw = _required(fields, name, message_type)
+    try:
+        return kind(raw)
+    except ValueError:
+        allowed = ", ".join(str(member.value) for member in kind)
+        raise ProtocolError(
+            ErrorCode.INVALID_FIELD, f"{name} must be one of: {allowed}", message_type
+        ) from None
 
 
 # ---------------------------------------------------------------- worker -> rendezvous
@@ -171,7 +246,132 @@ class GetMyDetails:
         return {"type": self.TYPE}
 
 
-ClientMessage = RegisterPublicIp | UpdateUdpEndpoint | EchoRequest | GetMyDetails
+@dataclass(frozen=True, slots=True)
+class ConnectRequest:
+    """Ask the rendezvous to introduce this worker to `peer_id` for hole punching."""
+
+    TYPE: ClassVar[str] = "connect_request"
+    peer_id: str
+
+    @classmethod
+    def from_fields(cls, fields: Fields) -> ConnectRequest:
+        return cls(peer_id=_worker_id(fields, "peer_id", cls.TYPE))
+
+    def to_fields(self) -> dict[str, Any]:
+        return {"type": self.TYPE, "peer_id": self.peer_id}
+
+
+class PunchStatus(enum.StrEnum):
+    CONNECTED = "connected"  # a direct UDP path works
+    RELAYED = "relayed"  # no direct path (yet): datagrams go through the rendezvous
+    FAILED = "failed"
+
+
+class PathKind(enum.StrEnum):
+    DIRECT = "direct"
+    RELAY = "relay"
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class PunchResult:
+    """How a punch session ended up, reported by each side."""
+
+    TYPE: ClassVar[str] = "punch_result"
+    session_id: str
+    peer_id: str
+    status: PunchStatus
+    path: PathKind
+    attempts: int
+    elapsed_ms: float
+    rtt_ms: float | None = None
+    peer_udp_ip: str | None = None  # the address that worked (peer-reflexive if it moved)
+    peer_udp_port: int | None = None
+
+    @classmethod
+    def from_fields(cls, fields: Fields) -> PunchResult:
+        t = cls.TYPE
+        peer_ip = fields.get("peer_udp_ip")
+        peer_port = fields.get("peer_udp_port")
+        elapsed = _duration(fields, "elapsed_ms", t, required=True)
+        assert elapsed is not None
+        return cls(
+            session_id=_hex(fields, "session_id", t, length=SESSION_ID_HEX),
+            peer_id=_worker_id(fields, "peer_id", t),
+            status=_enum(fields, "status", t, PunchStatus),
+            path=_enum(fields, "path", t, PathKind),
+            attempts=_count(fields, "attempts", t),
+            elapsed_ms=elapsed,
+            rtt_ms=_duration(fields, "rtt_ms", t, required=False),
+            peer_udp_ip=None if peer_ip is None else parse_ip_literal(peer_ip, "peer_udp_ip", t),
+            peer_udp_port=None
+            if peer_port is None
+            else validate_port(peer_port, "peer_udp_port", t),
+        )
+
+    def to_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "type": self.TYPE,
+            "session_id": self.session_id,
+            "peer_id": self.peer_id,
+            "status": self.status.value,
+            "path": self.path.value,
+            "attempts": self.attempts,
+            "elapsed_ms": self.elapsed_ms,
+        }
+        for name in ("rtt_ms", "peer_udp_ip", "peer_udp_port"):
+            value = getattr(self, name)
+            if value is not None:
+                fields[name] = value
+        return fields
+
+
+SESSION_ID_HEX = 32
+SECRET_HEX = 64
+
+
+@dataclass(frozen=True, slots=True)
+class RelayDatagram:
+    """A sealed peer datagram carried over the WebSocket when no direct path works.
+
+    The same message goes worker -> rendezvous -> peer; the rendezvous forwards it to the
+    other worker of `session_id` without opening it.
+    """
+
+    TYPE: ClassVar[str] = "relay_datagram"
+    session_id: str
+    data: bytes
+
+    @classmethod
+    def from_fields(cls, fields: Fields) -> RelayDatagram:
+        t = cls.TYPE
+        session_id = _hex(fields, "session_id", t, length=SESSION_ID_HEX)
+        encoded = _string(fields, "data", t, max_length=4 * MAX_PEER_DATAGRAM_BYTES // 3 + 4)
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise ProtocolError(ErrorCode.INVALID_FIELD, "data must be base64", t) from None
+        if not data:
+            raise ProtocolError(ErrorCode.INVALID_FIELD, "data is empty", t)
+        return cls(session_id=session_id, data=data)
+
+    def to_fields(self) -> dict[str, Any]:
+        return {
+            "type": self.TYPE,
+            "session_id": self.session_id,
+            "data": base64.b64encode(self.data).decode("ascii"),
+        }
+
+
+ClientMessage = (
+    RegisterPublicIp
+    | UpdateUdpEndpoint
+    | EchoRequest
+    | GetMyDetails
+    | ConnectRequest
+    | PunchResult
+    | RelayDatagram
+)
 
 # ---------------------------------------------------------------- rendezvous -> worker
 
@@ -283,4 +483,65 @@ class ErrorMessage:
         return {"type": self.TYPE, "code": self.code, "detail": self.detail}
 
 
-ServerMessage = UdpEndpointAck | EchoResponse | MyDetailsResponse | ErrorMessage
+class PeerRole(enum.StrEnum):
+    INITIATOR = "initiator"  # asked for the introduction
+    RESPONDER = "responder"
+
+
+@dataclass(frozen=True, slots=True)
+class PeerIntroduction:
+    """Sent to both workers of a new session: punch towards the peer now."""
+
+    TYPE: ClassVar[str] = "peer_introduction"
+    session_id: str
+    peer_id: str
+    peer_udp_ip: str
+    peer_udp_port: int
+    peer_mapping: MappingBehaviour | None
+    secret: str  # hex; keys the HMAC of every datagram of the session
+    role: PeerRole
+    # Either side's mapping is endpoint-dependent: start on the relay, keep trying direct.
+    relay_first: bool = False
+
+    @classmethod
+    def from_fields(cls, fields: Fields) -> PeerIntroduction:
+        t = cls.TYPE
+        mapping = fields.get("peer_mapping")
+        relay_first = fields.get("relay_first", False)
+        if not isinstance(relay_first, bool):
+            raise ProtocolError(ErrorCode.INVALID_FIELD, "relay_first must be a boolean", t)
+        return cls(
+            session_id=_hex(fields, "session_id", t, length=SESSION_ID_HEX),
+            peer_id=_worker_id(fields, "peer_id", t),
+            peer_udp_ip=parse_ip_literal(_required(fields, "peer_udp_ip", t), "peer_udp_ip", t),
+            peer_udp_port=validate_port(_required(fields, "peer_udp_port", t), "peer_udp_port", t),
+            peer_mapping=None
+            if mapping is None
+            else _enum(fields, "peer_mapping", t, MappingBehaviour),
+            secret=_hex(fields, "secret", t, length=SECRET_HEX),
+            role=_enum(fields, "role", t, PeerRole),
+            relay_first=relay_first,
+        )
+
+    def to_fields(self) -> dict[str, Any]:
+        return {
+            "type": self.TYPE,
+            "session_id": self.session_id,
+            "peer_id": self.peer_id,
+            "peer_udp_ip": self.peer_udp_ip,
+            "peer_udp_port": self.peer_udp_port,
+            "peer_mapping": None if self.peer_mapping is None else self.peer_mapping.value,
+            "secret": self.secret,
+            "role": self.role.value,
+            "relay_first": self.relay_first,
+        }
+
+
+ServerMessage = (
+    UdpEndpointAck
+    | EchoResponse
+    | MyDetailsResponse
+    | ErrorMessage
+    | PeerIntroduction
+    | RelayDatagram
+)

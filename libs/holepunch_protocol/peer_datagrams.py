@@ -1,0 +1,124 @@
+"""Authenticated UDP datagrams between two introduced workers (hole punching).
+
+Layout (all integers big-endian):
+
+    magic "HPX1" | kind (1) | session id (16) | sequence (8) | payload | tag (16)
+
+`tag` is HMAC-SHA256 over everything before it, keyed with the session secret the
+rendezvous gave both peers, truncated to 16 bytes. Without the secret nobody can make a
+datagram the peer accepts, and the sender's strictly increasing `sequence` lets the
+receiver refuse replays (so a captured probe replayed from another address cannot move
+the path). The magic starts with 'H' (first bits 01), so it never looks like STUN
+(RFC 7983), nor like a holepunch ping ("HOLEPUNCH-").
+
+Pure: sealing and opening, no sockets, no clocks.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import struct
+from dataclasses import dataclass
+
+__all__ = [
+    "MAX_PEER_DATAGRAM_BYTES",
+    "MAX_PEER_PAYLOAD_BYTES",
+    "PEER_MAGIC",
+    "SECRET_BYTES",
+    "SESSION_ID_BYTES",
+    "PeerDatagram",
+    "PeerKind",
+    "ReplayWindow",
+    "open_peer_datagram",
+    "peek_session_id",
+    "seal_peer_datagram",
+]
+
+PEER_MAGIC = b"HPX1"
+SESSION_ID_BYTES = 16
+SECRET_BYTES = 32
+TAG_BYTES = 16
+_HEADER = struct.Struct("!4sB16sQ")
+# Stay under the smallest common path MTU after IP/UDP headers (as QUIC does).
+MAX_PEER_DATAGRAM_BYTES = 1200
+MAX_PEER_PAYLOAD_BYTES = MAX_PEER_DATAGRAM_BYTES - _HEADER.size - TAG_BYTES
+
+
+class PeerKind(enum.IntEnum):
+    PROBE = 1  # payload: the sender's 8-byte timestamp, echoed by the ACK
+    PROBE_ACK = 2
+    KEEPALIVE = 3
+    DATA = 4  # application payload
+
+
+@dataclass(frozen=True, slots=True)
+class PeerDatagram:
+    kind: PeerKind
+    session_id: bytes
+    sequence: int
+    payload: bytes
+
+
+def _tag(secret: bytes, body: bytes) -> bytes:
+    return hmac.new(secret, body, hashlib.sha256).digest()[:TAG_BYTES]
+
+
+def seal_peer_datagram(
+    secret: bytes, kind: PeerKind, session_id: bytes, sequence: int, payload: bytes = b""
+) -> bytes:
+    if len(session_id) != SESSION_ID_BYTES:
+        raise ValueError(f"session id must be {SESSION_ID_BYTES} bytes")
+    if len(payload) > MAX_PEER_PAYLOAD_BYTES:
+        raise ValueError(f"payload is longer than {MAX_PEER_PAYLOAD_BYTES} bytes")
+    if not 0 <= sequence < 2**64:
+        raise ValueError("sequence must fit in 64 bits")
+    body = _HEADER.pack(PEER_MAGIC, kind, session_id, sequence) + payload
+    return body + _tag(secret, body)
+
+
+def peek_session_id(datagram: bytes) -> bytes | None:
+    """The session id of something shaped like a peer datagram (not yet authenticated)."""
+    if len(datagram) < _HEADER.size + TAG_BYTES or not datagram.startswith(PEER_MAGIC):
+        return None
+    return datagram[5 : 5 + SESSION_ID_BYTES]
+
+
+def open_peer_datagram(secret: bytes, datagram: bytes) -> PeerDatagram | None:
+    """The datagram if it is well formed and its tag verifies with `secret`, else None."""
+    if peek_session_id(datagram) is None or len(datagram) > MAX_PEER_DATAGRAM_BYTES:
+        return None
+    body, tag = datagram[:-TAG_BYTES], datagram[-TAG_BYTES:]
+    if not hmac.compare_digest(tag, _tag(secret, body)):
+        return None
+    _, raw_kind, session_id, sequence = _HEADER.unpack_from(body)
+    try:
+        kind = PeerKind(raw_kind)
+    except ValueError:
+        return None
+    return PeerDatagram(kind, session_id, sequence, body[_HEADER.size :])
+
+
+class ReplayWindow:
+    """Accepts each sequence number once, within a sliding window (as IPsec/WireGuard).
+
+    Loss and reordering are normal on UDP, so a number a little behind the highest seen
+    is still accepted once; anything older than the window, or seen before, is a replay.
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._highest = -1
+        self._seen: set[int] = set()
+
+    def accept(self, sequence: int) -> bool:
+        if sequence <= self._highest - self._size or sequence in self._seen:
+            return False
+        self._seen.add(sequence)
+        if sequence > self._highest:
+            self._highest = sequence
+            floor = self._highest - self._size
+            if len(self._seen) > 2 * self._size:
+                self._seen = {s for s in self._seen if s > floor}
+        return True
