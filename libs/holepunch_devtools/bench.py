@@ -196,7 +196,8 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}")
+                tail = self.log_path.read_text(errors="replace").strip().splitlines()[-1:]
+                raise RuntimeError(f"server exited with {self.process.returncode}: {tail}")
             with contextlib.suppress(OSError):
                 status, _ = await http_get(self.port, "/healthz")
                 if status == 200:
