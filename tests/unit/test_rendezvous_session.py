@@ -14,6 +14,7 @@ from holepunch_protocol import (
     encode_message,
 )
 from holepunch_rendezvous.registry import Registry
+from holepunch_rendezvous.sessions import PunchSessions
 from holepunch_rendezvous.session import handle_binary_frame, handle_text_frame
 
 
@@ -27,6 +28,7 @@ def test_update_is_acked_stored_and_logged() -> None:
     registry = connected_registry()
     outcome = handle_text_frame(
         registry,
+        PunchSessions(),
         "w1",
         1,
         '{"type":"update_udp_endpoint","udp_ip":"203.0.113.1","udp_port":4000,"mapping":"unknown"}',
@@ -44,10 +46,20 @@ def test_update_is_acked_stored_and_logged() -> None:
 def test_rejected_update_gets_an_error_ack_and_changes_nothing() -> None:
     registry = connected_registry()
     handle_text_frame(
-        registry, "w1", 1, '{"type":"update_udp_endpoint","udp_ip":"1.1.1.1","udp_port":9}', 1.0
+        registry,
+        PunchSessions(),
+        "w1",
+        1,
+        '{"type":"update_udp_endpoint","udp_ip":"1.1.1.1","udp_port":9}',
+        1.0,
     )
     outcome = handle_text_frame(
-        registry, "w1", 1, '{"type":"update_udp_endpoint","udp_ip":"1.1.1.1","udp_port":"x"}', 2.0
+        registry,
+        PunchSessions(),
+        "w1",
+        1,
+        '{"type":"update_udp_endpoint","udp_ip":"1.1.1.1","udp_port":"x"}',
+        2.0,
     )
     assert isinstance(outcome.reply, UdpEndpointAck)
     assert outcome.reply.status is AckStatus.ERROR
@@ -66,7 +78,7 @@ def test_unknown_and_malformed_frames_get_an_error_message() -> None:
         ('{"type":"nope"}', "unknown_type"),
         ("[]", "not_an_object"),
     ]:
-        outcome = handle_text_frame(registry, "w1", 1, raw, 1.0)
+        outcome = handle_text_frame(registry, PunchSessions(), "w1", 1, raw, 1.0)
         assert isinstance(outcome.reply, ErrorMessage)
         assert outcome.reply.code == code
         assert outcome.event is not None and outcome.event.name == "message_rejected"
@@ -80,11 +92,17 @@ def test_binary_frames_are_refused() -> None:
 
 def test_echo_and_details() -> None:
     registry = connected_registry()
-    echo = handle_text_frame(registry, "w1", 1, '{"type":"echo_request","payload":"abc"}', 1.0)
+    echo = handle_text_frame(
+        registry, PunchSessions(), "w1", 1, '{"type":"echo_request","payload":"abc"}', 1.0
+    )
     assert isinstance(echo.reply, EchoResponse)
     assert echo.reply.processed_by_rendezvous == "Rendezvous processed: 'ABC' for worker w1"
-    handle_text_frame(registry, "w1", 1, '{"type":"register_public_ip","ip":"198.51.100.7"}', 1.0)
-    details = handle_text_frame(registry, "w1", 1, '{"type":"get_my_details"}', 1.0)
+    handle_text_frame(
+        registry, PunchSessions(), "w1", 1, '{"type":"register_public_ip","ip":"198.51.100.7"}', 1.0
+    )
+    details = handle_text_frame(
+        registry, PunchSessions(), "w1", 1, '{"type":"get_my_details"}', 1.0
+    )
     assert isinstance(details.reply, MyDetailsResponse)
     assert json.loads(encode_message(details.reply)) == {
         "type": "my_details_response",
@@ -101,7 +119,12 @@ def test_a_replaced_connection_can_no_longer_change_the_record() -> None:
     registry = connected_registry()
     registry.connect("w1", 2, "127.0.0.1", 50001, now=1.0)
     outcome = handle_text_frame(
-        registry, "w1", 1, '{"type":"update_udp_endpoint","udp_ip":"1.1.1.1","udp_port":9}', 2.0
+        registry,
+        PunchSessions(),
+        "w1",
+        1,
+        '{"type":"update_udp_endpoint","udp_ip":"1.1.1.1","udp_port":9}',
+        2.0,
     )
     assert isinstance(outcome.reply, UdpEndpointAck) and outcome.reply.status is AckStatus.ERROR
     record = registry.get("w1")

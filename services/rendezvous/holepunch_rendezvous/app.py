@@ -8,6 +8,7 @@ import functools
 import itertools
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from typing import Any, cast
 
 from holepunch_logging import log_event
 from holepunch_protocol import (
+    CloseCode,
     ErrorMessage,
     ProtocolError,
     encode_message,
@@ -30,18 +32,25 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from holepunch_rendezvous.config import RendezvousConfig
 from holepunch_rendezvous.registry import Registry, WorkerRecord
-from holepunch_rendezvous.session import Event, handle_binary_frame, handle_text_frame
+from holepunch_rendezvous.session import (
+    Event,
+    Outcome,
+    handle_binary_frame,
+    handle_text_frame,
+    introduce,
+)
+from holepunch_rendezvous.sessions import PunchSession, PunchSessions
 
 __all__ = ["CLOSE_GOING_AWAY", "CLOSE_REPLACED", "Rendezvous", "build_asgi_app", "create_app"]
 
 logger = logging.getLogger("holepunch.rendezvous")
 
-# Application close codes (RFC 6455 reserves 4000-4999 for applications).
-CLOSE_REPLACED = 4409
+CLOSE_REPLACED = CloseCode.REPLACED
 CLOSE_REPLACED_REASON = "replaced by a newer connection for this worker_id"
-CLOSE_POLICY_VIOLATION = 1008
-CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY_VIOLATION = CloseCode.POLICY_VIOLATION
+CLOSE_GOING_AWAY = CloseCode.GOING_AWAY
 MAX_LIST_LIMIT = 1000
+LIST_LIMIT_PATTERN = re.compile(r"[0-9]{1,4}")
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -83,6 +92,7 @@ class Rendezvous:
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.registry = Registry()
+        self.sessions = PunchSessions()
         self.connections: dict[int, WebSocket] = {}
         self.clock = clock
         self._connection_ids = itertools.count(1)
@@ -99,6 +109,16 @@ class Rendezvous:
     async def close_all(self, code: int, reason: str) -> None:
         sockets = list(self.connections.values())
         await asyncio.gather(*(_close_quietly(ws, code, reason) for ws in sockets))
+
+    async def deliver(self, outcome: Outcome) -> None:
+        """Send each delivery to its worker's current connection, if it still has one."""
+        for delivery in outcome.deliveries:
+            record = self.registry.get(delivery.worker_id)
+            websocket = None if record is None else self.connections.get(record.connection_id)
+            if websocket is None or websocket.application_state is not WebSocketState.CONNECTED:
+                continue
+            with contextlib.suppress(RuntimeError, OSError):  # it is closing: nothing to do
+                await websocket.send_text(encode_message(delivery.message))
 
     def describe(self, record: WorkerRecord) -> dict[str, Any]:
         websocket = self.connections.get(record.connection_id)
@@ -141,7 +161,12 @@ async def index(request: Request) -> Response:
             "message": "Rendezvous Service is running. "
             "Connect via WebSocket at /ws/register/{worker_id}",
             "websocket": "/ws/register/{worker_id}",
-            "endpoints": ["/healthz", "/debug/list_workers?limit=&cursor="],
+            "endpoints": [
+                "/healthz",
+                "/debug/list_workers?limit=&cursor=",
+                "/debug/sessions",
+                "POST /admin/introduce",
+            ],
         }
     )
 
@@ -159,7 +184,7 @@ async def list_workers(request: Request) -> Response:
     raw_limit = request.query_params.get("limit")
     limit: int | None = None
     if raw_limit is not None:
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIST_LIMIT:
+        if not LIST_LIMIT_PATTERN.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= MAX_LIST_LIMIT:
             return _bad_request(f"limit must be an integer in 1..{MAX_LIST_LIMIT}")
         limit = int(raw_limit)
     cursor = request.query_params.get("cursor") or None
@@ -240,7 +265,12 @@ async def register_worker(websocket: WebSocket) -> None:
             text = message.get("text")
             if text is not None:
                 outcome = handle_text_frame(
-                    registry, worker_id, connection_id, text, rendezvous.clock()
+                    registry,
+                    rendezvous.sessions,
+                    worker_id,
+                    connection_id,
+                    text,
+                    rendezvous.clock(),
                 )
             else:
                 outcome = handle_binary_frame(worker_id)
@@ -250,11 +280,15 @@ async def register_worker(websocket: WebSocket) -> None:
                 if websocket.application_state is not WebSocketState.CONNECTED:
                     break  # we are closing it (replaced or shutting down)
                 await websocket.send_text(encode_message(outcome.reply))
+            if outcome.deliveries:
+                await rendezvous.deliver(outcome)
     except (RuntimeError, OSError) as error:
         close_reason = f"connection lost: {error}"
     finally:
         rendezvous.connections.pop(connection_id, None)
         was_current = registry.disconnect(worker_id, connection_id)
+        if was_current:
+            rendezvous.sessions.end_sessions_of(worker_id, rendezvous.clock())
         log_event(
             logger,
             "worker_disconnected",
@@ -268,6 +302,63 @@ async def register_worker(websocket: WebSocket) -> None:
         )
 
 
+def _describe_session(session: PunchSession) -> dict[str, Any]:
+    return {
+        "initiator": session.initiator,
+        "responder": session.responder,
+        "created_at": _iso(session.created_at),
+        "ended_at": _iso(session.ended_at),
+        "relay_first": session.relay_first,
+        "relayed_datagrams": session.relayed_datagrams,
+        "relayed_bytes": session.relayed_bytes,
+        "relay_refused": session.relay_refused,
+        "results": {
+            worker_id: {key: value for key, value in result.to_fields().items() if key != "type"}
+            for worker_id, result in session.results.items()
+        },
+    }
+
+
+async def list_sessions(request: Request) -> Response:
+    sessions = _rendezvous(request).sessions
+    return FastJSONResponse(
+        {
+            "active_sessions_count": len(sessions),
+            "active": {s.session_id: _describe_session(s) for s in sessions.active()},
+            "ended": {s.session_id: _describe_session(s) for s in sessions.ended()},
+        }
+    )
+
+
+async def admin_introduce(request: Request) -> Response:
+    """An operator introduces two workers: `{"initiator": id, "responder": id}`."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return _bad_request("body must be JSON")
+    if not isinstance(body, dict):
+        return _bad_request("body must be a JSON object")
+    initiator, responder = body.get("initiator"), body.get("responder")
+    for name, value in (("initiator", initiator), ("responder", responder)):
+        if not isinstance(value, str):
+            return _bad_request(f"{name} must be a worker_id string")
+    assert isinstance(initiator, str) and isinstance(responder, str)
+    rendezvous = _rendezvous(request)
+    outcome = introduce(
+        rendezvous.registry, rendezvous.sessions, initiator, responder, rendezvous.clock()
+    )
+    if outcome.event is not None:
+        _log(outcome.event)
+    if isinstance(outcome.reply, ErrorMessage):
+        status = 404 if outcome.reply.code == "peer_not_found" else 409
+        return JSONResponse(
+            {"error": outcome.reply.code, "detail": outcome.reply.detail}, status_code=status
+        )
+    await rendezvous.deliver(outcome)
+    introduced = outcome.deliveries[0].message
+    return JSONResponse({"session_id": getattr(introduced, "session_id", None)})
+
+
 WORKER_SOCKET_ROUTE = WebSocketRoute("/ws/register/{worker_id}", register_worker)
 
 
@@ -277,6 +368,8 @@ def create_app(rendezvous: Rendezvous | None = None) -> Starlette:
             Route("/", index),
             Route("/healthz", healthz),
             Route("/debug/list_workers", list_workers),
+            Route("/debug/sessions", list_sessions),
+            Route("/admin/introduce", admin_introduce, methods=["POST"]),
             WORKER_SOCKET_ROUTE,
         ]
     )

@@ -13,23 +13,38 @@ from typing import Any
 
 from holepunch_protocol import (
     AckStatus,
+    ConnectRequest,
     EchoRequest,
     EchoResponse,
     ErrorCode,
     ErrorMessage,
     GetMyDetails,
+    MappingBehaviour,
     MyDetailsResponse,
+    PeerIntroduction,
+    PeerRole,
     ProtocolError,
+    PunchResult,
+    PunchStatus,
     RegisterPublicIp,
+    RelayDatagram,
     ServerMessage,
     UdpEndpointAck,
     UpdateUdpEndpoint,
     decode_client_message,
 )
 
-from holepunch_rendezvous.registry import Registry
+from holepunch_rendezvous.registry import Registry, UdpEndpoint
+from holepunch_rendezvous.sessions import PunchSessions
 
-__all__ = ["Event", "Outcome", "handle_binary_frame", "handle_text_frame"]
+__all__ = [
+    "Delivery",
+    "Event",
+    "Outcome",
+    "handle_binary_frame",
+    "handle_text_frame",
+    "introduce",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +56,18 @@ class Event:
 
 
 @dataclass(frozen=True, slots=True)
+class Delivery:
+    """A message for another worker's connection."""
+
+    worker_id: str
+    message: ServerMessage
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
     reply: ServerMessage | None = None
     event: Event | None = None
+    deliveries: tuple[Delivery, ...] = ()
 
 
 def _rejection(worker_id: str, error: ProtocolError) -> Outcome:
@@ -77,8 +101,132 @@ def handle_binary_frame(worker_id: str) -> Outcome:
     return _rejection(worker_id, error)
 
 
+def introduce(
+    registry: Registry, sessions: PunchSessions, initiator: str, responder: str, now: float
+) -> Outcome:
+    """Make a punch session between two workers and tell both; or say why not."""
+
+    def refuse(code: ErrorCode, detail: str) -> Outcome:
+        error = ProtocolError(code, detail, ConnectRequest.TYPE)
+        outcome = _rejection(initiator, error)
+        assert outcome.event is not None
+        event = Event(
+            "introduction_rejected",
+            f"Cannot introduce {initiator} to {responder}: {detail}",
+            logging.WARNING,
+            {**outcome.event.fields, "peer_id": responder},
+        )
+        return Outcome(reply=outcome.reply, event=event)
+
+    if initiator == responder:
+        return refuse(ErrorCode.SELF_INTRODUCTION, "a worker cannot be introduced to itself")
+    first, second = registry.get(initiator), registry.get(responder)
+    if first is None:
+        return refuse(ErrorCode.PEER_NOT_FOUND, f"worker {initiator!r} is not connected")
+    if second is None:
+        return refuse(ErrorCode.PEER_NOT_FOUND, f"worker {responder!r} is not connected")
+    if first.udp_endpoint is None:
+        return refuse(ErrorCode.NO_ENDPOINT, f"worker {initiator!r} has no UDP endpoint yet")
+    if second.udp_endpoint is None:
+        return refuse(
+            ErrorCode.PEER_HAS_NO_ENDPOINT, f"worker {responder!r} has no UDP endpoint yet"
+        )
+    a, b = first.udp_endpoint, second.udp_endpoint
+    dependent = MappingBehaviour.ENDPOINT_DEPENDENT
+    relay_first = dependent in (a.mapping, b.mapping)
+    session = sessions.create(initiator, responder, now, relay_first=relay_first)
+
+    def introduction(peer_id: str, endpoint: UdpEndpoint, role: PeerRole) -> PeerIntroduction:
+        return PeerIntroduction(
+            session_id=session.session_id,
+            peer_id=peer_id,
+            peer_udp_ip=endpoint.ip,
+            peer_udp_port=endpoint.port,
+            peer_mapping=endpoint.mapping,
+            secret=session.secret,
+            role=role,
+            relay_first=relay_first,
+        )
+
+    return Outcome(
+        event=Event(
+            "peer_introduced",
+            f"Introduced {initiator} ({a.ip}:{a.port}) and {responder} ({b.ip}:{b.port})",
+            fields={
+                "worker_id": initiator,
+                "peer_id": responder,
+                "session_id": session.session_id,
+                "udp_ip": a.ip,
+                "udp_port": a.port,
+                "mapping": a.mapping.value if a.mapping else None,
+                "peer_udp_ip": b.ip,
+                "peer_udp_port": b.port,
+                "peer_mapping": b.mapping.value if b.mapping else None,
+                "relay_first": relay_first,
+            },
+        ),
+        deliveries=(
+            Delivery(initiator, introduction(responder, b, PeerRole.INITIATOR)),
+            Delivery(responder, introduction(initiator, a, PeerRole.RESPONDER)),
+        ),
+    )
+
+
+def _punch_result(sessions: PunchSessions, worker_id: str, result: PunchResult) -> Outcome:
+    session = sessions.get(result.session_id)
+    if session is None or session.peer_of(worker_id) != result.peer_id:
+        return _rejection(
+            worker_id,
+            ProtocolError(ErrorCode.UNKNOWN_SESSION, "no such session for you", result.TYPE),
+        )
+    session.results[worker_id] = result
+    return Outcome(
+        event=Event(
+            "punch_result",
+            f"Worker {worker_id} to {result.peer_id}: {result.status.value} "
+            f"({result.path.value}, {result.attempts} attempts, {result.elapsed_ms:.0f} ms)",
+            logging.INFO if result.status is not PunchStatus.FAILED else logging.WARNING,
+            {
+                "worker_id": worker_id,
+                "peer_id": result.peer_id,
+                "session_id": result.session_id,
+                "status": result.status.value,
+                "path": result.path.value,
+                "attempts": result.attempts,
+                "elapsed_ms": result.elapsed_ms,
+                "rtt_ms": result.rtt_ms,
+                "peer_udp_ip": result.peer_udp_ip,
+                "peer_udp_port": result.peer_udp_port,
+            },
+        )
+    )
+
+
+def _relay(sessions: PunchSessions, worker_id: str, datagram: RelayDatagram, now: float) -> Outcome:
+    session = sessions.get(datagram.session_id)
+    peer = None if session is None else session.peer_of(worker_id)
+    if session is None or peer is None:
+        return _rejection(
+            worker_id,
+            ProtocolError(ErrorCode.UNKNOWN_SESSION, "no such session for you", datagram.TYPE),
+        )
+    if not session.allow_relay(len(datagram.data), now, sessions.limits):
+        # Refusals are counted on the session, not logged one by one: a flood stays cheap.
+        return Outcome(
+            reply=ErrorMessage(
+                ErrorCode.RATE_LIMITED.value, "relay rate limit reached for this session"
+            )
+        )
+    return Outcome(deliveries=(Delivery(peer, datagram),))
+
+
 def handle_text_frame(
-    registry: Registry, worker_id: str, connection_id: int, frame: str, now: float
+    registry: Registry,
+    sessions: PunchSessions,
+    worker_id: str,
+    connection_id: int,
+    frame: str,
+    now: float,
 ) -> Outcome:
     try:
         message = decode_client_message(frame)
@@ -125,6 +273,12 @@ def handle_text_frame(
             )
         case EchoRequest():
             return Outcome(reply=EchoResponse.for_request(message, worker_id))
+        case ConnectRequest():
+            return introduce(registry, sessions, worker_id, message.peer_id, now)
+        case PunchResult():
+            return _punch_result(sessions, worker_id, message)
+        case RelayDatagram():
+            return _relay(sessions, worker_id, message, now)
         case GetMyDetails():
             record = registry.get(worker_id)
             assert record is not None  # is_current() checked it above

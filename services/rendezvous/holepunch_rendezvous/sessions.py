@@ -1,0 +1,144 @@
+"""Punch sessions: introductions between two workers, their results, and relay limits.
+
+Pure state, no I/O. A session is made when one worker asks to be introduced to another;
+both get its id and secret. It ends when either worker disconnects; ended sessions are
+kept, bounded, for the debug listing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from holepunch_protocol import PunchResult
+
+__all__ = ["PunchSession", "PunchSessions", "RelayLimits", "TokenBucket"]
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    """`rate` tokens per second, at most `burst` saved up."""
+
+    rate: float
+    burst: float
+    tokens: float = -1.0
+    updated: float = 0.0
+
+    def allow(self, cost: float, now: float) -> bool:
+        if self.tokens < 0:
+            self.tokens, self.updated = self.burst, now
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if cost > self.tokens:
+            return False
+        self.tokens -= cost
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class RelayLimits:
+    datagrams_per_sec: float = 100.0
+    bytes_per_sec: float = 64 * 1024.0
+
+
+@dataclass(slots=True)
+class PunchSession:
+    session_id: str
+    secret: str
+    initiator: str
+    responder: str
+    created_at: float
+    relay_first: bool
+    results: dict[str, PunchResult] = field(default_factory=dict)
+    relayed_datagrams: int = 0
+    relayed_bytes: int = 0
+    relay_refused: int = 0
+    ended_at: float | None = None
+    _datagram_budget: TokenBucket | None = None
+    _byte_budget: TokenBucket | None = None
+
+    def members(self) -> tuple[str, str]:
+        return (self.initiator, self.responder)
+
+    def peer_of(self, worker_id: str) -> str | None:
+        if worker_id == self.initiator:
+            return self.responder
+        if worker_id == self.responder:
+            return self.initiator
+        return None
+
+    def allow_relay(self, size: int, now: float, limits: RelayLimits) -> bool:
+        if self._datagram_budget is None or self._byte_budget is None:
+            self._datagram_budget = TokenBucket(limits.datagrams_per_sec, limits.datagrams_per_sec)
+            self._byte_budget = TokenBucket(limits.bytes_per_sec, limits.bytes_per_sec)
+        if not (self._datagram_budget.allow(1, now) and self._byte_budget.allow(size, now)):
+            self.relay_refused += 1
+            return False
+        self.relayed_datagrams += 1
+        self.relayed_bytes += size
+        return True
+
+
+def _random_hex(size: int) -> str:
+    return os.urandom(size).hex()
+
+
+class PunchSessions:
+    def __init__(
+        self,
+        limits: RelayLimits | None = None,
+        keep_ended: int = 1000,
+        random_hex: Callable[[int], str] = _random_hex,
+    ) -> None:
+        self.limits = limits or RelayLimits()
+        self._active: dict[str, PunchSession] = {}
+        self._by_worker: dict[str, set[str]] = {}
+        self._ended: deque[PunchSession] = deque(maxlen=keep_ended)
+        self._random_hex = random_hex
+
+    def __len__(self) -> int:
+        return len(self._active)
+
+    def active(self) -> Iterator[PunchSession]:
+        return iter(self._active.values())
+
+    def ended(self) -> Iterator[PunchSession]:
+        return iter(self._ended)
+
+    def get(self, session_id: str) -> PunchSession | None:
+        return self._active.get(session_id)
+
+    def create(
+        self, initiator: str, responder: str, now: float, *, relay_first: bool
+    ) -> PunchSession:
+        session = PunchSession(
+            session_id=self._random_hex(16),
+            secret=self._random_hex(32),
+            initiator=initiator,
+            responder=responder,
+            created_at=now,
+            relay_first=relay_first,
+        )
+        self._active[session.session_id] = session
+        for worker_id in session.members():
+            self._by_worker.setdefault(worker_id, set()).add(session.session_id)
+        return session
+
+    def end_sessions_of(self, worker_id: str, now: float) -> list[PunchSession]:
+        """End every session `worker_id` is in (it disconnected); return them."""
+        ended = []
+        for session_id in self._by_worker.pop(worker_id, set()):
+            session = self._active.pop(session_id, None)
+            if session is None:
+                continue
+            peer = session.peer_of(worker_id)
+            if peer is not None and peer in self._by_worker:
+                self._by_worker[peer].discard(session_id)
+                if not self._by_worker[peer]:
+                    del self._by_worker[peer]
+            session.ended_at = now
+            self._ended.append(session)
+            ended.append(session)
+        return ended
