@@ -31,7 +31,18 @@ from tests.infra.conftest import REPO, require_tool
 
 SERVICES = ("rendezvous", "worker")
 HEALTH_PATH = {"rendezvous": "/healthz", "worker": "/"}
-RUNTIME_DEPS = {"starlette", "uvicorn", "websockets", "google-cloud-logging", "aioice"}
+
+
+def _runtime_deps() -> set[str]:
+    """The names in pyproject's [project] dependencies: the images must pin every one."""
+    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    return {
+        re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9_.-]+", dep).group(0)).lower()  # type: ignore[union-attr]
+        for dep in dependencies
+    }
+
+
+RUNTIME_DEPS = _runtime_deps()
 
 
 def dockerfile(name: str) -> Path:
