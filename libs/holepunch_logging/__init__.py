@@ -99,6 +99,9 @@ def configure_logging(
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    # google-cloud-logging writes its one diagnostic line through a handler of its own on
+    # this logger; propagating it to the root handler as well would print it twice.
+    logging.getLogger("google.cloud.logging_v2.handlers.structured_log").propagate = False
 
 
 def get_event_logger(name: str) -> logging.Logger:

@@ -54,6 +54,8 @@ async def test_logs_one_json_event_per_line_and_shuts_down_with_1001() -> None:
         assert line.get("severity") in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"} or (
             "logging.googleapis.com/diagnostic" in line
         )
+    diagnostics = [line for line in service.lines if "logging.googleapis.com/diagnostic" in line]
+    assert len(diagnostics) == 1 and service.lines[0] is diagnostics[0]
     connected = service.events("worker_connected")[0]
     assert connected["worker_id"] == "logged" and connected["observed_ip"] == "127.0.0.1"
     assert service.events("public_ip_registered")[0]["public_ip"] == "198.51.100.1"
