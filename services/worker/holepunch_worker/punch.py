@@ -1,0 +1,843 @@
+"""Hole punching between two introduced workers: a sans-I/O state machine per session.
+
+The I/O layer feeds a `PunchSessions` what happened, with the current monotonic time:
+an introduction from the rendezvous, a UDP datagram (with its source address), a
+relayed datagram, the relay (the rendezvous WebSocket) coming and going, a timer firing;
+it performs the actions returned and calls `timer` again at `next_deadline()`.
+
+One session, from its introduction:
+
+- *punching*: a PROBE to the peer's introduced address every `interval` until
+  `deadline`, as the peer does to ours, so that both NATs see outgoing traffic before
+  the other's packets arrive. A PROBE is answered with a PROBE_ACK echoing its
+  timestamp (the round-trip time). Any authenticated, fresh datagram from the peer over
+  UDP means the direct path is up (*connected*), and its source address is the one used
+  from then on: when it differs from the introduced one it is the peer's real mapping (a
+  peer-reflexive address, as in ICE; WireGuard roams the same way). A replayed datagram
+  (refused by the `ReplayWindow`) moves nothing and gets no answer.
+- *relayed*: with `relay_first` (a side's mapping is endpoint-dependent), or when the
+  deadline passes without a direct path, datagrams go sealed through the rendezvous
+  (`SendRelay`); the relay is confirmed when the peer's first datagram arrives through it,
+  else the session fails one more `deadline` later. While relayed, a burst of UDP probes
+  every `upgrade_interval` (announced by a PROBE through the relay, which starts the
+  peer's burst too) tries to upgrade to a direct path, as Tailscale does with DERP.
+- A path that works is kept alive by a KEEPALIVE after `keepalive` seconds without
+  sending on it; a session from which nothing arrived for `idle_timeout` ends.
+- Each side reports a `PunchResult` when its outcome changes (connected, relayed,
+  failed), waiting up to `rtt_wait` for a PROBE_ACK so that the report carries an RTT.
+
+DATA payloads start with a one-byte sub-type: 0 application bytes, 1 echo request and
+2 echo reply (both followed by an 8-byte echo id). An echo request is answered on the
+path it came by.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import struct
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from holepunch_protocol import (
+    MAX_PEER_PAYLOAD_BYTES,
+    PathKind,
+    PeerIntroduction,
+    PeerKind,
+    PunchResult,
+    PunchStatus,
+    ReplayWindow,
+    open_peer_datagram,
+    peek_session_id,
+    seal_peer_datagram,
+)
+from holepunch_protocol.peer_datagrams import PeerDatagram
+
+__all__ = [
+    "Action",
+    "Delivered",
+    "DropReason",
+    "EchoReplied",
+    "LogEvent",
+    "PunchSession",
+    "PunchSessions",
+    "PunchTimings",
+    "Report",
+    "SendRelay",
+    "SendUdp",
+    "SessionState",
+    "decode_data",
+    "encode_data",
+]
+
+Address = tuple[str, int]
+
+_TIMESTAMP = struct.Struct("!Q")
+_ECHO = struct.Struct("!BQ")
+DATA_APPLICATION = 0
+DATA_ECHO_REQUEST = 1
+DATA_ECHO_REPLY = 2
+MAX_PENDING_ECHOES = 64
+MAX_PLAUSIBLE_RTT_SEC = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class PunchTimings:
+    interval: float = 0.15  # between punch probes
+    deadline: float = 5.0  # punching gives up (then relay); the relay too, as long again
+    keepalive: float = 15.0  # well under Cloud NAT's 30 s UDP idle timeout
+    upgrade_interval: float = 20.0  # relayed: a direct probe burst this often
+    idle_timeout: float = 45.0  # nothing from the peer this long: the session ends
+    upgrade_burst: int = 8  # probes per upgrade burst, `interval` apart
+    relay_probe_interval: float = 0.5  # relay probes until the relay is confirmed
+    rtt_wait: float = 1.0  # how long a report waits for an RTT measurement
+    drop_summary_interval: float = 10.0  # peer_datagram_dropped at most this often
+
+    def __post_init__(self) -> None:
+        for name in ("interval", "deadline", "keepalive", "upgrade_interval", "idle_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+
+
+# ---------------------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True, slots=True)
+class SendUdp:
+    addr: Address
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SendRelay:
+    """Send `data` (a sealed datagram) in a `relay_datagram` for `session_id`."""
+
+    session_id: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    result: PunchResult
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """Application bytes from the peer."""
+
+    peer_id: str
+    payload: bytes
+    path: PathKind
+
+
+@dataclass(frozen=True, slots=True)
+class EchoReplied:
+    peer_id: str
+    echo_id: int
+    rtt_ms: float
+    path: PathKind
+
+
+@dataclass(frozen=True, slots=True)
+class LogEvent:
+    event: str
+    message: str
+    level: int = logging.INFO
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+Action = SendUdp | SendRelay | Report | Delivered | EchoReplied | LogEvent
+
+
+class SessionState(enum.StrEnum):
+    PUNCHING = "punching"
+    CONNECTED = "connected"  # direct path
+    RELAYED = "relayed"
+    FAILED = "failed"
+    ENDED = "ended"
+
+
+class DropReason(enum.StrEnum):
+    NO_SESSION = "no_session"
+    BAD_MAC = "bad_mac"  # wrong secret, or damaged
+    REPLAY = "replay"
+    WRONG_SESSION = "wrong_session"  # relayed under another session's id
+    MALFORMED = "malformed"  # authentic, but a payload we cannot use
+
+
+def encode_data(sub_type: int, payload: bytes = b"", echo_id: int = 0) -> bytes:
+    if sub_type == DATA_APPLICATION:
+        return bytes([DATA_APPLICATION]) + payload
+    return _ECHO.pack(sub_type, echo_id) + payload
+
+
+def decode_data(payload: bytes) -> tuple[int, int, bytes] | None:
+    """(sub-type, echo id, rest) of a DATA payload, or None."""
+    if not payload:
+        return None
+    if payload[0] == DATA_APPLICATION:
+        return DATA_APPLICATION, 0, payload[1:]
+    if payload[0] in (DATA_ECHO_REQUEST, DATA_ECHO_REPLY) and len(payload) >= _ECHO.size:
+        sub_type, echo_id = _ECHO.unpack_from(payload)
+        return sub_type, echo_id, payload[_ECHO.size :]
+    return None
+
+
+def _timestamp(now: float) -> bytes:
+    return _TIMESTAMP.pack(max(0, int(now * 1_000_000)) % 2**64)
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
+
+
+# ---------------------------------------------------------------------------- session
+
+
+class PunchSession:
+    """One introduced peer. Use through `PunchSessions`, which routes datagrams to it."""
+
+    def __init__(
+        self,
+        introduction: PeerIntroduction,
+        timings: PunchTimings,
+        now: float,
+        *,
+        relay_available: bool,
+        drops: Counter[DropReason] | None = None,
+    ) -> None:
+        self.introduction = introduction
+        self._drops = drops if drops is not None else Counter()
+        self.session_id = introduction.session_id
+        self.session_key = bytes.fromhex(introduction.session_id)
+        self.peer_id = introduction.peer_id
+        self._secret = bytes.fromhex(introduction.secret)
+        self._t = timings
+        self.introduced_addr: Address = (introduction.peer_udp_ip, introduction.peer_udp_port)
+        self.peer_addr: Address = self.introduced_addr
+        self.state = SessionState.PUNCHING
+        self.path = PathKind.NONE
+        self.started_at = now
+        self.ended_at: float | None = None
+        self.end_reason: str | None = None
+        self.relay_available = relay_available
+        self.attempts = 0
+        self.rtt_ms: dict[PathKind, float] = {}
+        self.sent: Counter[PathKind] = Counter()
+        self.received: Counter[PathKind] = Counter()
+        self.delivered = 0
+        self.dropped: Counter[DropReason] = Counter()
+        self.path_changes = 0
+        self._sequence = 0
+        self._replay = ReplayWindow()
+        self._punch_until = now + timings.deadline
+        self._next_probe: float | None = now
+        self._burst_left = 0
+        self._relay_since: float | None = None
+        self._relay_reason = ""
+        self._relay_confirmed = False
+        self._next_relay_probe: float | None = None
+        self._next_upgrade: float | None = None
+        self._last_burst_at: float | None = None
+        self._direct = False
+        self._last_received: float | None = None
+        self._last_sent: dict[PathKind, float] = {}
+        self._report_due: float | None = None
+        self._reported: tuple[PunchStatus, PathKind] | None = None
+        self._echoes: dict[int, float] = {}
+        self._next_echo_id = 1
+
+    # ------------------------------------------------------------------ observation
+
+    @property
+    def last_received_at(self) -> float | None:
+        """When the last authentic datagram from the peer arrived (either path)."""
+        return self._last_received
+
+    @property
+    def ended(self) -> bool:
+        return self.state in (SessionState.FAILED, SessionState.ENDED)
+
+    def _fields(self, **extra: Any) -> dict[str, Any]:
+        return {"session_id": self.session_id, "peer_id": self.peer_id, **extra}
+
+    def status(self, now: float) -> dict[str, Any]:
+        peer = self.peer_addr if self.path is PathKind.DIRECT else None
+        return {
+            "peer_id": self.peer_id,
+            "session_id": self.session_id,
+            "role": self.introduction.role.value,
+            "state": self.state.value,
+            "path": self.path.value,
+            "relay_first": self.introduction.relay_first,
+            "introduced_peer": {"ip": self.introduced_addr[0], "port": self.introduced_addr[1]},
+            "peer_address": None if peer is None else {"ip": peer[0], "port": peer[1]},
+            "attempts": self.attempts,
+            "rtt_ms": self.rtt_ms.get(self.path),
+            "age_s": round((self.ended_at or now) - self.started_at, 3),
+            "path_changes": self.path_changes,
+            "datagrams_sent": {
+                "direct": self.sent[PathKind.DIRECT],
+                "relay": self.sent[PathKind.RELAY],
+            },
+            "datagrams_received": {
+                "direct": self.received[PathKind.DIRECT],
+                "relay": self.received[PathKind.RELAY],
+            },
+            "delivered": self.delivered,
+            "dropped": {reason.value: count for reason, count in self.dropped.items()},
+            "end_reason": self.end_reason,
+        }
+
+    def next_deadline(self) -> float | None:
+        if self.ended:
+            return None
+        times: list[float | None] = [self._report_due]
+        if not self._direct:
+            if self._next_probe is not None and (
+                self._burst_left > 0 or self._next_probe < self._punch_until
+            ):
+                times.append(self._next_probe)
+            if self.path is PathKind.NONE:
+                times.append(self._punch_until)
+            if self.path is PathKind.RELAY:
+                times.append(self._next_upgrade)
+                if not self._relay_confirmed:
+                    assert self._relay_since is not None
+                    times.append(self._relay_since + self._t.deadline)
+                    if self.relay_available:
+                        times.append(self._next_relay_probe)
+        keepalive = self._keepalive_path()
+        if keepalive is not None:
+            times.append(self._last_sent.get(keepalive, self.started_at) + self._t.keepalive)
+        if self._last_received is not None:
+            times.append(self._last_received + self._t.idle_timeout)
+        return min((t for t in times if t is not None), default=None)
+
+    # ------------------------------------------------------------------ inputs
+
+    def start(self, now: float) -> list[Action]:
+        intro = self.introduction
+        actions: list[Action] = [
+            LogEvent(
+                "peer_introduced",
+                f"introduced to peer {self.peer_id} as {intro.role.value}",
+                fields=self._fields(
+                    role=intro.role.value,
+                    peer_udp_ip=self.introduced_addr[0],
+                    peer_udp_port=self.introduced_addr[1],
+                    peer_mapping=None if intro.peer_mapping is None else intro.peer_mapping.value,
+                    relay_first=intro.relay_first,
+                ),
+            ),
+            LogEvent(
+                "punch_started",
+                f"punching towards {self.introduced_addr[0]}:{self.introduced_addr[1]}",
+                fields=self._fields(
+                    peer_udp_ip=self.introduced_addr[0],
+                    peer_udp_port=self.introduced_addr[1],
+                    interval_s=self._t.interval,
+                    deadline_s=self._t.deadline,
+                ),
+            ),
+        ]
+        if intro.relay_first:
+            self._begin_relay(now, "relay_first")
+        actions += self.timer(now)
+        return actions
+
+    def set_relay_available(self, available: bool, now: float) -> list[Action]:
+        self.relay_available = available
+        if available and self._next_relay_probe is not None:
+            self._next_relay_probe = min(self._next_relay_probe, now)
+        return self.timer(now)
+
+    def timer(self, now: float) -> list[Action]:
+        if self.ended:
+            return []
+        actions: list[Action] = []
+        t = self._t
+        if self._last_received is not None and now >= self._last_received + t.idle_timeout:
+            return self.end(now, "idle")
+        if not self._direct:
+            # Punch probes (the first phase) and upgrade bursts.
+            probing = self._burst_left > 0 or now < self._punch_until
+            if probing and self._next_probe is not None and now >= self._next_probe:
+                actions += self._probe_udp(now)
+                if now >= self._punch_until:
+                    self._burst_left -= 1
+                self._next_probe = now + t.interval
+            if self.path is PathKind.NONE and now >= self._punch_until:
+                actions += self._punch_failed(now)
+                self._begin_relay(now, "punch_deadline")
+            if self.path is PathKind.RELAY:
+                assert self._relay_since is not None
+                if not self._relay_confirmed and now >= self._relay_since + t.deadline:
+                    return actions + self._fail(now)
+                if (
+                    not self._relay_confirmed
+                    and self.relay_available
+                    and self._next_relay_probe is not None
+                    and now >= self._next_relay_probe
+                ):
+                    actions += self._send(PeerKind.PROBE, _timestamp(now), PathKind.RELAY, now)
+                    self._next_relay_probe = now + t.relay_probe_interval
+                if self._next_upgrade is not None and now >= self._next_upgrade:
+                    actions += self._start_burst(now)
+                    self._next_upgrade = now + t.upgrade_interval
+        if self._report_due is not None and now >= self._report_due:
+            actions += self._report(now)
+        keepalive = self._keepalive_path()
+        if keepalive is not None and now >= self._last_sent.get(keepalive, self.started_at) + (
+            t.keepalive
+        ):
+            actions += self._send(PeerKind.KEEPALIVE, b"", keepalive, now)
+        return actions
+
+    def datagram_received(self, data: bytes, addr: Address, now: float) -> list[Action]:
+        return self._received(data, PathKind.DIRECT, addr, now)
+
+    def relay_received(self, data: bytes, now: float) -> list[Action]:
+        return self._received(data, PathKind.RELAY, None, now)
+
+    def send_echo(self, now: float) -> tuple[int, list[Action]] | None:
+        """An echo request on the current path: (echo id, actions), None with no path."""
+        if not self._can_send(self.path):
+            return None
+        echo_id = self._next_echo_id
+        self._next_echo_id += 1
+        self._echoes[echo_id] = now
+        while len(self._echoes) > MAX_PENDING_ECHOES:
+            del self._echoes[next(iter(self._echoes))]
+        payload = encode_data(DATA_ECHO_REQUEST, echo_id=echo_id)
+        return echo_id, self._send(PeerKind.DATA, payload, self.path, now)
+
+    def send_data(self, payload: bytes, now: float) -> list[Action] | None:
+        """Application bytes on the current path; None with no usable path."""
+        if not self._can_send(self.path) or len(payload) >= MAX_PEER_PAYLOAD_BYTES:
+            return None
+        return self._send(PeerKind.DATA, encode_data(DATA_APPLICATION, payload), self.path, now)
+
+    def end(self, now: float, reason: str) -> list[Action]:
+        if self.ended:
+            return []
+        self.state = SessionState.FAILED if reason == "no_path" else SessionState.ENDED
+        self.ended_at, self.end_reason = now, reason
+        self._report_due = None
+        return [
+            LogEvent(
+                "punch_session_ended",
+                f"session with {self.peer_id} ended: {reason}",
+                fields=self._fields(
+                    reason=reason,
+                    path=self.path.value,
+                    elapsed_ms=_ms(now - self.started_at),
+                    datagrams_sent=sum(self.sent.values()),
+                    datagrams_received=sum(self.received.values()),
+                ),
+            )
+        ]
+
+    # ------------------------------------------------------------------ receiving
+
+    def _received(
+        self, data: bytes, via: PathKind, addr: Address | None, now: float
+    ) -> list[Action]:
+        if self.ended:
+            self._drop(DropReason.NO_SESSION)
+            return []
+        datagram = open_peer_datagram(self._secret, data)
+        if datagram is None:
+            self._drop(DropReason.BAD_MAC)
+            return []
+        if datagram.session_id != self.session_key:
+            self._drop(DropReason.WRONG_SESSION)
+            return []
+        if not self._replay.accept(datagram.sequence):
+            self._drop(DropReason.REPLAY)
+            return []
+        self._last_received = now
+        self.received[via] += 1
+        actions: list[Action] = []
+        if via is PathKind.DIRECT:
+            assert addr is not None
+            actions += self._direct_seen(addr, now)
+        elif not self._relay_confirmed:
+            self._relay_confirmed = True
+            self._next_relay_probe = None
+            if self.path is PathKind.RELAY:
+                self.state = SessionState.RELAYED
+                self._report_due = now + self._t.rtt_wait
+        actions += self._handle(datagram, via, addr, now)
+        if self._report_due is not None and self.rtt_ms.get(self.path) is not None:
+            actions += self._report(now)
+        return actions
+
+    def _direct_seen(self, addr: Address, now: float) -> list[Action]:
+        actions: list[Action] = []
+        if addr != self.peer_addr:
+            old = self.peer_addr
+            self.peer_addr = addr
+            self.path_changes += 1
+            self.rtt_ms.pop(PathKind.DIRECT, None)
+            actions.append(
+                LogEvent(
+                    "punch_path_changed",
+                    f"peer {self.peer_id} now at {addr[0]}:{addr[1]} (was {old[0]}:{old[1]})",
+                    fields=self._fields(
+                        from_ip=old[0],
+                        from_port=old[1],
+                        to_ip=addr[0],
+                        to_port=addr[1],
+                        reason="roaming" if self._direct else "peer_reflexive",
+                        path=PathKind.DIRECT.value,
+                    ),
+                )
+            )
+            if self._direct:  # a new mapping: measure its RTT and report it
+                self._report_due = now + self._t.rtt_wait
+                self._reported = None
+        if not self._direct:
+            previous = self.path
+            self._direct = True
+            self.path = PathKind.DIRECT
+            self.state = SessionState.CONNECTED
+            self._burst_left = 0
+            self._next_upgrade = None
+            self._report_due = now + self._t.rtt_wait
+            if previous is PathKind.RELAY:
+                assert self._relay_since is not None
+                actions.append(
+                    LogEvent(
+                        "relay_upgraded",
+                        f"upgraded the session with {self.peer_id} from relay to direct",
+                        fields=self._fields(
+                            peer_udp_ip=addr[0],
+                            peer_udp_port=addr[1],
+                            relayed_ms=_ms(now - self._relay_since),
+                            attempts=self.attempts,
+                        ),
+                    )
+                )
+        return actions
+
+    def _handle(
+        self, datagram: PeerDatagram, via: PathKind, addr: Address | None, now: float
+    ) -> list[Action]:
+        kind, payload = datagram.kind, datagram.payload
+        if kind is PeerKind.PROBE:
+            actions = self._send(PeerKind.PROBE_ACK, payload, via, now, to=addr)
+            if via is PathKind.RELAY and self.path is PathKind.RELAY:
+                # The peer starts an upgrade burst: join it (Tailscale's CallMeMaybe).
+                actions += self._maybe_join_burst(now)
+            elif via is PathKind.DIRECT and PathKind.DIRECT not in self.rtt_ms:
+                actions += self._probe_udp(now)  # for our own RTT measurement
+            return actions
+        if kind is PeerKind.PROBE_ACK:
+            if len(payload) != _TIMESTAMP.size:
+                self._drop(DropReason.MALFORMED)
+                return []
+            (sent_us,) = _TIMESTAMP.unpack(payload)
+            rtt = now - sent_us / 1_000_000
+            if 0 <= rtt <= MAX_PLAUSIBLE_RTT_SEC:
+                self.rtt_ms[via] = _ms(rtt)
+            return []
+        if kind is PeerKind.DATA:
+            decoded = decode_data(payload)
+            if decoded is None:
+                self._drop(DropReason.MALFORMED)
+                return []
+            sub_type, echo_id, rest = decoded
+            if sub_type == DATA_ECHO_REQUEST:
+                reply = encode_data(DATA_ECHO_REPLY, rest, echo_id=echo_id)
+                return self._send(PeerKind.DATA, reply, via, now, to=addr)
+            if sub_type == DATA_ECHO_REPLY:
+                sent_at = self._echoes.pop(echo_id, None)
+                if sent_at is None:
+                    return []
+                return [EchoReplied(self.peer_id, echo_id, _ms(now - sent_at), via)]
+            self.delivered += 1
+            return [Delivered(self.peer_id, rest, via)]
+        return []  # KEEPALIVE: its arrival is all that matters
+
+    def _drop(self, reason: DropReason) -> None:
+        self.dropped[reason] += 1
+        self._drops[reason] += 1
+
+    # ------------------------------------------------------------------ sending
+
+    def _can_send(self, path: PathKind) -> bool:
+        if self.ended:
+            return False
+        if path is PathKind.DIRECT:
+            return True
+        return path is PathKind.RELAY and self.relay_available
+
+    def _keepalive_path(self) -> PathKind | None:
+        if self.path is PathKind.DIRECT:
+            return PathKind.DIRECT
+        if self.path is PathKind.RELAY and self._relay_confirmed and self.relay_available:
+            return PathKind.RELAY
+        return None
+
+    def _send(
+        self,
+        kind: PeerKind,
+        payload: bytes,
+        path: PathKind,
+        now: float,
+        *,
+        to: Address | None = None,
+    ) -> list[Action]:
+        if not self._can_send(path):
+            return []
+        data = seal_peer_datagram(self._secret, kind, self.session_key, self._sequence, payload)
+        self._sequence += 1
+        self.sent[path] += 1
+        self._last_sent[path] = now
+        if path is PathKind.RELAY:
+            return [SendRelay(self.session_id, data)]
+        return [SendUdp(to or self.peer_addr, data)]
+
+    def _probe_udp(self, now: float) -> list[Action]:
+        self.attempts += 1
+        return self._send(PeerKind.PROBE, _timestamp(now), PathKind.DIRECT, now)
+
+    def _start_burst(self, now: float) -> list[Action]:
+        self._burst_left = self._t.upgrade_burst
+        self._next_probe = now
+        self._last_burst_at = now
+        actions = self._send(PeerKind.PROBE, _timestamp(now), PathKind.RELAY, now)
+        actions += self._probe_udp(now)
+        self._burst_left -= 1
+        self._next_probe = now + self._t.interval
+        return actions
+
+    def _maybe_join_burst(self, now: float) -> list[Action]:
+        if now < self._punch_until or self._burst_left > 0:
+            return []
+        if self._last_burst_at is not None and now - self._last_burst_at < self._t.interval * (
+            self._t.upgrade_burst
+        ):
+            return []
+        self._next_upgrade = now + self._t.upgrade_interval
+        return self._start_burst(now)
+
+    # ------------------------------------------------------------------ outcomes
+
+    def _begin_relay(self, now: float, reason: str) -> None:
+        self.path = PathKind.RELAY
+        self._relay_since = now
+        self._relay_reason = reason
+        self._next_relay_probe = now
+        self._next_upgrade = self.started_at + self._t.deadline + self._t.upgrade_interval
+        if self._relay_confirmed:
+            self.state = SessionState.RELAYED
+            self._report_due = now + self._t.rtt_wait
+
+    def _punch_failed(self, now: float) -> list[Action]:
+        return [
+            LogEvent(
+                "punch_failed",
+                f"no direct path to {self.peer_id} after {self.attempts} probes; trying the relay",
+                level=logging.WARNING,
+                fields=self._fields(
+                    attempts=self.attempts,
+                    elapsed_ms=_ms(now - self.started_at),
+                    peer_udp_ip=self.peer_addr[0],
+                    peer_udp_port=self.peer_addr[1],
+                    fallback="relay",
+                ),
+            )
+        ]
+
+    def _fail(self, now: float) -> list[Action]:
+        result = PunchResult(
+            session_id=self.session_id,
+            peer_id=self.peer_id,
+            status=PunchStatus.FAILED,
+            path=PathKind.NONE,
+            attempts=min(self.attempts, 1_000_000),
+            elapsed_ms=min(_ms(now - self.started_at), 86_400_000),
+        )
+        self.path = PathKind.NONE
+        self._reported = (PunchStatus.FAILED, PathKind.NONE)
+        return [Report(result), *self.end(now, "no_path")]
+
+    def _report(self, now: float) -> list[Action]:
+        self._report_due = None
+        if self.path is PathKind.DIRECT:
+            status = PunchStatus.CONNECTED
+        elif self.path is PathKind.RELAY and self._relay_confirmed:
+            status = PunchStatus.RELAYED
+        else:
+            return []
+        if self._reported == (status, self.path):
+            return []
+        self._reported = (status, self.path)
+        rtt = self.rtt_ms.get(self.path)
+        elapsed = _ms(now - self.started_at)
+        direct = self.path is PathKind.DIRECT
+        result = PunchResult(
+            session_id=self.session_id,
+            peer_id=self.peer_id,
+            status=status,
+            path=self.path,
+            attempts=min(self.attempts, 1_000_000),
+            elapsed_ms=min(elapsed, 86_400_000),
+            rtt_ms=rtt,
+            peer_udp_ip=self.peer_addr[0] if direct else None,
+            peer_udp_port=self.peer_addr[1] if direct else None,
+        )
+        if direct:
+            log = LogEvent(
+                "punch_connected",
+                f"direct path to {self.peer_id} at {self.peer_addr[0]}:{self.peer_addr[1]}",
+                fields=self._fields(
+                    peer_udp_ip=self.peer_addr[0],
+                    peer_udp_port=self.peer_addr[1],
+                    peer_reflexive=self.peer_addr != self.introduced_addr,
+                    attempts=self.attempts,
+                    elapsed_ms=elapsed,
+                    rtt_ms=rtt,
+                    upgraded=self._relay_since is not None,
+                ),
+            )
+        else:
+            log = LogEvent(
+                "relay_started",
+                f"relaying datagrams to {self.peer_id} through the rendezvous",
+                fields=self._fields(
+                    reason=self._relay_reason,
+                    attempts=self.attempts,
+                    elapsed_ms=elapsed,
+                    rtt_ms=rtt,
+                ),
+            )
+        return [log, Report(result)]
+
+
+# ---------------------------------------------------------------------------- sessions
+
+
+class PunchSessions:
+    """Every session of one worker, by session id; routes datagrams and summarises drops."""
+
+    def __init__(self, timings: PunchTimings, *, keep_ended: int = 16) -> None:
+        self.timings = timings
+        self.relay_available = False
+        self._sessions: dict[bytes, PunchSession] = {}
+        self._ended: deque[PunchSession] = deque(maxlen=keep_ended)
+        self.dropped_no_session = 0
+        self.drops: Counter[DropReason] = Counter()
+        self._drops_logged: Counter[str] = Counter()
+        self._last_drop_summary: float | None = None
+
+    # ------------------------------------------------------------------ observation
+
+    def active(self) -> list[PunchSession]:
+        return list(self._sessions.values())
+
+    def for_peer(self, peer_id: str) -> PunchSession | None:
+        return next((s for s in self._sessions.values() if s.peer_id == peer_id), None)
+
+    def status(self, now: float) -> dict[str, Any]:
+        return {
+            "sessions": [s.status(now) for s in self._sessions.values()],
+            "ended_sessions": [s.status(now) for s in self._ended],
+            "dropped_no_session": self.dropped_no_session,
+        }
+
+    def next_deadline(self) -> float | None:
+        times = [s.next_deadline() for s in self._sessions.values()]
+        if self._drop_counts() != self._drops_logged and self._last_drop_summary is not None:
+            times.append(self._last_drop_summary + self.timings.drop_summary_interval)
+        return min((t for t in times if t is not None), default=None)
+
+    # ------------------------------------------------------------------ inputs
+
+    def introduce(self, introduction: PeerIntroduction, now: float) -> list[Action]:
+        actions: list[Action] = []
+        key = bytes.fromhex(introduction.session_id)
+        if key in self._sessions:
+            return []  # a duplicate introduction changes nothing
+        previous = self.for_peer(introduction.peer_id)
+        if previous is not None:
+            actions += previous.end(now, "replaced")
+        session = PunchSession(
+            introduction, self.timings, now, relay_available=self.relay_available, drops=self.drops
+        )
+        self._sessions[key] = session
+        actions += session.start(now)
+        return self._tidy(actions, now)
+
+    def datagram_received(self, data: bytes, addr: Address, now: float) -> list[Action]:
+        key = peek_session_id(data)
+        session = None if key is None else self._sessions.get(key)
+        if session is None:
+            self.dropped_no_session += 1
+            self.drops[DropReason.NO_SESSION] += 1
+            return self._tidy([], now)
+        return self._tidy(session.datagram_received(data, addr, now), now)
+
+    def relay_received(self, session_id: str, data: bytes, now: float) -> list[Action]:
+        session = self._sessions.get(bytes.fromhex(session_id))
+        if session is None:
+            self.dropped_no_session += 1
+            self.drops[DropReason.NO_SESSION] += 1
+            return self._tidy([], now)
+        if peek_session_id(data) != session.session_key:
+            session._drop(DropReason.WRONG_SESSION)
+            return self._tidy([], now)
+        return self._tidy(session.relay_received(data, now), now)
+
+    def set_relay_available(self, available: bool, now: float) -> list[Action]:
+        self.relay_available = available
+        actions: list[Action] = []
+        for session in self.active():
+            actions += session.set_relay_available(available, now)
+        return self._tidy(actions, now)
+
+    def timer(self, now: float) -> list[Action]:
+        actions: list[Action] = []
+        for session in self.active():
+            actions += session.timer(now)
+        return self._tidy(actions, now)
+
+    def close_all(self, now: float, reason: str = "shutdown") -> list[Action]:
+        actions: list[Action] = []
+        for session in self.active():
+            actions += session.end(now, reason)
+        return self._tidy(actions, now)
+
+    # ------------------------------------------------------------------ internals
+
+    def _drop_counts(self) -> Counter[str]:
+        return Counter({reason.value: count for reason, count in self.drops.items()})
+
+    def _tidy(self, actions: list[Action], now: float) -> list[Action]:
+        for key, session in list(self._sessions.items()):
+            if session.ended:
+                del self._sessions[key]
+                self._ended.append(session)
+        counts = self._drop_counts()
+        if counts != self._drops_logged and (
+            self._last_drop_summary is None
+            or now >= self._last_drop_summary + self.timings.drop_summary_interval
+        ):
+            new = counts - self._drops_logged
+            self._drops_logged = counts
+            self._last_drop_summary = now
+            actions.append(
+                LogEvent(
+                    "peer_datagram_dropped",
+                    f"dropped {sum(new.values())} peer datagrams",
+                    fields={
+                        "count": sum(new.values()),
+                        "reasons": dict(new),
+                        "total": sum(counts.values()),
+                    },
+                )
+            )
+        return actions
