@@ -76,6 +76,7 @@ class Net:
         default_factory=list
     )
     _seq: int = 0
+    timer_lateness: float = 0.0  # a busy event loop calls timers late
 
     def intro(
         self, role: PeerRole, peer: str, addr: tuple[str, int], relay_first: bool
@@ -146,7 +147,11 @@ class Net:
 
     def run_until(self, end: float) -> None:
         while True:
-            times = [t for t in (self.a.next_deadline(), self.b.next_deadline()) if t is not None]
+            times = [
+                t + self.timer_lateness
+                for t in (self.a.next_deadline(), self.b.next_deadline())
+                if t is not None
+            ]
             if self._queue:
                 times.append(self._queue[0][0])
             if not times or min(times) > end:
@@ -163,8 +168,11 @@ class Net:
                 continue
             for who in ("a", "b"):
                 deadline = self.sessions(who).next_deadline()
-                if deadline is not None and deadline <= self.now:
+                if deadline is not None and deadline + self.timer_lateness <= self.now:
                     self.perform(who, self.sessions(who).timer(self.now))
+                    # The I/O loop sleeps until next_deadline(): it must have moved on.
+                    later = self.sessions(who).next_deadline()
+                    assert later is None or later > self.now, "timer would spin"
         self.now = max(self.now, end)
 
     def run_for(self, seconds: float) -> None:
@@ -415,6 +423,8 @@ def test_deadline_falls_back_to_the_relay_which_carries_echoes() -> None:
         assert failed.fields["attempts"] == pytest.approx(
             TIMINGS.deadline / TIMINGS.interval, abs=1
         )
+        # The relay's own probes start no upgrade burst: none until `upgrade_interval`.
+        assert session.attempts == failed.fields["attempts"]
         [started] = net.logs(who, "relay_started")
         assert started.fields["reason"] == "punch_deadline"
         [report] = net.reports(who)
@@ -470,6 +480,7 @@ def test_upgrade_bursts_repeat_and_one_sides_burst_pulls_in_the_other() -> None:
     assert bursts == [TIMINGS.upgrade_burst] * 3
     # A burst of B's own, out of turn (B's clock differs): the relay probe starting it makes
     # A burst at once too, so that both NATs open together.
+    net.run_for(TIMINGS.upgrade_interval / 2)
     net.udp_ok = lambda sender, dst, data: True
     b = net.session("b")
     net.perform("b", b._start_burst(net.now))
@@ -509,6 +520,21 @@ def test_relayed_path_pauses_without_the_rendezvous_and_direct_paths_do_not() ->
     assert relayed.session("a").send_echo(relayed.now) is None
     relayed.set_relay(True)
     assert relayed.echo("a").path is PathKind.RELAY
+
+
+@pytest.mark.parametrize("lateness", [0.0007, 0.037, 0.25])
+def test_late_timers_still_fall_back_and_upgrade(lateness: float) -> None:
+    net = Net(timer_lateness=lateness)
+    blocked = True
+    net.udp_ok = lambda sender, dst, data: not blocked
+    net.start()
+    net.run_until(TIMINGS.deadline + 1.0)
+    assert net.session("a").state is SessionState.RELAYED
+    assert net.echo("a").path is PathKind.RELAY
+    blocked = False
+    net.run_until(TIMINGS.deadline + TIMINGS.upgrade_interval + 2.0)
+    assert net.session("a").state is SessionState.CONNECTED
+    assert net.session("b").state is SessionState.CONNECTED
 
 
 # ---------------------------------------------------------------------------- keepalive and idle

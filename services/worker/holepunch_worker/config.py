@@ -70,6 +70,14 @@ class WorkerConfig:
     reconnect_max_delay_sec: float
     public_ip_echo_url: str | None
     log_level: str
+    # Hole punching (punch.py).
+    punch_interval_sec: float = 0.15
+    punch_deadline_sec: float = 5.0
+    punch_keepalive_sec: float = 15.0
+    punch_upgrade_interval_sec: float = 20.0
+    punch_idle_timeout_sec: float = 45.0
+    peer_echo_timeout_sec: float = 5.0
+    connect_to: tuple[str, ...] = ()
 
 
 def _text(environ: Mapping[str, str], name: str) -> str | None:
@@ -201,6 +209,23 @@ def _echo_url(environ: Mapping[str, str]) -> str | None:
     return url
 
 
+def _connect_to(environ: Mapping[str, str], worker_id: str) -> tuple[str, ...]:
+    peers: list[str] = []
+    for item in (_text(environ, "CONNECT_TO") or "").split(","):
+        peer = item.strip()
+        if not peer:
+            continue
+        try:
+            validate_worker_id(peer)
+        except ProtocolError as error:
+            raise ConfigError("CONNECT_TO", f"{peer[:80]!r}: {error.detail}") from None
+        if peer == worker_id:
+            raise ConfigError("CONNECT_TO", "names this worker itself")
+        if peer not in peers:
+            peers.append(peer)
+    return tuple(peers)
+
+
 def load_config(
     environ: Mapping[str, str], new_worker_id: Callable[[], str] = lambda: str(uuid.uuid4())
 ) -> WorkerConfig:
@@ -238,6 +263,13 @@ def load_config(
             f"must be at least RECONNECT_INITIAL_DELAY_SEC ({initial_delay:g})",
         )
 
+    keepalive = _seconds(environ, "PUNCH_KEEPALIVE_SEC", 15.0, maximum=25)
+    idle_timeout = _seconds(environ, "PUNCH_IDLE_TIMEOUT_SEC", 3 * keepalive, maximum=3600)
+    if idle_timeout <= keepalive:
+        raise ConfigError(
+            "PUNCH_IDLE_TIMEOUT_SEC", f"must be more than PUNCH_KEEPALIVE_SEC ({keepalive:g})"
+        )
+
     return WorkerConfig(
         worker_id=worker_id,
         rendezvous_url=rendezvous_url,
@@ -254,4 +286,13 @@ def load_config(
         reconnect_max_delay_sec=max_delay,
         public_ip_echo_url=_echo_url(environ),
         log_level=log_level,
+        punch_interval_sec=_seconds(environ, "PUNCH_INTERVAL_SEC", 0.15, maximum=5),
+        punch_deadline_sec=_seconds(environ, "PUNCH_DEADLINE_SEC", 5.0, maximum=120),
+        punch_keepalive_sec=keepalive,
+        punch_upgrade_interval_sec=_seconds(
+            environ, "PUNCH_UPGRADE_INTERVAL_SEC", 20.0, maximum=3600
+        ),
+        punch_idle_timeout_sec=idle_timeout,
+        peer_echo_timeout_sec=_seconds(environ, "PEER_ECHO_TIMEOUT_SEC", 5.0, maximum=60),
+        connect_to=_connect_to(environ, worker_id),
     )

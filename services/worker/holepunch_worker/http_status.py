@@ -1,4 +1,5 @@
-"""The worker's HTTP listener on $PORT: `GET /` -> `OK`, `GET /status` -> JSON.
+"""The worker's HTTP listener on $PORT: `GET /` -> `OK`, `GET /status` -> JSON, and the
+routes of an optional `ApiHandler` (the worker's `POST /peers/{peer_id}/connect|echo`).
 
 Cloud Run requires every service to listen on $PORT (its default startup probe is a TCP
 connect). Two read-only routes do not need a framework: this is `asyncio.start_server`
@@ -13,18 +14,22 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
 
 from holepunch_logging import log_event
 
-__all__ = ["StatusProvider", "respond", "start_http_server"]
+__all__ = ["ApiHandler", "ApiResponse", "StatusProvider", "respond", "start_http_server"]
 
 StatusProvider = Callable[[], dict[str, Any]]
+ApiResponse = tuple[HTTPStatus, dict[str, Any]]
+# (method, path) -> a JSON response, or None when the route is not the handler's.
+ApiHandler = Callable[[str, str], Awaitable[ApiResponse | None]]
 
 _MAX_HEADER_BYTES = 8192
 _READ_TIMEOUT_SEC = 10.0
+_MAX_BODY_BYTES = 64 * 1024  # request bodies are read and ignored
 
 
 def _response(status: HTTPStatus, body: bytes, content_type: str, *, head: bool = False) -> bytes:
@@ -58,18 +63,51 @@ def respond(request_line: bytes, status_provider: StatusProvider) -> bytes:
     return _response(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8", head=head)
 
 
+def json_response(status: HTTPStatus, body: dict[str, Any]) -> bytes:
+    return _response(status, json.dumps(body, separators=(",", ":")).encode(), "application/json")
+
+
+def _content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            try:
+                return int(value.strip())
+            except ValueError:
+                return -1
+    return 0
+
+
 async def _read_request_line(reader: asyncio.StreamReader) -> bytes | None:
-    """The request line, after reading (and ignoring) the headers; None on a bad request."""
+    """The request line, after reading (and ignoring) the headers and any small body;
+    None on a bad request."""
     try:
         async with asyncio.timeout(_READ_TIMEOUT_SEC):
             head = await reader.readuntil(b"\r\n\r\n")
+            length = _content_length(head)
+            if not 0 <= length <= _MAX_BODY_BYTES:
+                return None
+            if length:
+                await reader.readexactly(length)
     except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
         return None
     return head.split(b"\r\n", 1)[0]
 
 
+async def _api_response(request_line: bytes, api: ApiHandler) -> bytes | None:
+    parts = request_line.decode("latin-1").split(" ")
+    if len(parts) != 3:
+        return None
+    answer = await api(parts[0], parts[1].split("?", 1)[0])
+    return None if answer is None else json_response(*answer)
+
+
 async def start_http_server(
-    host: str, port: int, status_provider: StatusProvider, logger: logging.Logger
+    host: str,
+    port: int,
+    status_provider: StatusProvider,
+    logger: logging.Logger,
+    api: ApiHandler | None = None,
 ) -> asyncio.Server:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -79,7 +117,8 @@ async def start_http_server(
                     HTTPStatus.BAD_REQUEST, b"bad request\n", "text/plain; charset=utf-8"
                 )
             else:
-                response = respond(request_line, status_provider)
+                api_response = None if api is None else await _api_response(request_line, api)
+                response = api_response or respond(request_line, status_provider)
             writer.write(response)
             await writer.drain()
         except ConnectionError:

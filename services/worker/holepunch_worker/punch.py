@@ -363,7 +363,9 @@ class PunchSession:
         if not self._direct:
             # Punch probes (the first phase) and upgrade bursts.
             probing = self._burst_left > 0 or now < self._punch_until
-            if probing and self._next_probe is not None and now >= self._next_probe:
+            if not probing:
+                self._next_probe = None  # until the next upgrade burst
+            elif self._next_probe is not None and now >= self._next_probe:
                 actions += self._probe_udp(now)
                 if now >= self._punch_until:
                     self._burst_left -= 1
@@ -615,11 +617,12 @@ class PunchSession:
         return actions
 
     def _maybe_join_burst(self, now: float) -> list[Action]:
+        # Not during punching or a burst, nor soon after one (or after the relay started:
+        # the peer's probes confirming the relay are no announcement).
         if now < self._punch_until or self._burst_left > 0:
             return []
-        if self._last_burst_at is not None and now - self._last_burst_at < self._t.interval * (
-            self._t.upgrade_burst
-        ):
+        last = self._last_burst_at if self._last_burst_at is not None else self._relay_since
+        if last is not None and now - last < self._t.upgrade_interval / 2:
             return []
         self._next_upgrade = now + self._t.upgrade_interval
         return self._start_burst(now)

@@ -2,8 +2,9 @@
 
 STUN requests leave from this socket, so the mapping STUN reports is the mapping peers
 reach. `datagram_received` hands STUN responses to their aioice `Transaction` (only when
-they come from the address the request went to), answers pings with pongs, and counts
-and drops everything else. Nothing a peer sends can raise out of it.
+they come from the address the request went to), answers pings with pongs, hands peer
+datagrams (magic "HPX1", punch.py) to the peer handler, and counts and drops everything
+else. Nothing a peer sends can raise out of it.
 """
 
 from __future__ import annotations
@@ -11,18 +12,21 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
 from aioice import stun
 from holepunch_logging import log_event
 from holepunch_protocol import pong_for, pong_token
+from holepunch_protocol.peer_datagrams import PEER_MAGIC
 
 from holepunch_worker.mapping import TransportAddress
 
 __all__ = [
     "DatagramCounters",
     "DatagramKind",
+    "PeerHandler",
     "WorkerDatagramProtocol",
     "classify_datagram",
     "open_worker_socket",
@@ -35,6 +39,7 @@ class DatagramKind(enum.StrEnum):
     STUN = "stun"
     PING = "ping"
     PONG = "pong"
+    PEER = "peer"  # a sealed datagram from an introduced peer (checked by its session)
     OTHER = "other"
 
 
@@ -50,6 +55,8 @@ def classify_datagram(data: bytes) -> DatagramKind:
         and int.from_bytes(data[2:4], "big") == len(data) - stun.HEADER_LENGTH
     ):
         return DatagramKind.STUN
+    if data.startswith(PEER_MAGIC):
+        return DatagramKind.PEER
     if pong_for(data) is not None:
         return DatagramKind.PING
     if pong_token(data) is not None:
@@ -62,6 +69,7 @@ class DatagramCounters:
     stun_responses: int = 0
     pings_answered: int = 0
     pongs_received: int = 0
+    peer_datagrams: int = 0  # handed to the punch sessions (which drop the bad ones)
     dropped_malformed_stun: int = 0
     dropped_unexpected_stun: int = 0  # unknown transaction, wrong source, or a request
     dropped_other: int = 0
@@ -81,10 +89,14 @@ class _PendingTransaction:
     server: TransportAddress
 
 
+PeerHandler = Callable[[bytes, TransportAddress], None]
+
+
 class WorkerDatagramProtocol(asyncio.DatagramProtocol):
     """Implements aioice's TransactionSender: `send_stun(message, addr)`."""
 
     def __init__(self, logger: logging.Logger, worker_id: str) -> None:
+        self.peer_handler: PeerHandler | None = None
         self._logger = logger
         self._worker_id = worker_id
         self._transport: asyncio.DatagramTransport | None = None
@@ -126,12 +138,19 @@ class WorkerDatagramProtocol(asyncio.DatagramProtocol):
                 self._transport.sendto(pong, source)
                 self.counters.pings_answered += 1
                 self._debug("udp_ping_answered", "answered a ping", source)
+        elif kind is DatagramKind.PEER and self.peer_handler is not None:
+            self.counters.peer_datagrams += 1
+            self.peer_handler(data, source)
         elif kind is DatagramKind.PONG:
             self.counters.pongs_received += 1
             self._debug("udp_pong_received", "received a pong", source)
         else:
             self.counters.dropped_other += 1
             self._debug("udp_datagram_dropped", "dropped a datagram", source, kind=kind.value)
+
+    def send_datagram(self, data: bytes, addr: TransportAddress) -> None:
+        if self._transport is not None:
+            self._transport.sendto(data, addr)
 
     # ------------------------------------------------------------------ STUN
 

@@ -1,8 +1,10 @@
-"""The worker's I/O: one UDP socket, the STUN refresh loop, the rendezvous WebSocket loop
-and the HTTP listener, all in one event loop.
+"""The worker's I/O: one UDP socket, the STUN refresh loop, the rendezvous WebSocket loop,
+the punch sessions' timer and the HTTP listener, all in one event loop.
 
-Decisions live in the pure modules (config, mapping, backoff, signalling); this module
-moves their inputs and actions between sockets and timers.
+Decisions live in the pure modules (config, mapping, backoff, signalling, punch); this
+module moves their inputs and actions between sockets and timers. Punch sessions outlive
+the WebSocket: their direct paths need only the UDP socket; relayed paths pause while
+the rendezvous is away.
 """
 
 from __future__ import annotations
@@ -13,28 +15,45 @@ import enum
 import logging
 import time
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any
+from urllib.parse import unquote
 
 from holepunch_logging import log_event
 from holepunch_protocol import (
     MAX_FRAME_BYTES,
+    ConnectRequest,
     ErrorMessage,
     MappingBehaviour,
+    PeerIntroduction,
     ProtocolError,
     RegisterPublicIp,
+    RelayDatagram,
     UdpEndpointAck,
     UpdateUdpEndpoint,
     decode_server_message,
     encode_message,
+    validate_worker_id,
 )
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from holepunch_worker.backoff import SessionEnd, after_session, reconnect_delays
 from holepunch_worker.config import WorkerConfig
-from holepunch_worker.http_status import start_http_server
+from holepunch_worker.http_status import ApiResponse, start_http_server
 from holepunch_worker.mapping import TransportAddress, carry_forward_mapping
 from holepunch_worker.public_ip import fetch_public_ip
+from holepunch_worker.punch import (
+    Action,
+    Delivered,
+    EchoReplied,
+    LogEvent,
+    PunchSessions,
+    PunchTimings,
+    Report,
+    SendRelay,
+    SendUdp,
+)
 from holepunch_worker.signalling import (
     EndpointReporter,
     ReconnectNeeded,
@@ -50,6 +69,7 @@ HTTP_BIND_HOST = "0.0.0.0"  # Cloud Run sends requests to $PORT on every interfa
 WEBSOCKET_OPEN_TIMEOUT_SEC = 10.0
 WEBSOCKET_CLOSE_TIMEOUT_SEC = 2.0  # keeps shutdown well inside Cloud Run's 10 s
 SHUTDOWN_TIMEOUT_SEC = 8.0
+CONNECT_RETRY_SEC = 2.0  # CONNECT_TO peers without a session are asked for again this often
 
 
 class RendezvousState(enum.StrEnum):
@@ -87,6 +107,19 @@ class Worker:
         self._mapped: TransportAddress | None = None
         self._mapping: MappingBehaviour | None = None
         self._public_ip: str | None = None
+        self._punch = PunchSessions(
+            PunchTimings(
+                interval=config.punch_interval_sec,
+                deadline=config.punch_deadline_sec,
+                keepalive=config.punch_keepalive_sec,
+                upgrade_interval=config.punch_upgrade_interval_sec,
+                idle_timeout=config.punch_idle_timeout_sec,
+            )
+        )
+        self._punch_changed = asyncio.Event()
+        self._endpoint_acked = asyncio.Event()
+        self._echo_waiters: dict[tuple[str, int], asyncio.Future[EchoReplied]] = {}
+        self._peer_data_received = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -96,6 +129,7 @@ class Worker:
         self._udp = await open_worker_socket(
             config.udp_bind_host, config.udp_port, self._logger, config.worker_id
         )
+        self._udp.peer_handler = self._peer_datagram
         local_ip, local_port = self._udp.local_address
         self._log(
             "udp_socket_bound",
@@ -104,7 +138,7 @@ class Worker:
             udp_port=local_port,
         )
         http_server = await start_http_server(
-            HTTP_BIND_HOST, config.http_port, self.status, self._logger
+            HTTP_BIND_HOST, config.http_port, self.status, self._logger, self._api
         )
         http_port = http_server.sockets[0].getsockname()[1]
         self._log("http_listening", f"HTTP listening on port {http_port}", port=http_port)
@@ -112,6 +146,7 @@ class Worker:
         tasks = [
             asyncio.create_task(self._stun_loop(), name="stun"),
             asyncio.create_task(self._rendezvous_loop(), name="rendezvous"),
+            asyncio.create_task(self._punch_timer(), name="punch-timer"),
         ]
         if config.public_ip_echo_url is not None:
             tasks.append(asyncio.create_task(self._lookup_public_ip(), name="public-ip"))
@@ -129,6 +164,7 @@ class Worker:
                 async with asyncio.timeout(SHUTDOWN_TIMEOUT_SEC):
                     await asyncio.gather(*tasks, stopped, return_exceptions=True)
             self._rendezvous_state = RendezvousState.STOPPED
+            self._apply(self._punch.close_all(self._now()))
             self._udp.close()
             http_server.close()
             self._log("worker_shutdown", "worker stopped", udp_ip=local_ip, udp_port=local_port)
@@ -172,6 +208,143 @@ class Worker:
                 ],
             },
             "datagrams": None if udp is None else udp.counters.as_dict(),
+            "connect_to": list(self._config.connect_to),
+            "peer_data_received": self._peer_data_received,
+            **self._punch.status(self._now()),
+        }
+
+    # ------------------------------------------------------------------ punching
+
+    @staticmethod
+    def _now() -> float:
+        return asyncio.get_running_loop().time()
+
+    def _peer_datagram(self, data: bytes, addr: TransportAddress) -> None:
+        try:
+            self._apply(self._punch.datagram_received(data, addr, self._now()))
+        except Exception as error:  # nothing a peer sends may stop the socket
+            self._log(
+                "peer_datagram_failed",
+                f"handling a peer datagram failed: {error!r}",
+                level=logging.ERROR,
+                reason=repr(error),
+            )
+
+    async def _punch_timer(self) -> None:
+        while True:
+            self._punch_changed.clear()
+            try:
+                async with asyncio.timeout_at(self._punch.next_deadline()):
+                    await self._punch_changed.wait()
+            except TimeoutError:
+                self._apply(self._punch.timer(self._now()))
+
+    def _apply(self, actions: list[Action]) -> None:
+        """Perform what the punch sessions asked for."""
+        for action in actions:
+            if isinstance(action, SendUdp):
+                if self._udp is not None:
+                    self._udp.send_datagram(action.data, action.addr)
+            elif isinstance(action, SendRelay):
+                if self._outbox is not None:
+                    message = RelayDatagram(session_id=action.session_id, data=action.data)
+                    self._outbox.put_nowait(encode_message(message))
+            elif isinstance(action, Report):
+                if self._outbox is not None:
+                    self._outbox.put_nowait(encode_message(action.result))
+            elif isinstance(action, EchoReplied):
+                waiter = self._echo_waiters.pop((action.peer_id, action.echo_id), None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(action)
+            elif isinstance(action, Delivered):
+                self._peer_data_received += 1
+                self._log(
+                    "peer_data_received",
+                    f"{len(action.payload)} bytes from {action.peer_id}",
+                    level=logging.DEBUG,
+                    peer_id=action.peer_id,
+                    path=action.path.value,
+                    size=len(action.payload),
+                )
+            elif isinstance(action, LogEvent):
+                self._log(action.event, action.message, level=action.level, **action.fields)
+        self._punch_changed.set()
+
+    def _request_connect(self, peer_id: str, source: str) -> bool:
+        if self._outbox is None:
+            return False
+        self._outbox.put_nowait(encode_message(ConnectRequest(peer_id=peer_id)))
+        self._log(
+            "connect_requested",
+            f"asked the rendezvous to introduce {peer_id}",
+            peer_id=peer_id,
+            source=source,
+        )
+        return True
+
+    async def _connect_to_loop(self) -> None:
+        """Ask for every CONNECT_TO peer without a live session, once the rendezvous holds
+        our endpoint (it introduces only workers with one), and again while it is missing."""
+        await self._endpoint_acked.wait()
+        while True:
+            for peer_id in self._config.connect_to:
+                if self._punch.for_peer(peer_id) is None:
+                    self._request_connect(peer_id, "CONNECT_TO")
+            await asyncio.sleep(CONNECT_RETRY_SEC)
+
+    # ------------------------------------------------------------------ HTTP API
+
+    async def _api(self, method: str, path: str) -> ApiResponse | None:
+        """`POST /peers/{peer_id}/connect` and `POST /peers/{peer_id}/echo`."""
+        parts = path.split("/")
+        if len(parts) != 4 or parts[:2] != ["", "peers"] or parts[3] not in ("connect", "echo"):
+            return None
+        if method != "POST":
+            return HTTPStatus.METHOD_NOT_ALLOWED, {"error": "method_not_allowed"}
+        peer_id = unquote(parts[2])
+        try:
+            validate_worker_id(peer_id)
+        except ProtocolError as error:
+            return HTTPStatus.BAD_REQUEST, {"error": "invalid_peer_id", "detail": error.detail}
+        if parts[3] == "connect":
+            if peer_id == self._config.worker_id:
+                return HTTPStatus.BAD_REQUEST, {"error": "self_introduction"}
+            if not self._request_connect(peer_id, "http"):
+                return HTTPStatus.SERVICE_UNAVAILABLE, {"error": "rendezvous_unavailable"}
+            return HTTPStatus.ACCEPTED, {"peer_id": peer_id, "status": "requested"}
+        return await self._echo(peer_id)
+
+    async def _echo(self, peer_id: str) -> ApiResponse:
+        session = self._punch.for_peer(peer_id)
+        if session is None:
+            return HTTPStatus.NOT_FOUND, {"error": "no_session", "peer_id": peer_id}
+        sent = session.send_echo(self._now())
+        if sent is None:
+            return HTTPStatus.SERVICE_UNAVAILABLE, {
+                "error": "no_path",
+                "peer_id": peer_id,
+                "state": session.state.value,
+                "path": session.path.value,
+            }
+        echo_id, actions = sent
+        waiter: asyncio.Future[EchoReplied] = asyncio.get_running_loop().create_future()
+        self._echo_waiters[(peer_id, echo_id)] = waiter
+        self._apply(actions)
+        try:
+            reply = await asyncio.wait_for(waiter, self._config.peer_echo_timeout_sec)
+        except TimeoutError:
+            return HTTPStatus.GATEWAY_TIMEOUT, {
+                "error": "timeout",
+                "peer_id": peer_id,
+                "path": session.path.value,
+            }
+        finally:
+            self._echo_waiters.pop((peer_id, echo_id), None)
+        return HTTPStatus.OK, {
+            "peer_id": peer_id,
+            "session_id": session.session_id,
+            "rtt_ms": reply.rtt_ms,
+            "path": reply.path.value,
         }
 
     # ------------------------------------------------------------------ STUN
@@ -318,6 +491,8 @@ class Worker:
         outbox: asyncio.Queue[str] = asyncio.Queue()
         self._outbox = outbox
         self._reconnect_requested.clear()
+        self._endpoint_acked.clear()
+        self._apply(self._punch.set_relay_available(True, loop.time()))
         if self._public_ip is not None:
             outbox.put_nowait(encode_message(RegisterPublicIp(ip=self._public_ip)))
         self._dispatch(self._reporter.connection_opened(loop.time()))
@@ -327,6 +502,8 @@ class Worker:
             asyncio.create_task(self._run_ack_timer(), name="ack-timer"),
             asyncio.create_task(self._reconnect_requested.wait(), name="reconnect"),
         ]
+        if self._config.connect_to:
+            tasks.append(asyncio.create_task(self._connect_to_loop(), name="connect-to"))
         close_code, close_reason = 1000, "reconnecting"
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -341,6 +518,7 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self._outbox = None
+            self._apply(self._punch.set_relay_available(False, loop.time()))
             self._reporter.connection_closed()
             self._connected_since = None
             await websocket.close(code=close_code, reason=close_reason)
@@ -396,7 +574,13 @@ class Worker:
                 udp_port=None if report is None else report.udp_port,
                 solicited=report is not None,
             )
+            if outcome.accepted and report is not None:
+                self._endpoint_acked.set()
             self._signalling_changed.set()
+        elif isinstance(message, PeerIntroduction):
+            self._apply(self._punch.introduce(message, self._now()))
+        elif isinstance(message, RelayDatagram):
+            self._apply(self._punch.relay_received(message.session_id, message.data, self._now()))
         elif isinstance(message, ErrorMessage):
             self._log(
                 "rendezvous_error",
