@@ -12,11 +12,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from holepunch_devtools.stun_server import StunServerHandle, start_stun_server
+from holepunch_devtools.stun_server import StunServerHandle, binding_response, start_stun_server
 from holepunch_worker.config import load_config
 from holepunch_worker.worker import Worker
 
-__all__ = ["EventLog", "RunningWorker", "UdpGate", "running_workers", "stun_servers"]
+__all__ = [
+    "EventLog",
+    "LyingStunServer",
+    "RunningWorker",
+    "UdpGate",
+    "running_workers",
+    "stun_servers",
+]
 
 FAST_PUNCHING = {
     "PUNCH_INTERVAL_SEC": "0.05",
@@ -165,6 +172,41 @@ async def running_workers(
             for wid, env in specs
         ]
         yield workers
+
+
+class LyingStunServer(asyncio.DatagramProtocol):
+    """A STUN server that reports every client `shift` ports off its real port: the worker
+    registers an endpoint where nothing listens (as behind a NAT whose mapping towards the
+    peer differs from the one STUN saw)."""
+
+    def __init__(self, shift: int) -> None:
+        self.shift = shift
+        self._transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        response = binding_response(data, (addr[0], (addr[1] + self.shift) % 65536 or 1))
+        if response is not None and self._transport is not None:
+            self._transport.sendto(response, addr)
+
+    @classmethod
+    @asynccontextmanager
+    async def running(cls, shift: int) -> AsyncIterator[str]:
+        """Two of them (127.0.0.1 and 127.0.0.2); yields the STUN_SERVERS value."""
+        loop = asyncio.get_running_loop()
+        transports = []
+        try:
+            for host in ("127.0.0.1", "127.0.0.2"):
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda: cls(shift), local_addr=(host, 0)
+                )
+                transports.append(transport)
+            yield ",".join("{}:{}".format(*t.get_extra_info("sockname")[:2]) for t in transports)
+        finally:
+            for transport in transports:
+                transport.close()
 
 
 class UdpGate(asyncio.DatagramProtocol):
