@@ -180,6 +180,8 @@ class Server:
             "PORT": str(self.port),
             "HOST": "127.0.0.1",
             "WS_IMPLEMENTATION": ws_impl,
+            "AUTH_MODE": "none",
+            "DEBUG_ENDPOINTS": "1",
             **extra_env,
         }
         self.process = subprocess.Popen(

@@ -137,7 +137,13 @@ async def run_demo(workers: int, keep_running: bool, timeout: float, verbose: bo
     try:
         rendezvous = await start_service(
             "holepunch_rendezvous",
-            {"PORT": str(http_port), "HOST": "127.0.0.1"},
+            # Loopback only: development mode (logged as a warning), registry listing on.
+            {
+                "PORT": str(http_port),
+                "HOST": "127.0.0.1",
+                "AUTH_MODE": "none",
+                "DEBUG_ENDPOINTS": "1",
+            },
             on_line=_printer("rendezvous", verbose),
         )
         processes.append(("rendezvous", rendezvous))
@@ -168,9 +174,9 @@ async def run_demo(workers: int, keep_running: bool, timeout: float, verbose: bo
         elapsed = time.monotonic() - started
         print(f"\nAll {workers} workers registered in {elapsed:.1f} s. The registry:\n")
         print(_table(listing, pings))
-        print(f"\nSee it live: curl {base_url}/debug/list_workers")
         ok = all(ping is not None for ping in pings.values())
         if keep_running:
+            print(f"\nSee it live: curl {base_url}/debug/list_workers")
             print("Running until Ctrl-C ...")
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()

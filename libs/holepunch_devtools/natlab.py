@@ -907,7 +907,13 @@ class Lab:
                 "pub",
                 "rendezvous",
                 [self.python, "-m", "holepunch_rendezvous"],
-                {"HOST": RENDEZVOUS_IP, "PORT": str(RENDEZVOUS_PORT)},
+                {
+                    "HOST": RENDEZVOUS_IP,
+                    "PORT": str(RENDEZVOUS_PORT),
+                    # A closed lab with no route out: development mode, debug listing on.
+                    "AUTH_MODE": "none",
+                    "DEBUG_ENDPOINTS": "1",
+                },
             )
             waits.append(("rendezvous", log, self._rendezvous_answers))
         for what, log, ready in waits:

@@ -12,4 +12,7 @@ class CloseCode(enum.IntEnum):
     POLICY_VIOLATION = 1008  # invalid worker_id: reconnecting will not help
     MESSAGE_TOO_BIG = 1009
     # RFC 6455 leaves 4000-4999 to applications.
+    UNAUTHENTICATED = 4401  # no or wrong credentials
+    FORBIDDEN = 4403  # this worker_id belongs to another identity
     REPLACED = 4409  # a newer connection took this worker_id
+    TOO_MANY_CONNECTIONS = 4429  # per client address

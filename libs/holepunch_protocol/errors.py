@@ -31,6 +31,9 @@ class ErrorCode(enum.StrEnum):
     SELF_INTRODUCTION = "self_introduction"
     UNKNOWN_SESSION = "unknown_session"
     RATE_LIMITED = "rate_limited"
+    UNAUTHENTICATED = "unauthenticated"
+    WORKER_ID_TAKEN = "worker_id_taken"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
 
 
 class ProtocolError(ValueError):

@@ -229,6 +229,8 @@ def test_container_command_starts_and_is_healthy(
         **image.env,
         "PORT": str(port),
         "LOG_LEVEL": "INFO",
+        # Rendezvous: AUTH_MODE has no default (Terraform sets iam); none for this local run.
+        "AUTH_MODE": "none",
         # Worker: nothing listens there; it keeps retrying and still serves HTTP. No traffic
         # leaves this machine: the STUN servers are local and unreachable too.
         "RENDEZVOUS_SERVICE_URL": "ws://127.0.0.1:9",

@@ -56,7 +56,8 @@ async def exercise_every_event() -> dict[str, ServiceProcess]:
         try:
             await worker.wait_for_event("reconnect_scheduled")
             rendezvous = await start_service(
-                "holepunch_rendezvous", {"PORT": str(port), "HOST": "127.0.0.1"}
+                "holepunch_rendezvous",
+                {"PORT": str(port), "HOST": "127.0.0.1", "AUTH_MODE": "none"},
             )
             await rendezvous.wait_for_event("server_started")
             await worker.wait_for_event("endpoint_ack", status="success", timeout=20)

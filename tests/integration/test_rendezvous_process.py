@@ -16,7 +16,9 @@ from tests.support.ports import free_tcp_port
 
 async def test_logs_one_json_event_per_line_and_shuts_down_with_1001() -> None:
     port = free_tcp_port()
-    service = await start_service("holepunch_rendezvous", {"PORT": str(port), "HOST": "127.0.0.1"})
+    service = await start_service(
+        "holepunch_rendezvous", {"PORT": str(port), "HOST": "127.0.0.1", "AUTH_MODE": "none"}
+    )
     try:
         await service.wait_for_event("server_started", port=port)
         url = f"ws://127.0.0.1:{port}/ws/register/"

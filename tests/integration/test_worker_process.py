@@ -21,7 +21,10 @@ WORKER_ID = "worker-under-test"
 
 
 async def start_rendezvous(port: int) -> ServiceProcess:
-    service = await start_service("holepunch_rendezvous", {"PORT": str(port), "HOST": "127.0.0.1"})
+    service = await start_service(
+        "holepunch_rendezvous",
+        {"PORT": str(port), "HOST": "127.0.0.1", "AUTH_MODE": "none", "DEBUG_ENDPOINTS": "1"},
+    )
     await service.wait_for_event("server_started", port=port)
     return service
 

@@ -22,7 +22,8 @@ A, B = "real-a", "real-b"
 async def rendezvous_process() -> AsyncIterator[tuple[ServiceProcess, str]]:
     port = free_tcp_port()
     service = await start_service(
-        "holepunch_rendezvous", {"PORT": str(port), "HOST": "127.0.0.1", "AUTH_MODE": "none"}
+        "holepunch_rendezvous",
+        {"PORT": str(port), "HOST": "127.0.0.1", "AUTH_MODE": "none", "DEBUG_ENDPOINTS": "1"},
     )
     try:
         await service.wait_for_event("server_started", port=port)

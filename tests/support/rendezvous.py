@@ -33,12 +33,12 @@ class RunningRendezvous:
 async def running_rendezvous(
     config: RendezvousConfig | None = None,
 ) -> AsyncIterator[RunningRendezvous]:
-    config = config or RendezvousConfig(host="127.0.0.1", port=0)
+    config = config or RendezvousConfig(host="127.0.0.1", port=0, debug_endpoints=True)
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
-    rendezvous = Rendezvous()
+    rendezvous = Rendezvous(config)
     server = build_server(config, rendezvous)
     task = asyncio.create_task(server.serve(sockets=[listener]))
     ready = asyncio.create_task(server.ready.wait())

@@ -4,11 +4,17 @@ the variable."""
 from __future__ import annotations
 
 import pytest
+from holepunch_rendezvous.auth import AuthMode
 from holepunch_rendezvous.config import ConfigError, RendezvousConfig
 
 
+def test_auth_mode_has_no_silent_default() -> None:
+    with pytest.raises(ConfigError, match="AUTH_MODE is required: one of iam, token, none"):
+        RendezvousConfig.from_env({})
+
+
 def test_defaults() -> None:
-    config = RendezvousConfig.from_env({})
+    config = RendezvousConfig.from_env({"AUTH_MODE": "none"})
     assert config == RendezvousConfig()
     assert (config.host, config.port, config.trust_proxy_headers) == ("0.0.0.0", 8080, False)
     assert config.trusted_proxies == ("169.254.0.0/16",)
@@ -26,6 +32,14 @@ def test_values() -> None:
             "WS_IMPLEMENTATION": "websockets",
             "WS_PING_INTERVAL_SEC": "10",
             "WS_PING_TIMEOUT_SEC": "5",
+            "AUTH_MODE": "token",
+            "RENDEZVOUS_TOKEN": "t" * 32,
+            "ADMIN_TOKEN": "a" * 32,
+            "DEBUG_ENDPOINTS": "1",
+            "MAX_MESSAGES_PER_SEC": "10",
+            "MAX_CONNECTIONS_PER_ADDRESS": "3",
+            "RELAY_DATAGRAMS_PER_SEC": "20",
+            "RELAY_BYTES_PER_SEC": "20000",
         }
     )
     assert config == RendezvousConfig(
@@ -38,6 +52,14 @@ def test_values() -> None:
         ws_implementation="websockets",
         ws_ping_interval_sec=10.0,
         ws_ping_timeout_sec=5.0,
+        auth_mode=AuthMode.TOKEN,
+        rendezvous_token="t" * 32,
+        admin_token="a" * 32,
+        debug_endpoints=True,
+        max_messages_per_sec=10.0,
+        max_connections_per_address=3,
+        relay_datagrams_per_sec=20.0,
+        relay_bytes_per_sec=20000.0,
     )
 
 
@@ -55,8 +77,18 @@ def test_values() -> None:
         ("SHUTDOWN_GRACE_SEC", "10"),
         ("WS_IMPLEMENTATION", "wsproto"),
         ("WS_PING_INTERVAL_SEC", "soon"),
+        ("AUTH_MODE", "oauth"),
+        ("RENDEZVOUS_TOKEN", "short"),
+        ("ADMIN_TOKEN", "short"),
+        ("MAX_MESSAGES_PER_SEC", "0"),
+        ("MAX_CONNECTIONS_PER_ADDRESS", "none"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
-        RendezvousConfig.from_env({name: value})
+        RendezvousConfig.from_env({"AUTH_MODE": "none", name: value})
+
+
+def test_token_mode_needs_the_token() -> None:
+    with pytest.raises(ConfigError, match="RENDEZVOUS_TOKEN is required with AUTH_MODE=token"):
+        RendezvousConfig.from_env({"AUTH_MODE": "token"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import itertools
@@ -10,13 +11,14 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from holepunch_logging import log_event
 from holepunch_protocol import (
     CloseCode,
+    ErrorCode,
     ErrorMessage,
     ProtocolError,
     encode_message,
@@ -30,6 +32,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketState
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from holepunch_rendezvous.auth import AuthError, WorkerOwnership, authenticate, is_admin
 from holepunch_rendezvous.config import RendezvousConfig
 from holepunch_rendezvous.registry import Registry, WorkerRecord
 from holepunch_rendezvous.session import (
@@ -39,7 +42,7 @@ from holepunch_rendezvous.session import (
     handle_text_frame,
     introduce,
 )
-from holepunch_rendezvous.sessions import PunchSession, PunchSessions
+from holepunch_rendezvous.sessions import PunchSession, PunchSessions, RelayLimits, TokenBucket
 
 __all__ = ["CLOSE_GOING_AWAY", "CLOSE_REPLACED", "Rendezvous", "build_asgi_app", "create_app"]
 
@@ -90,9 +93,16 @@ def _log(event: Event) -> None:
 class Rendezvous:
     """Live state of one rendezvous process: the registry and each connection's socket."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, config: RendezvousConfig | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.config = config or RendezvousConfig()
         self.registry = Registry()
-        self.sessions = PunchSessions()
+        self.sessions = PunchSessions(
+            RelayLimits(self.config.relay_datagrams_per_sec, self.config.relay_bytes_per_sec)
+        )
+        self.ownership = WorkerOwnership()
+        self.connections_per_address: collections.Counter[str] = collections.Counter()
         self.connections: dict[int, WebSocket] = {}
         self.clock = clock
         self._connection_ids = itertools.count(1)
@@ -172,7 +182,37 @@ async def index(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok", "workers": len(_rendezvous(request).registry)})
+    return JSONResponse({"status": "ok"})
+
+
+def _operator_only(
+    handler: Callable[[Request], Awaitable[Response]], *, debug: bool
+) -> Callable[[Request], Awaitable[Response]]:
+    """/debug/* needs DEBUG_ENDPOINTS=1; both /debug/* and /admin/* need ADMIN_TOKEN
+    as a bearer token, except under AUTH_MODE=none."""
+
+    @functools.wraps(handler)
+    async def guarded(request: Request) -> Response:
+        config = _rendezvous(request).config
+        if debug and not config.debug_endpoints:
+            return JSONResponse(
+                {"error": "not_found", "detail": "debug endpoints are off (DEBUG_ENDPOINTS=1)"},
+                status_code=404,
+            )
+        if not is_admin(config.auth_mode, request.headers, config.admin_token):
+            detail = (
+                "send Authorization: Bearer <ADMIN_TOKEN>"
+                if config.admin_token
+                else "ADMIN_TOKEN is not set: operator endpoints are closed"
+            )
+            return JSONResponse(
+                {"error": "unauthenticated", "detail": detail},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return await handler(request)
+
+    return guarded
 
 
 def _bad_request(detail: str) -> Response:
@@ -198,28 +238,74 @@ async def list_workers(request: Request) -> Response:
     return FastJSONResponse(body)
 
 
+async def _refuse(
+    websocket: WebSocket, worker_id: str, error: ProtocolError, close_code: int, reason: str
+) -> None:
+    """Tell the client why in an error frame, then close with a code that says it too."""
+    client = websocket.client
+    log_event(
+        logger,
+        "connection_rejected",
+        f"Rejected connection for {worker_id[:80]}: {error.detail}",
+        level=logging.WARNING,
+        code=error.code.value,
+        reason=error.detail,
+        worker_id=worker_id[:80],
+        observed_ip=client.host if client else None,
+    )
+    await websocket.send_text(encode_message(ErrorMessage.from_error(error)))
+    await websocket.close(code=close_code, reason=reason)
+
+
 async def register_worker(websocket: WebSocket) -> None:
     rendezvous = _rendezvous(websocket)
+    config = rendezvous.config
     worker_id: str = websocket.path_params["worker_id"]
     await websocket.accept()
     try:
         validate_worker_id(worker_id)
     except ProtocolError as error:
-        log_event(
-            logger,
-            "connection_rejected",
-            f"Rejected connection: {error.detail}",
-            level=logging.WARNING,
-            code=error.code.value,
-            reason=error.detail,
-            worker_id=worker_id[:80],
-        )
-        await websocket.send_text(encode_message(ErrorMessage.from_error(error)))
-        await websocket.close(code=CLOSE_POLICY_VIOLATION, reason="invalid worker_id")
+        await _refuse(websocket, worker_id, error, CLOSE_POLICY_VIOLATION, "invalid worker_id")
         return
-
+    try:
+        identity = authenticate(config.auth_mode, websocket.headers, config.rendezvous_token)
+    except AuthError as error:
+        await _refuse(
+            websocket,
+            worker_id,
+            ProtocolError(ErrorCode.UNAUTHENTICATED, error.detail),
+            CloseCode.UNAUTHENTICATED,
+            "authentication required",
+        )
+        return
     client = websocket.client
     observed_ip, observed_port = (client.host, client.port) if client else (None, None)
+    address_key = observed_ip or "unknown"
+    if rendezvous.connections_per_address[address_key] >= config.max_connections_per_address:
+        await _refuse(
+            websocket,
+            worker_id,
+            ProtocolError(
+                ErrorCode.TOO_MANY_CONNECTIONS,
+                f"at most {config.max_connections_per_address} connections per client address",
+            ),
+            CloseCode.TOO_MANY_CONNECTIONS,
+            "too many connections from this address",
+        )
+        return
+    if not rendezvous.ownership.claim(worker_id, identity, rendezvous.clock()):
+        await _refuse(
+            websocket,
+            worker_id,
+            ProtocolError(
+                ErrorCode.WORKER_ID_TAKEN, "this worker_id is registered to another identity"
+            ),
+            CloseCode.FORBIDDEN,
+            "worker_id belongs to another identity",
+        )
+        return
+
+    rendezvous.connections_per_address[address_key] += 1
     registry = rendezvous.registry
     connection_id = rendezvous.next_connection_id()
     replaced = registry.connect(
@@ -234,6 +320,7 @@ async def register_worker(websocket: WebSocket) -> None:
         observed_ip=observed_ip,
         observed_port=observed_port,
         connection_id=connection_id,
+        identity=identity,
         workers=len(registry),
     )
     if replaced is not None:
@@ -255,6 +342,8 @@ async def register_worker(websocket: WebSocket) -> None:
 
     close_code: int | None = None
     close_reason: str | None = None
+    budget = TokenBucket(config.max_messages_per_sec, 2 * config.max_messages_per_sec)
+    limited = False
     try:
         while True:
             message = await websocket.receive()
@@ -262,6 +351,24 @@ async def register_worker(websocket: WebSocket) -> None:
                 close_code = message.get("code")
                 close_reason = message.get("reason") or None
                 break
+            if not budget.allow(1, rendezvous.clock()):
+                if not limited:  # once per episode: a flood must not flood the logs too
+                    limited = True
+                    log_event(
+                        logger,
+                        "connection_rate_limited",
+                        f"Worker {worker_id} exceeds {config.max_messages_per_sec} messages/s",
+                        level=logging.WARNING,
+                        worker_id=worker_id,
+                        reason="message rate limit",
+                    )
+                refusal = ErrorMessage(
+                    ErrorCode.RATE_LIMITED.value,
+                    f"more than {config.max_messages_per_sec:g} messages per second",
+                )
+                await websocket.send_text(encode_message(refusal))
+                continue
+            limited = False
             text = message.get("text")
             if text is not None:
                 outcome = handle_text_frame(
@@ -285,6 +392,10 @@ async def register_worker(websocket: WebSocket) -> None:
     except (RuntimeError, OSError) as error:
         close_reason = f"connection lost: {error}"
     finally:
+        rendezvous.connections_per_address[address_key] -= 1
+        if rendezvous.connections_per_address[address_key] <= 0:
+            del rendezvous.connections_per_address[address_key]
+        rendezvous.ownership.claim(worker_id, identity, rendezvous.clock())  # renew
         rendezvous.connections.pop(connection_id, None)
         was_current = registry.disconnect(worker_id, connection_id)
         if was_current:
@@ -367,9 +478,11 @@ def create_app(rendezvous: Rendezvous | None = None) -> Starlette:
         routes=[
             Route("/", index),
             Route("/healthz", healthz),
-            Route("/debug/list_workers", list_workers),
-            Route("/debug/sessions", list_sessions),
-            Route("/admin/introduce", admin_introduce, methods=["POST"]),
+            Route("/debug/list_workers", _operator_only(list_workers, debug=True)),
+            Route("/debug/sessions", _operator_only(list_sessions, debug=True)),
+            Route(
+                "/admin/introduce", _operator_only(admin_introduce, debug=False), methods=["POST"]
+            ),
             WORKER_SOCKET_ROUTE,
         ]
     )

@@ -6,6 +6,8 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from holepunch_rendezvous.auth import AuthMode
+
 __all__ = ["DEFAULT_TRUSTED_PROXIES", "ConfigError", "RendezvousConfig"]
 
 # Cloud Run's front end connects from link-local addresses (169.254.x.x).
@@ -72,6 +74,34 @@ def _ip_literal(env: Mapping[str, str], name: str, default: str) -> str:
         raise ConfigError(f"{name} must be an IP address to listen on, got {raw!r}") from None
 
 
+def _auth_mode(env: Mapping[str, str]) -> AuthMode:
+    choices = ", ".join(mode.value for mode in AuthMode)
+    raw = env.get("AUTH_MODE", "").strip().lower()
+    if not raw:
+        raise ConfigError(
+            f"AUTH_MODE is required: one of {choices} (iam on Cloud Run, token elsewhere, "
+            "none for development only)"
+        )
+    try:
+        return AuthMode(raw)
+    except ValueError:
+        raise ConfigError(f"AUTH_MODE must be one of {choices}, got {raw!r}") from None
+
+
+MIN_SECRET_LENGTH = 16
+
+
+def _secret(env: Mapping[str, str], name: str, *, required: bool) -> str | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        if required:
+            raise ConfigError(f"{name} is required with AUTH_MODE=token")
+        return None
+    if len(raw) < MIN_SECRET_LENGTH:
+        raise ConfigError(f"{name} must be at least {MIN_SECRET_LENGTH} characters")
+    return raw
+
+
 def _networks(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
     raw = env.get(name, "").strip() or default
     entries = tuple(entry.strip() for entry in raw.split(",") if entry.strip())
@@ -97,6 +127,16 @@ class RendezvousConfig:
     ws_implementation: str = "websockets-sansio"
     ws_ping_interval_sec: float = 20.0
     ws_ping_timeout_sec: float = 20.0
+    # From the environment AUTH_MODE is required (no silent default); code that builds a
+    # config itself (tests) says what it wants.
+    auth_mode: AuthMode = AuthMode.NONE
+    rendezvous_token: str | None = None
+    admin_token: str | None = None
+    debug_endpoints: bool = False
+    max_messages_per_sec: float = 50.0
+    max_connections_per_address: int = 1000
+    relay_datagrams_per_sec: float = 100.0
+    relay_bytes_per_sec: float = 64 * 1024.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RendezvousConfig:
@@ -112,4 +152,16 @@ class RendezvousConfig:
             ),
             ws_ping_interval_sec=_float(env, "WS_PING_INTERVAL_SEC", 20.0, 1.0, 3600.0),
             ws_ping_timeout_sec=_float(env, "WS_PING_TIMEOUT_SEC", 20.0, 1.0, 3600.0),
+            auth_mode=_auth_mode(env),
+            rendezvous_token=_secret(
+                env, "RENDEZVOUS_TOKEN", required=_auth_mode(env) is AuthMode.TOKEN
+            ),
+            admin_token=_secret(env, "ADMIN_TOKEN", required=False),
+            debug_endpoints=_bool(env, "DEBUG_ENDPOINTS", False),
+            max_messages_per_sec=_float(env, "MAX_MESSAGES_PER_SEC", 50.0, 1.0, 100_000.0),
+            max_connections_per_address=_int(
+                env, "MAX_CONNECTIONS_PER_ADDRESS", 1000, 1, 1_000_000
+            ),
+            relay_datagrams_per_sec=_float(env, "RELAY_DATAGRAMS_PER_SEC", 100.0, 1.0, 1e6),
+            relay_bytes_per_sec=_float(env, "RELAY_BYTES_PER_SEC", 65536.0, 1200.0, 1e9),
         )

@@ -13,6 +13,7 @@ import uvicorn
 from holepunch_logging import log_event
 
 from holepunch_rendezvous.app import CLOSE_GOING_AWAY, Rendezvous, build_asgi_app
+from holepunch_rendezvous.auth import AuthMode
 from holepunch_rendezvous.config import RendezvousConfig
 
 __all__ = ["RendezvousServer", "build_server"]
@@ -78,6 +79,15 @@ class RendezvousServer(uvicorn.Server):
                 port=self.config.port,
                 ws_implementation=self.config.ws,
             )
+            config = self.rendezvous.config
+            if config.auth_mode is AuthMode.NONE:
+                log_event(
+                    logger,
+                    "auth_disabled",
+                    "AUTH_MODE=none: anyone can register any worker_id (development only)",
+                    level=logging.WARNING,
+                    auth_mode=config.auth_mode.value,
+                )
             self.ready.set()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
@@ -101,7 +111,7 @@ class RendezvousServer(uvicorn.Server):
 def build_server(
     config: RendezvousConfig, rendezvous: Rendezvous | None = None
 ) -> RendezvousServer:
-    rendezvous = rendezvous if rendezvous is not None else Rendezvous()
+    rendezvous = rendezvous if rendezvous is not None else Rendezvous(config)
     logging.getLogger(_UVICORN_LOGGER).setLevel(logging.WARNING)
     uvicorn_config = uvicorn.Config(
         build_asgi_app(config, rendezvous),
