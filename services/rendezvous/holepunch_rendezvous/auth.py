@@ -2,9 +2,9 @@
 
 AUTH_MODE:
 - `iam`: on Cloud Run with invoker IAM, Google's front end has verified the caller's
-  Google-signed ID token before the request reaches us and passes the token on in
-  `Authorization: Bearer`. We only read its claims (the service account e-mail). This
-  mode must never be used where no such front end stands in front of the service.
+  Google-signed ID token before the request reaches us and passes it on, in
+  `X-Serverless-Authorization` or `Authorization`. We only read its claims (the service
+  account e-mail). Never use this mode where no such front end stands before the service.
 - `token`: a shared secret, `Authorization: Bearer <RENDEZVOUS_TOKEN>`, compared in
   constant time; for local runs and platforms without Google's front end.
 - `none`: anyone is "anonymous"; development only.
@@ -49,8 +49,8 @@ class AuthError(Exception):
     detail: str
 
 
-def bearer_token(headers: Mapping[str, str]) -> str | None:
-    value = headers.get("authorization", "")
+def bearer_token(headers: Mapping[str, str], header: str = "authorization") -> str | None:
+    value = headers.get(header, "")
     scheme, _, token = value.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
@@ -79,7 +79,7 @@ def authenticate(mode: AuthMode, headers: Mapping[str, str], shared_token: str |
     """The caller's identity, or AuthError."""
     if mode is AuthMode.NONE:
         return ANONYMOUS
-    token = bearer_token(headers)
+    token = bearer_token(headers) or bearer_token(headers, "x-serverless-authorization")
     if token is None:
         raise AuthError("unauthenticated", "missing 'Authorization: Bearer' header")
     if mode is AuthMode.TOKEN:
@@ -87,7 +87,9 @@ def authenticate(mode: AuthMode, headers: Mapping[str, str], shared_token: str |
         if not hmac.compare_digest(token.encode(), shared_token.encode()):
             raise AuthError("unauthenticated", "wrong token")
         return SHARED_TOKEN_IDENTITY
-    return _jwt_identity(token)
+    # Cloud Run's front end takes the IAM token from X-Serverless-Authorization when both
+    # headers are sent, which leaves Authorization to the application (the admin token).
+    return _jwt_identity(bearer_token(headers, "x-serverless-authorization") or token)
 
 
 def is_admin(mode: AuthMode, headers: Mapping[str, str], admin_token: str | None) -> bool:
