@@ -4,6 +4,7 @@ Pure code, no I/O: message types, their validation, and their JSON encoding.
 Both services import it, so no message shape is defined twice.
 """
 
+from holepunch_protocol.auth_modes import AuthMode
 from holepunch_protocol.close_codes import CloseCode
 from holepunch_protocol.codec import (
     MAX_FRAME_BYTES,
@@ -69,6 +70,7 @@ __all__ = [
     "SESSION_ID_HEX",
     "WORKER_ID_PATTERN",
     "AckStatus",
+    "AuthMode",
     "ClientMessage",
     "CloseCode",
     "ConnectRequest",

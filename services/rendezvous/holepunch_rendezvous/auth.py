@@ -16,12 +16,13 @@ take it over while the binding lasts (it is renewed on every connection).
 from __future__ import annotations
 
 import base64
-import enum
 import hmac
 import json
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from holepunch_protocol import AuthMode
 
 __all__ = [
     "AuthError",
@@ -31,12 +32,6 @@ __all__ = [
     "bearer_token",
     "is_admin",
 ]
-
-
-class AuthMode(enum.StrEnum):
-    IAM = "iam"
-    TOKEN = "token"
-    NONE = "none"
 
 
 ANONYMOUS = "anonymous"

@@ -17,6 +17,16 @@ from holepunch_protocol import CloseCode
 
 __all__ = ["STABLE_SESSION_SEC", "SessionEnd", "after_session", "reconnect_delays"]
 
+# The rendezvous turned us away: reconnecting at once would only be turned away again.
+REFUSALS = frozenset(
+    {
+        CloseCode.POLICY_VIOLATION,
+        CloseCode.UNAUTHENTICATED,
+        CloseCode.FORBIDDEN,
+        CloseCode.TOO_MANY_CONNECTIONS,
+    }
+)
+
 # A connection that lasted this long was a working one: start the backoff over.
 STABLE_SESSION_SEC = 30.0
 
@@ -25,11 +35,14 @@ class SessionEnd(enum.Enum):
     RESET_BACKOFF = "reset_backoff"
     CONTINUE_BACKOFF = "continue_backoff"
     REPLACED = "replaced"  # wait the maximum delay
+    REFUSED = "refused"  # credentials, ownership or limits: wait the maximum delay too
 
 
 def after_session(duration_sec: float, close_code: int | None) -> SessionEnd:
     if close_code == CloseCode.REPLACED:
         return SessionEnd.REPLACED
+    if close_code in REFUSALS:
+        return SessionEnd.REFUSED
     if duration_sec >= STABLE_SESSION_SEC:
         return SessionEnd.RESET_BACKOFF
     return SessionEnd.CONTINUE_BACKOFF

@@ -11,9 +11,10 @@ import math
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from holepunch_protocol import ProtocolError, validate_worker_id
+from holepunch_protocol import AuthMode, ProtocolError, validate_worker_id
 
 __all__ = [
     "DEFAULT_STUN_SERVERS",
@@ -78,6 +79,10 @@ class WorkerConfig:
     punch_idle_timeout_sec: float = 45.0
     peer_echo_timeout_sec: float = 5.0
     connect_to: tuple[str, ...] = ()
+    auth_mode: AuthMode = AuthMode.NONE
+    rendezvous_token: str | None = None
+    # AUTH_MODE=iam: the ID token's audience, the rendezvous URL as http(s).
+    id_token_audience: str | None = None
 
 
 def _text(environ: Mapping[str, str], name: str) -> str | None:
@@ -295,4 +300,34 @@ def load_config(
         punch_idle_timeout_sec=idle_timeout,
         peer_echo_timeout_sec=_seconds(environ, "PEER_ECHO_TIMEOUT_SEC", 5.0, maximum=60),
         connect_to=_connect_to(environ, worker_id),
+        **_auth(environ, base_url),
     )
+
+
+MIN_TOKEN_LENGTH = 16
+
+
+def _auth(environ: Mapping[str, str], base_url: str) -> dict[str, Any]:
+    raw = (_text(environ, "AUTH_MODE") or "none").lower()
+    try:
+        mode = AuthMode(raw)
+    except ValueError:
+        choices = ", ".join(m.value for m in AuthMode)
+        raise ConfigError("AUTH_MODE", f"must be one of {choices}, got {raw!r}") from None
+    token = _text(environ, "RENDEZVOUS_TOKEN")
+    if mode is AuthMode.TOKEN and token is None:
+        raise ConfigError("RENDEZVOUS_TOKEN", "is required with AUTH_MODE=token")
+    if token is not None and len(token) < MIN_TOKEN_LENGTH:
+        raise ConfigError("RENDEZVOUS_TOKEN", f"must be at least {MIN_TOKEN_LENGTH} characters")
+    audience = None
+    if mode is AuthMode.IAM:
+        parts = urlsplit(base_url)
+        scheme = {"ws": "http", "wss": "https"}.get(parts.scheme.lower(), parts.scheme.lower())
+        audience = _text(environ, "ID_TOKEN_AUDIENCE") or urlunsplit(
+            (scheme, parts.netloc, "", "", "")
+        )
+    return {
+        "auth_mode": mode,
+        "rendezvous_token": token if mode is AuthMode.TOKEN else None,
+        "id_token_audience": audience,
+    }

@@ -40,6 +40,7 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from holepunch_worker.backoff import SessionEnd, after_session, reconnect_delays
 from holepunch_worker.config import WorkerConfig
+from holepunch_worker.credentials import CredentialsError, RendezvousCredentials
 from holepunch_worker.http_status import ApiResponse, start_http_server
 from holepunch_worker.mapping import TransportAddress, carry_forward_mapping
 from holepunch_worker.public_ip import fetch_public_ip
@@ -94,6 +95,11 @@ class Worker:
         self._config = config
         self._logger = logger
         self._reporter = EndpointReporter(config.endpoint_ack_timeout_sec)
+        self._credentials = RendezvousCredentials(
+            config.auth_mode,
+            shared_token=config.rendezvous_token,
+            audience=config.id_token_audience,
+        )
         self._udp: WorkerDatagramProtocol | None = None
         self._outbox: asyncio.Queue[str] | None = None
         self._signalling_changed = asyncio.Event()
@@ -434,15 +440,17 @@ class Worker:
         while True:
             self._rendezvous_state = RendezvousState.CONNECTING
             try:
+                headers = await self._credentials.headers()
                 websocket = await connect(
                     config.rendezvous_url,
+                    additional_headers=headers,
                     open_timeout=WEBSOCKET_OPEN_TIMEOUT_SEC,
                     close_timeout=WEBSOCKET_CLOSE_TIMEOUT_SEC,
                     ping_interval=config.ping_interval_sec,
                     ping_timeout=config.ping_timeout_sec,
                     max_size=MAX_FRAME_BYTES,
                 )
-            except (OSError, TimeoutError, WebSocketException) as error:
+            except (OSError, TimeoutError, WebSocketException, CredentialsError) as error:
                 self._log(
                     "rendezvous_connect_failed",
                     f"cannot connect to the rendezvous: {error}",
@@ -457,6 +465,18 @@ class Worker:
                     attempt = 0
                     delays = reconnect_delays(
                         config.reconnect_initial_delay_sec, config.reconnect_max_delay_sec
+                    )
+                elif ending is SessionEnd.REFUSED:
+                    self._log(
+                        "rendezvous_refused",
+                        f"the rendezvous refused this worker ({websocket.close_code}: "
+                        f"{websocket.close_reason}); waiting the longest reconnect delay",
+                        level=logging.WARNING,
+                        code=websocket.close_code,
+                        reason=websocket.close_reason,
+                    )
+                    delays = reconnect_delays(
+                        config.reconnect_max_delay_sec, config.reconnect_max_delay_sec
                     )
                 elif ending is SessionEnd.REPLACED:
                     self._log(
