@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 CHECKOV_VENV := .venv-checkov
-APT_PACKAGES := coturn iptables iproute2 conntrack shellcheck
+APT_PACKAGES := coturn iptables iproute2 conntrack shellcheck redis-server
 DEMO_ARGS ?=
 
 .PHONY: demo test bench lint system-deps clean
