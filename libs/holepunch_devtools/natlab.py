@@ -91,6 +91,7 @@ __all__ = [
     "find_labs",
     "host_ip",
     "http_get_json",
+    "http_request_json",
     "iptables_rules",
     "main",
     "mapped_address",
@@ -425,9 +426,14 @@ def _in_namespace(namespace: str, action: Callable[[], _T]) -> _T:
     return outcome[0]
 
 
-def netns_socket(namespace: str, kind: socket.SocketKind = socket.SOCK_DGRAM) -> socket.socket:
-    """An IPv4 socket living in `namespace`."""
-    return _in_namespace(namespace, lambda: socket.socket(socket.AF_INET, kind))
+def netns_socket(
+    namespace: str,
+    kind: socket.SocketKind = socket.SOCK_DGRAM,
+    family: socket.AddressFamily = socket.AF_INET,
+    proto: int = 0,
+) -> socket.socket:
+    """A socket living in `namespace` (IPv4 by default; AF_PACKET for captures)."""
+    return _in_namespace(namespace, lambda: socket.socket(family, kind, proto))
 
 
 class _NamespaceHTTPConnection(http.client.HTTPConnection):
@@ -446,18 +452,41 @@ class _NamespaceHTTPConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def http_get_json(namespace: str, host: str, port: int, path: str, timeout: float = 5.0) -> Any:
-    """GET http://host:port/path from inside `namespace` and parse the JSON body."""
+def http_request_json(
+    namespace: str,
+    host: str,
+    port: int,
+    method: str,
+    path: str,
+    body: Any = None,
+    timeout: float = 5.0,
+) -> tuple[int, Any]:
+    """`method` http://host:port/path from inside `namespace`, with `body` as JSON when
+    given: (status, parsed JSON body, or None when the body is not JSON)."""
     connection = _NamespaceHTTPConnection(namespace, host, port, timeout)
     try:
-        connection.request("GET", path)
+        payload = None if body is None else json.dumps(body).encode()
+        headers = {} if payload is None else {"Content-Type": "application/json"}
+        if payload is None and method != "GET":
+            headers["Content-Length"] = "0"
+        connection.request(method, path, body=payload, headers=headers)
         response = connection.getresponse()
-        body = response.read()
-        if response.status != 200:
-            raise LabError(f"GET {path} answered {response.status}: {body[:200]!r}")
-        return json.loads(body)
+        raw = response.read()
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = None
+        return response.status, parsed
     finally:
         connection.close()
+
+
+def http_get_json(namespace: str, host: str, port: int, path: str, timeout: float = 5.0) -> Any:
+    """GET http://host:port/path from inside `namespace` and parse the JSON body."""
+    status, body = http_request_json(namespace, host, port, "GET", path, timeout=timeout)
+    if status != 200:
+        raise LabError(f"GET {path} answered {status}: {str(body)[:200]}")
+    return body
 
 
 def binding_request() -> tuple[bytes, bytes]:
@@ -938,6 +967,45 @@ class Lab:
         )
         workers: dict[str, dict[str, Any]] = listing["workers"]
         return workers
+
+    def introduce(self, initiator: str, responder: str) -> str:
+        """`POST /admin/introduce` (from inside pub): a new punch session; its id."""
+        status, body = http_request_json(
+            self.ns("pub"),
+            RENDEZVOUS_IP,
+            RENDEZVOUS_PORT,
+            "POST",
+            "/admin/introduce",
+            {"initiator": initiator, "responder": responder},
+        )
+        if status != 200 or not isinstance(body, dict) or not body.get("session_id"):
+            raise LabError(f"POST /admin/introduce answered {status}: {body}")
+        return str(body["session_id"])
+
+    def punch_sessions(self) -> dict[str, dict[str, Any]]:
+        """Every punch session the rendezvous knows (`/debug/sessions`), active and
+        ended, by session id."""
+        listing = http_get_json(self.ns("pub"), RENDEZVOUS_IP, RENDEZVOUS_PORT, "/debug/sessions")
+        return {**listing["ended"], **listing["active"]}
+
+    def worker_request(
+        self, index: int, method: str, path: str, port: int = 8080, timeout: float = 10.0
+    ) -> tuple[int, Any]:
+        """An HTTP request to the worker on host<index> (its $PORT, from its own namespace)."""
+        return http_request_json(
+            self.ns(f"host{index}"), "127.0.0.1", port, method, path, timeout=timeout
+        )
+
+    def forget_flows(self, index: int, destination: str) -> None:
+        """Delete NAT `index`'s UDP conntrack entries towards `destination` (another NAT's
+        wan address), leaving the STUN and rendezvous flows: the NAT forgets a punched
+        path while keeping the mapping (an EIM NAT keeps the public port as long as one
+        flow from the socket remains; a symmetric one picks a new port next time)."""
+        self.run(
+            f"nat{index}",
+            ["conntrack", "-D", "-p", "udp", "--orig-dst", destination],
+            check=False,  # exits 1 when nothing matched
+        )
 
     def set_port_range(self, index: int, port_range: tuple[int, int]) -> None:
         """Give an eim/symmetric NAT another public port range (new flows only)."""
