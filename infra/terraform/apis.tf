@@ -1,15 +1,19 @@
 # Google APIs the stack uses; every resource that needs one depends on it.
 locals {
-  apis = toset([
-    "artifactregistry.googleapis.com",
-    "cloudbuild.googleapis.com",
-    "compute.googleapis.com",
-    "iam.googleapis.com",
-    "logging.googleapis.com",
-    "monitoring.googleapis.com",
-    "run.googleapis.com",
-    "storage.googleapis.com",
-  ])
+  apis = toset(concat(
+    [
+      "artifactregistry.googleapis.com",
+      "cloudbuild.googleapis.com",
+      "compute.googleapis.com",
+      "iam.googleapis.com",
+      "logging.googleapis.com",
+      "monitoring.googleapis.com",
+      "run.googleapis.com",
+      "storage.googleapis.com",
+    ],
+    # Only when a service reads a secret (auth_mode = "token", admin_token_secret).
+    var.rendezvous_token_secret != null || var.admin_token_secret != null ? ["secretmanager.googleapis.com"] : [],
+  ))
 }
 
 resource "google_project_service" "apis" {

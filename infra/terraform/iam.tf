@@ -1,7 +1,9 @@
 # One service account per service and one for Cloud Build, each with only the roles it needs.
 #
-# The runtime accounts get no roles: both services log JSON to stdout, which Cloud Run
-# collects itself, and call no Google API. The Cloud Build account can read the build
+# The runtime accounts get no project roles: both services log JSON to stdout, which
+# Cloud Run collects itself. The worker may invoke the rendezvous (auth_mode = "iam",
+# run.tf), and each account may read only the secrets its service's env names (token
+# mode, admin token). The Cloud Build account can read the build
 # source, push images to our repository, write build logs, update our two services and
 # act as their runtime accounts; nothing more.
 resource "google_service_account" "rendezvous" {
@@ -35,6 +37,30 @@ locals {
     worker     = google_cloud_run_v2_service.worker.name
   }
   build_member = "serviceAccount:${google_service_account.build.email}"
+
+  # One secretAccessor grant per (service, secret env var), on that secret only.
+  secret_accessors = merge([
+    for service, env in { rendezvous = local.rendezvous_secret_env, worker = local.worker_secret_env } : {
+      for name, ref in env : "${service}/${name}" => {
+        secret = ref.secret
+        member = "serviceAccount:${service == "rendezvous" ? google_service_account.rendezvous.email : google_service_account.worker.email}"
+      }
+    }
+  ]...)
+}
+
+# Cloud Run reads RENDEZVOUS_TOKEN and ADMIN_TOKEN from Secret Manager as the service's
+# own account when an instance starts; the secrets themselves are created outside
+# Terraform, so their values never enter the state (docs/infra.md, token mode).
+resource "google_secret_manager_secret_iam_member" "runtime_accessor" {
+  for_each = local.secret_accessors
+
+  project   = var.project_id
+  secret_id = each.value.secret
+  role      = "roles/secretmanager.secretAccessor"
+  member    = each.value.member
+
+  depends_on = [google_project_service.apis["secretmanager.googleapis.com"]]
 }
 
 # A build run as a user-managed account writes its logs to Cloud Logging only.

@@ -1,22 +1,41 @@
-# Cloud Run v2 services: the public rendezvous, and the worker whose UDP leaves through Cloud NAT.
+# Cloud Run v2 services: the rendezvous (private under IAM), and the worker whose UDP leaves through Cloud NAT.
 #
 # Terraform owns the services; Cloud Build owns the image. Both start from
 # var.placeholder_image, so the first apply works before any image of ours exists, and
 # every apply ignores the image (and the fields gcloud sets when it deploys one), so a
 # later apply never rolls a deployed image back.
 locals {
+  # From variables only, so tests/infra evaluates this block offline with real Terraform.
   rendezvous_env = {
-    LOG_LEVEL           = var.log_level
-    TRUST_PROXY_HEADERS = "true"
-    TRUSTED_PROXIES     = join(",", var.trusted_proxy_cidrs)
+    LOG_LEVEL                   = var.log_level
+    TRUST_PROXY_HEADERS         = "true"
+    TRUSTED_PROXIES             = join(",", var.trusted_proxy_cidrs)
+    AUTH_MODE                   = var.auth_mode
+    DEBUG_ENDPOINTS             = tostring(var.debug_endpoints)
+    MAX_MESSAGES_PER_SEC        = tostring(var.rendezvous_limits.max_messages_per_sec)
+    MAX_CONNECTIONS_PER_ADDRESS = tostring(var.rendezvous_limits.max_connections_per_address)
+    RELAY_DATAGRAMS_PER_SEC     = tostring(var.rendezvous_limits.relay_datagrams_per_sec)
+    RELAY_BYTES_PER_SEC         = tostring(var.rendezvous_limits.relay_bytes_per_sec)
   }
+  # Environment variables read from Secret Manager: name => { secret, version }. The
+  # values never pass through Terraform (nor its state): Cloud Run reads them at start.
+  rendezvous_secret_env = merge(
+    var.auth_mode == "token" ? { RENDEZVOUS_TOKEN = var.rendezvous_token_secret } : {},
+    var.admin_token_secret == null ? {} : { ADMIN_TOKEN = var.admin_token_secret },
+  )
+  worker_secret_env = var.auth_mode == "token" ? { RENDEZVOUS_TOKEN = var.rendezvous_token_secret } : {}
+  container_port    = 8080
+}
+
+locals {
+  # AUTH_MODE=iam: the worker fetches an ID token whose audience is RENDEZVOUS_SERVICE_URL.
   worker_env = {
     LOG_LEVEL              = var.log_level
     RENDEZVOUS_SERVICE_URL = google_cloud_run_v2_service.rendezvous.uri
     STUN_SERVERS           = join(",", var.stun_servers)
     STUN_REFRESH_SEC       = tostring(var.stun_refresh_sec)
+    AUTH_MODE              = var.auth_mode
   }
-  container_port = 8080
 }
 
 resource "google_cloud_run_v2_service" "rendezvous" {
@@ -63,6 +82,19 @@ resource "google_cloud_run_v2_service" "rendezvous" {
         }
       }
 
+      dynamic "env" {
+        for_each = local.rendezvous_secret_env
+        content {
+          name = env.key
+          value_source {
+            secret_key_ref {
+              secret  = env.value.secret
+              version = env.value.version
+            }
+          }
+        }
+      }
+
       startup_probe {
         http_get {
           path = "/healthz"
@@ -99,10 +131,15 @@ resource "google_cloud_run_v2_service" "rendezvous" {
     }
   }
 
-  depends_on = [google_project_service.apis["run.googleapis.com"]]
+  # A revision whose env reads a secret fails to deploy until its account may read it.
+  depends_on = [
+    google_project_service.apis["run.googleapis.com"],
+    google_secret_manager_secret_iam_member.runtime_accessor,
+  ]
 }
 
-# Open to anyone while var.rendezvous_public says so (until workers authenticate).
+# Open to anyone only with auth_mode = "token" (variables.tf refuses it with "iam"):
+# then the shared RENDEZVOUS_TOKEN, not Cloud Run's IAM check, gates the workers.
 resource "google_cloud_run_v2_service_iam_member" "rendezvous_public" {
   count = var.rendezvous_public ? 1 : 0
 
@@ -110,6 +147,26 @@ resource "google_cloud_run_v2_service_iam_member" "rendezvous_public" {
   name     = google_cloud_run_v2_service.rendezvous.name
   role     = "roles/run.invoker"
   member   = "allUsers"
+}
+
+# auth_mode = "iam": the worker's own identity is what lets it through Cloud Run's front end.
+resource "google_cloud_run_v2_service_iam_member" "worker_invoker" {
+  count = var.auth_mode == "iam" ? 1 : 0
+
+  location = google_cloud_run_v2_service.rendezvous.location
+  name     = google_cloud_run_v2_service.rendezvous.name
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.worker.email}"
+}
+
+# Operators (and anything else listed) who call the private rendezvous with their ID token.
+resource "google_cloud_run_v2_service_iam_member" "operator_invokers" {
+  for_each = toset(var.rendezvous_invokers)
+
+  location = google_cloud_run_v2_service.rendezvous.location
+  name     = google_cloud_run_v2_service.rendezvous.name
+  role     = "roles/run.invoker"
+  member   = each.value
 }
 
 resource "google_cloud_run_v2_service" "worker" {
@@ -163,6 +220,19 @@ resource "google_cloud_run_v2_service" "worker" {
         }
       }
 
+      dynamic "env" {
+        for_each = local.worker_secret_env
+        content {
+          name = env.key
+          value_source {
+            secret_key_ref {
+              secret  = env.value.secret
+              version = env.value.version
+            }
+          }
+        }
+      }
+
       # Direct VPC egress can take a minute to work after start: allow two.
       startup_probe {
         http_get {
@@ -196,9 +266,11 @@ resource "google_cloud_run_v2_service" "worker" {
     }
   }
 
-  # The NAT must exist before the worker's first STUN request leaves the subnet.
+  # The NAT must exist before the worker's first STUN request leaves the subnet, and
+  # its account must be able to read its secrets before the revision can deploy.
   depends_on = [
     google_project_service.apis["run.googleapis.com"],
     google_compute_router_nat.nat,
+    google_secret_manager_secret_iam_member.runtime_accessor,
   ]
 }

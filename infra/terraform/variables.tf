@@ -1,4 +1,21 @@
 # Input variables, alphabetical; each one typed, described and, where a bad value would only fail at apply, validated.
+variable "admin_token_secret" {
+  description = "Secret Manager secret (in this project) holding the rendezvous's ADMIN_TOKEN, the bearer token operators send for /debug/* and /admin/* (at least 16 characters). Only the rendezvous's service account can read it. null (the default) leaves ADMIN_TOKEN unset, which closes those endpoints."
+  type = object({
+    secret  = string
+    version = optional(string, "latest")
+  })
+  default = null
+
+  validation {
+    condition = var.admin_token_secret == null || try(
+      can(regex("^[A-Za-z0-9_-]{1,255}$", var.admin_token_secret.secret)) && can(regex("^(latest|[1-9][0-9]*|[A-Za-z][A-Za-z0-9_-]{0,62})$", var.admin_token_secret.version)),
+      false,
+    )
+    error_message = "admin_token_secret.secret must be a secret ID in this project (letters, digits, - and _), and its version \"latest\", a version number or an alias."
+  }
+}
+
 variable "artifact_keep_count" {
   description = "How many of the most recent versions of each image the Artifact Registry cleanup policy keeps; older ones are deleted after a day."
   type        = number
@@ -23,6 +40,18 @@ variable "artifact_repository_id" {
   }
 }
 
+variable "auth_mode" {
+  description = "AUTH_MODE of both services. \"iam\" (the default): the rendezvous is private, Cloud Run's front end checks each caller's Google ID token, and the worker's service account gets roles/run.invoker on it. \"token\": workers send the shared RENDEZVOUS_TOKEN from rendezvous_token_secret, which needs rendezvous_public = true (Cloud Run would otherwise reject the non-Google token). \"none\" is for development only and refused here."
+  type        = string
+  default     = "iam"
+  nullable    = false
+
+  validation {
+    condition     = contains(["iam", "token"], var.auth_mode)
+    error_message = "auth_mode must be \"iam\" or \"token\" (\"none\", no authentication, is for local development only and is not deployed to the cloud)."
+  }
+}
+
 variable "build_trigger" {
   description = "Cloud Build trigger on push to a branch of a GitHub repository already connected to Cloud Build (1st gen). null (the default) creates no trigger."
   type = object({
@@ -35,6 +64,18 @@ variable "build_trigger" {
   validation {
     condition     = var.build_trigger == null || try(length(var.build_trigger.owner) > 0 && length(var.build_trigger.repository) > 0, false)
     error_message = "build_trigger.owner and build_trigger.repository must both be set (or leave build_trigger null)."
+  }
+}
+
+variable "debug_endpoints" {
+  description = "DEBUG_ENDPOINTS of the rendezvous: serve /debug/list_workers and /debug/sessions (to holders of ADMIN_TOKEN only). Needs admin_token_secret. scripts/verify reads /debug/list_workers."
+  type        = bool
+  default     = false
+  nullable    = false
+
+  validation {
+    condition     = !var.debug_endpoints || var.admin_token_secret != null
+    error_message = "debug_endpoints = true needs admin_token_secret: without ADMIN_TOKEN the rendezvous refuses every /debug request."
   }
 }
 
@@ -169,6 +210,50 @@ variable "rendezvous_concurrency" {
   }
 }
 
+variable "rendezvous_invokers" {
+  description = "Principals granted roles/run.invoker on the rendezvous besides the worker, e.g. [\"group:holepunch-ops@example.com\"]: operators who call /healthz, /debug/* or /admin/* with their ID token in X-Serverless-Authorization. Project owners, editors and Cloud Run admins can invoke it already."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for m in var.rendezvous_invokers : can(regex("^(user|group|serviceAccount|domain|principal|principalSet):.+$", m))])
+    error_message = "rendezvous_invokers must be IAM members such as user:a@example.com, group:ops@example.com or serviceAccount:x@p.iam.gserviceaccount.com; allUsers and allAuthenticatedUsers are not accepted (see rendezvous_public)."
+  }
+}
+
+variable "rendezvous_limits" {
+  description = "Rendezvous limits, passed as its environment: messages per second per connection (MAX_MESSAGES_PER_SEC), concurrent WebSockets per client address (MAX_CONNECTIONS_PER_ADDRESS: every worker behind our Cloud NAT shares its few addresses, so keep it well above the worker count), and the relay budget per punch session (RELAY_DATAGRAMS_PER_SEC, RELAY_BYTES_PER_SEC)."
+  type = object({
+    max_messages_per_sec        = optional(number, 50)
+    max_connections_per_address = optional(number, 1000)
+    relay_datagrams_per_sec     = optional(number, 100)
+    relay_bytes_per_sec         = optional(number, 65536)
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = var.rendezvous_limits.max_messages_per_sec >= 1 && var.rendezvous_limits.max_messages_per_sec <= 100000
+    error_message = "rendezvous_limits.max_messages_per_sec must be from 1 to 100000."
+  }
+
+  validation {
+    condition     = var.rendezvous_limits.max_connections_per_address >= 1 && var.rendezvous_limits.max_connections_per_address <= 1000000 && floor(var.rendezvous_limits.max_connections_per_address) == var.rendezvous_limits.max_connections_per_address
+    error_message = "rendezvous_limits.max_connections_per_address must be a whole number from 1 to 1000000."
+  }
+
+  validation {
+    condition     = var.rendezvous_limits.relay_datagrams_per_sec >= 1 && var.rendezvous_limits.relay_datagrams_per_sec <= 1000000
+    error_message = "rendezvous_limits.relay_datagrams_per_sec must be from 1 to 1000000."
+  }
+
+  validation {
+    condition     = var.rendezvous_limits.relay_bytes_per_sec >= 1200 && var.rendezvous_limits.relay_bytes_per_sec <= 1000000000
+    error_message = "rendezvous_limits.relay_bytes_per_sec must be from 1200 (one relayed datagram) to 1000000000."
+  }
+}
+
 variable "rendezvous_max_instances" {
   description = "Maximum rendezvous instances. The worker registry is in memory, so 1 keeps it whole; raise it only with a shared store."
   type        = number
@@ -194,10 +279,15 @@ variable "rendezvous_min_instances" {
 }
 
 variable "rendezvous_public" {
-  description = "Grant roles/run.invoker to allUsers on the rendezvous, so workers and peers reach it without a Google identity. Will default to false once the rendezvous authenticates workers."
+  description = "Grant roles/run.invoker to allUsers on the rendezvous, so anyone on the internet reaches it and Cloud Run checks no Google identity. Default false. Only with auth_mode = \"token\", where the shared RENDEZVOUS_TOKEN gates workers: with auth_mode = \"iam\" a public service would let any caller past IAM and claim any identity, so that combination is refused."
   type        = bool
-  default     = true
+  default     = false
   nullable    = false
+
+  validation {
+    condition     = var.rendezvous_public == (var.auth_mode == "token")
+    error_message = "rendezvous_public must be true exactly when auth_mode = \"token\": with \"iam\" a public rendezvous lets anyone past Cloud Run's IAM check (and forge the identity the rendezvous reads); with \"token\" a private one rejects the workers, whose shared token is not a Google ID token."
+  }
 }
 
 variable "rendezvous_resources" {
@@ -219,6 +309,28 @@ variable "rendezvous_service_name" {
   validation {
     condition     = can(regex("^[a-z]([-a-z0-9]{0,47}[a-z0-9])?$", var.rendezvous_service_name))
     error_message = "rendezvous_service_name must be 1-49 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "rendezvous_token_secret" {
+  description = "Secret Manager secret (in this project) holding RENDEZVOUS_TOKEN, the shared token of auth_mode = \"token\" (at least 16 characters); both services read it, from Secret Manager, and only their service accounts can. Required with auth_mode = \"token\", unused (and refused) with \"iam\"."
+  type = object({
+    secret  = string
+    version = optional(string, "latest")
+  })
+  default = null
+
+  validation {
+    condition = var.rendezvous_token_secret == null || try(
+      can(regex("^[A-Za-z0-9_-]{1,255}$", var.rendezvous_token_secret.secret)) && can(regex("^(latest|[1-9][0-9]*|[A-Za-z][A-Za-z0-9_-]{0,62})$", var.rendezvous_token_secret.version)),
+      false,
+    )
+    error_message = "rendezvous_token_secret.secret must be a secret ID in this project (letters, digits, - and _), and its version \"latest\", a version number or an alias."
+  }
+
+  validation {
+    condition     = (var.auth_mode == "token") == (var.rendezvous_token_secret != null)
+    error_message = "rendezvous_token_secret is required with auth_mode = \"token\" and used only then (leave it null with \"iam\")."
   }
 }
 

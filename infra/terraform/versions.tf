@@ -1,6 +1,7 @@
 # Terraform and provider versions, the provider's defaults, and the remote state backend.
 terraform {
-  required_version = ">= 1.5"
+  # 1.9: variable validations may refer to other variables (auth_mode, rendezvous_public, secrets).
+  required_version = ">= 1.9"
 
   required_providers {
     google = {

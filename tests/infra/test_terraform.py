@@ -42,6 +42,26 @@ def only(blocks: list[dict]) -> dict:
     return blocks[0]
 
 
+def env_blocks(container: dict) -> dict[str, dict]:
+    """The container's `dynamic "env"` blocks, by the local they iterate over."""
+    blocks = [d["env"] for d in container["dynamic"]]
+    return {b["for_each"]: only(b["content"]) for b in blocks}
+
+
+def assert_env_from_locals(container: dict, service: str) -> None:
+    """Plain values from local.<service>_env; Secret Manager references from
+    local.<service>_secret_env, as value_source.secret_key_ref (never a value)."""
+    blocks = env_blocks(container)
+    assert set(blocks) == {f"${{local.{service}_env}}", f"${{local.{service}_secret_env}}"}
+    assert blocks[f"${{local.{service}_env}}"] == {"name": "${env.key}", "value": "${env.value}"}
+    secret = blocks[f"${{local.{service}_secret_env}}"]
+    assert "value" not in secret
+    assert only(only(secret["value_source"])["secret_key_ref"]) == {
+        "secret": "${env.value.secret}",
+        "version": "${env.value.version}",
+    }
+
+
 def test_files_split_by_concern_each_opening_with_a_one_line_comment() -> None:
     for name in FILES:
         first = (TF_DIR / name).read_text(encoding="utf-8").splitlines()[0]
@@ -54,6 +74,8 @@ def test_files_split_by_concern_each_opening_with_a_one_line_comment() -> None:
 
 def test_provider_range(tf: Terraform) -> None:
     terraform = only(tf.files["versions.tf"]["terraform"])
+    # Validations that refer to other variables (auth_mode, rendezvous_public) need 1.9.
+    assert terraform["required_version"] == ">= 1.9"
     google = only(terraform["required_providers"])["google"]
     assert google == {"source": "hashicorp/google", "version": ">= 6.50, < 8"}
     assert "gcs" in only(terraform["backend"])
@@ -61,6 +83,11 @@ def test_provider_range(tf: Terraform) -> None:
 
 def test_apis_enabled_and_kept_on_destroy(tf: Terraform) -> None:
     assert set(tf.locals["apis"].removeprefix("${toset(").split('"')[1::2]) >= APIS
+    # Secret Manager only when a secret is used.
+    assert (
+        'var.rendezvous_token_secret != null || var.admin_token_secret != null ? '
+        '["secretmanager.googleapis.com"] : []'
+    ) in tf.locals["apis"]
     service = tf.resource("google_project_service", "apis")
     assert service["for_each"] == "${local.apis}"
     assert service["disable_on_destroy"] is False
@@ -81,6 +108,7 @@ def test_apis_enabled_and_kept_on_destroy(tf: Terraform) -> None:
         ("google_monitoring_dashboard", "holepunch", "monitoring"),
         ("google_storage_bucket", "build_source", "storage"),
         ("google_cloudbuild_trigger", "push", "cloudbuild"),
+        ("google_secret_manager_secret_iam_member", "runtime_accessor", "secretmanager"),
     ],
 )
 def test_resources_depend_on_their_api(tf: Terraform, rtype: str, name: str, needs: str) -> None:
@@ -235,14 +263,33 @@ def test_rendezvous_service(tf: Terraform) -> None:
     assert env["TRUST_PROXY_HEADERS"] == "true"
     assert env["TRUSTED_PROXIES"] == '${join(",", var.trusted_proxy_cidrs)}'
     assert tf.default("trusted_proxy_cidrs") == ["169.254.0.0/16"]
-    assert only(container["dynamic"])["env"]["for_each"] == "${local.rendezvous_env}"
+    assert env["AUTH_MODE"] == "${var.auth_mode}"
+    assert env["DEBUG_ENDPOINTS"] == "${tostring(var.debug_endpoints)}"
+    for name, field in (
+        ("MAX_MESSAGES_PER_SEC", "max_messages_per_sec"),
+        ("MAX_CONNECTIONS_PER_ADDRESS", "max_connections_per_address"),
+        ("RELAY_DATAGRAMS_PER_SEC", "relay_datagrams_per_sec"),
+        ("RELAY_BYTES_PER_SEC", "relay_bytes_per_sec"),
+    ):
+        assert env[name] == f"${{tostring(var.rendezvous_limits.{field})}}"
+    assert "RENDEZVOUS_TOKEN" not in env and "ADMIN_TOKEN" not in env, "secrets as plain env"
+    assert tf.locals["rendezvous_secret_env"] == (
+        '${merge(var.auth_mode == "token" ? {RENDEZVOUS_TOKEN = var.rendezvous_token_secret} : {}, '
+        "var.admin_token_secret == null ? {} : {ADMIN_TOKEN = var.admin_token_secret})}"
+    )
+    assert_env_from_locals(container, "rendezvous")
+    assert "${google_secret_manager_secret_iam_member.runtime_accessor}" in service["depends_on"]
 
 
-def test_rendezvous_is_public_only_while_the_variable_says_so(tf: Terraform) -> None:
+def test_rendezvous_is_private_under_iam_and_public_only_with_token(tf: Terraform) -> None:
     invoker = tf.resource("google_cloud_run_v2_service_iam_member", "rendezvous_public")
     assert invoker["count"] == "${var.rendezvous_public ? 1 : 0}"
     assert (invoker["role"], invoker["member"]) == ("roles/run.invoker", "allUsers")
     assert tf.variables["rendezvous_public"]["type"] == "bool"
+    assert tf.default("rendezvous_public") is False
+    assert tf.default("auth_mode") == "iam"
+    conditions = [v["condition"] for v in tf.variables["rendezvous_public"]["validation"]]
+    assert conditions == ['${var.rendezvous_public == (var.auth_mode == "token")}']
     public = [
         (rtype, name)
         for rtype in ("google_cloud_run_v2_service_iam_member", "google_project_iam_member")
@@ -250,6 +297,36 @@ def test_rendezvous_is_public_only_while_the_variable_says_so(tf: Terraform) -> 
         if body["member"] in ("allUsers", "allAuthenticatedUsers")
     ]
     assert public == [("google_cloud_run_v2_service_iam_member", "rendezvous_public")]
+
+
+def test_worker_invokes_the_rendezvous_under_iam(tf: Terraform) -> None:
+    grant = tf.resource("google_cloud_run_v2_service_iam_member", "worker_invoker")
+    assert grant["count"] == '${var.auth_mode == "iam" ? 1 : 0}'
+    assert grant["role"] == "roles/run.invoker"
+    assert grant["member"] == "serviceAccount:${google_service_account.worker.email}"
+    assert grant["name"] == "${google_cloud_run_v2_service.rendezvous.name}"
+    assert grant["location"] == "${google_cloud_run_v2_service.rendezvous.location}"
+    operators = tf.resource("google_cloud_run_v2_service_iam_member", "operator_invokers")
+    assert operators["for_each"] == "${toset(var.rendezvous_invokers)}"
+    assert (operators["role"], operators["member"]) == ("roles/run.invoker", "${each.value}")
+    assert operators["name"] == "${google_cloud_run_v2_service.rendezvous.name}"
+    assert tf.default("rendezvous_invokers") == []
+
+
+def test_secrets_read_by_their_services_only(tf: Terraform) -> None:
+    accessor = tf.resource("google_secret_manager_secret_iam_member", "runtime_accessor")
+    assert accessor["for_each"] == "${local.secret_accessors}"
+    assert accessor["role"] == "roles/secretmanager.secretAccessor"
+    assert accessor["secret_id"] == "${each.value.secret}"
+    assert accessor["member"] == "${each.value.member}"
+    assert accessor["project"] == "${var.project_id}"
+    accessors = tf.locals["secret_accessors"]
+    assert "rendezvous = local.rendezvous_secret_env, worker = local.worker_secret_env" in accessors
+    assert "roles/secretmanager" not in json.dumps(tf.resources("google_project_iam_member"))
+    for name in ("rendezvous_token_secret", "admin_token_secret"):
+        assert tf.default(name) is None
+        assert tf.variables[name]["validation"], f"{name} is not validated"
+    assert tf.default("debug_endpoints") is False
 
 
 def test_worker_service(tf: Terraform) -> None:
@@ -275,7 +352,13 @@ def test_worker_service(tf: Terraform) -> None:
     assert env["RENDEZVOUS_SERVICE_URL"] == "${google_cloud_run_v2_service.rendezvous.uri}"
     assert env["STUN_SERVERS"] == '${join(",", var.stun_servers)}'
     assert env["STUN_REFRESH_SEC"] == "${tostring(var.stun_refresh_sec)}"
-    assert only(container["dynamic"])["env"]["for_each"] == "${local.worker_env}"
+    assert env["AUTH_MODE"] == "${var.auth_mode}"
+    assert "ID_TOKEN_AUDIENCE" not in env, "the audience is RENDEZVOUS_SERVICE_URL itself"
+    assert tf.locals["worker_secret_env"] == (
+        '${var.auth_mode == "token" ? {RENDEZVOUS_TOKEN = var.rendezvous_token_secret} : {}}'
+    )
+    assert_env_from_locals(container, "worker")
+    assert "${google_secret_manager_secret_iam_member.runtime_accessor}" in service["depends_on"]
     assert tf.default("stun_servers") == ["stun.l.google.com:19302", "stun1.l.google.com:19302"]
     assert "${google_compute_router_nat.nat}" in service["depends_on"]
     conditions = [p["condition"] for p in only(service["lifecycle"])["precondition"]]
@@ -362,6 +445,13 @@ def test_variables_typed_described_alphabetical(tf: Terraform) -> None:
         "worker_max_instances",
         "rendezvous_min_instances",
         "stun_servers",
+        "auth_mode",
+        "rendezvous_public",
+        "rendezvous_limits",
+        "rendezvous_invokers",
+        "rendezvous_token_secret",
+        "admin_token_secret",
+        "debug_endpoints",
     ):
         assert tf.variables[name].get("validation"), f"variable {name} is not validated"
 

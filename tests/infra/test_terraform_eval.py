@@ -46,6 +46,24 @@ def test_defaults_with_a_project_id_are_valid(variables_module: Path) -> None:
         ("log_level", "TRACE", "log_level must be one of"),
         ("name_prefix", "Holepunch", "name_prefix must be"),
         ("build_trigger", {"owner": "", "repository": "r"}, "build_trigger.owner"),
+        ("auth_mode", "none", "auth_mode must be \"iam\" or \"token\""),
+        ("auth_mode", "IAM", "auth_mode must be \"iam\" or \"token\""),
+        # IAM behind a public service would let anyone in, with any identity.
+        ("rendezvous_public", True, "rendezvous_public must be true exactly when"),
+        ("rendezvous_invokers", ["allUsers"], "rendezvous_invokers must be IAM members"),
+        ("rendezvous_invokers", ["alice@example.com"], "rendezvous_invokers must be IAM members"),
+        ("debug_endpoints", True, "debug_endpoints = true needs admin_token_secret"),
+        ("admin_token_secret", {"secret": "bad name"}, "admin_token_secret.secret must be"),
+        ("admin_token_secret", {"secret": "adm", "version": "0"}, "admin_token_secret.secret must be"),
+        ("rendezvous_token_secret", {"secret": "tok"}, "rendezvous_token_secret is required with"),
+        ("rendezvous_limits", {"max_messages_per_sec": 0}, "max_messages_per_sec must be"),
+        (
+            "rendezvous_limits",
+            {"max_connections_per_address": 10.5},
+            "max_connections_per_address must be a whole number",
+        ),
+        ("rendezvous_limits", {"relay_datagrams_per_sec": 2e6}, "relay_datagrams_per_sec must be"),
+        ("rendezvous_limits", {"relay_bytes_per_sec": 100}, "relay_bytes_per_sec must be"),
     ],
 )
 def test_bad_values_fail_at_plan(
@@ -65,11 +83,94 @@ def test_bad_values_fail_at_plan(
         ("nat_logging", {"enable": True}),
         ("build_trigger", {"owner": "octo", "repository": "holepunch"}),
         ("stun_servers", ["stun.example.org:3478"]),
+        ("rendezvous_invokers", ["group:ops@example.com", "user:a@example.com"]),
+        ("admin_token_secret", {"secret": "holepunch-admin", "version": "3"}),
+        ("rendezvous_limits", {"max_connections_per_address": 50000}),
     ],
 )
 def test_good_values_pass(variables_module: Path, variable: str, value: Any) -> None:
     rc, out = tfeval.plan(variables_module, {**GOOD, variable: value})
     assert rc == 0, out
+
+
+TOKEN_MODE = {
+    "auth_mode": "token",
+    "rendezvous_public": True,
+    "rendezvous_token_secret": {"secret": "holepunch-rendezvous-token"},
+}
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"auth_mode": "token"}, "rendezvous_public must be true exactly when"),
+        (
+            {"auth_mode": "token", "rendezvous_public": True},
+            "rendezvous_token_secret is required with",
+        ),
+        ({**TOKEN_MODE, "rendezvous_public": False}, "rendezvous_public must be true exactly when"),
+    ],
+)
+def test_token_mode_needs_a_public_rendezvous_and_a_secret(
+    variables_module: Path, values: dict[str, Any], message: str
+) -> None:
+    rc, out = tfeval.plan(variables_module, {**GOOD, **values})
+    assert rc != 0, f"{values} was accepted"
+    assert message in " ".join(out.split()), out
+
+
+def test_token_mode_and_debug_with_an_admin_token_pass(variables_module: Path) -> None:
+    values = {**GOOD, **TOKEN_MODE, "debug_endpoints": True, "admin_token_secret": {"secret": "a"}}
+    rc, out = tfeval.plan(variables_module, values)
+    assert rc == 0, out
+
+
+@pytest.fixture(scope="module")
+def env_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    extra = tfeval.locals_block("run.tf", "rendezvous_env")
+    extra += tfeval.locals_block("apis.tf", "apis")
+    for name in ("rendezvous_env", "rendezvous_secret_env", "worker_secret_env", "apis"):
+        extra += f'\noutput "{name}" {{ value = local.{name} }}\n'
+    return tfeval.module(tmp_path_factory.mktemp("env"), extra)
+
+
+def test_iam_defaults_give_the_services_no_secret(env_module: Path) -> None:
+    out = tfeval.outputs(env_module, GOOD)
+    assert out["rendezvous_env"] == {
+        "LOG_LEVEL": "INFO",
+        "TRUST_PROXY_HEADERS": "true",
+        "TRUSTED_PROXIES": "169.254.0.0/16",
+        "AUTH_MODE": "iam",
+        "DEBUG_ENDPOINTS": "false",
+        "MAX_MESSAGES_PER_SEC": "50",
+        "MAX_CONNECTIONS_PER_ADDRESS": "1000",
+        "RELAY_DATAGRAMS_PER_SEC": "100",
+        "RELAY_BYTES_PER_SEC": "65536",
+    }
+    assert out["rendezvous_secret_env"] == {} and out["worker_secret_env"] == {}
+    assert "secretmanager.googleapis.com" not in out["apis"]
+
+
+def test_token_mode_reads_the_tokens_from_secret_manager(env_module: Path) -> None:
+    values = {
+        **GOOD,
+        **TOKEN_MODE,
+        "debug_endpoints": True,
+        "admin_token_secret": {"secret": "holepunch-admin", "version": "2"},
+        "rendezvous_limits": {"max_connections_per_address": 20000, "relay_bytes_per_sec": 1200},
+    }
+    out = tfeval.outputs(env_module, values)
+    token = {"secret": "holepunch-rendezvous-token", "version": "latest"}
+    assert out["rendezvous_secret_env"] == {
+        "RENDEZVOUS_TOKEN": token,
+        "ADMIN_TOKEN": {"secret": "holepunch-admin", "version": "2"},
+    }
+    assert out["worker_secret_env"] == {"RENDEZVOUS_TOKEN": token}
+    env = out["rendezvous_env"]
+    assert (env["AUTH_MODE"], env["DEBUG_ENDPOINTS"]) == ("token", "true")
+    assert env["MAX_CONNECTIONS_PER_ADDRESS"] == "20000"
+    assert (env["MAX_MESSAGES_PER_SEC"], env["RELAY_BYTES_PER_SEC"]) == ("50", "1200")
+    assert "secretmanager.googleapis.com" in out["apis"]
 
 
 def test_log_metric_filters_equal_the_saved_queries(tmp_path: Path) -> None:
