@@ -26,6 +26,12 @@ CONTRACT_EVENTS = {
         "worker_disconnected",
         "server_started",
         "server_stopping",
+        "auth_disabled",
+        "connection_rejected",
+        "connection_rate_limited",
+        "peer_introduced",
+        "introduction_rejected",
+        "punch_result",
     },
     "worker": {
         "udp_socket_bound",
@@ -39,9 +45,28 @@ CONTRACT_EVENTS = {
         "rendezvous_disconnected",
         "reconnect_scheduled",
         "worker_shutdown",
+        "rendezvous_refused",
+        "worker_id_taken",
+        "connect_requested",
+        "peer_introduced",
+        "punch_connected",
+        "punch_failed",
+        "relay_started",
+        "relay_upgraded",
     },
 }
-CONTRACT_FIELDS = {"event", "worker_id", "reason", "udp_ip", "udp_port", "mapping"}
+CONTRACT_FIELDS = {
+    "event",
+    "worker_id",
+    "reason",
+    "udp_ip",
+    "udp_port",
+    "mapping",
+    # connection_rejected and rendezvous_refused (close code); punch_result.
+    "code",
+    "status",
+    "path",
+}
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +100,42 @@ def test_metrics_cover_registrations_updates_rejections_disconnects(catalogue: A
         "udp_endpoint_rejected",
         "message_rejected",
         "worker_disconnected",
+        "connection_rate_limited",
+        "peer_introduced",
+        "introduction_rejected",
     } <= metric_events
+
+
+def test_auth_punching_and_refusal_metrics_and_their_labels(catalogue: Any) -> None:
+    by_metric = {q.metric: q for q in catalogue.queries.values() if q.metric}
+    expected = {
+        "connection_rejections": (
+            "auth-rejections",
+            "rendezvous",
+            ("connection_rejected",),
+            ("code",),
+        ),
+        "punch_results": ("punch-results", "rendezvous", ("punch_result",), ("status", "path")),
+        "introductions": (
+            "introductions",
+            "rendezvous",
+            ("peer_introduced", "introduction_rejected"),
+            ("event",),
+        ),
+        "worker_refusals": ("refusals", "worker", ("rendezvous_refused",), ("code",)),
+    }
+    for metric, (name, service, events, labels) in expected.items():
+        query = by_metric[metric]
+        assert (query.name, query.service, query.events, query.labels) == (
+            name,
+            service,
+            events,
+            labels,
+        )
+    fields = catalogue.required_fields()
+    assert fields[("rendezvous", "punch_result")] == {"event", "status", "path"}
+    assert fields[("rendezvous", "connection_rejected")] == {"event", "code"}
+    assert fields[("worker", "rendezvous_refused")] == {"event", "code"}
 
 
 def test_selected_fields_are_contract_fields(catalogue: Any) -> None:

@@ -85,7 +85,7 @@ def test_apis_enabled_and_kept_on_destroy(tf: Terraform) -> None:
     assert set(tf.locals["apis"].removeprefix("${toset(").split('"')[1::2]) >= APIS
     # Secret Manager only when a secret is used.
     assert (
-        'var.rendezvous_token_secret != null || var.admin_token_secret != null ? '
+        "var.rendezvous_token_secret != null || var.admin_token_secret != null ? "
         '["secretmanager.googleapis.com"] : []'
     ) in tf.locals["apis"]
     service = tf.resource("google_project_service", "apis")

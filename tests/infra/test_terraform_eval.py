@@ -46,15 +46,19 @@ def test_defaults_with_a_project_id_are_valid(variables_module: Path) -> None:
         ("log_level", "TRACE", "log_level must be one of"),
         ("name_prefix", "Holepunch", "name_prefix must be"),
         ("build_trigger", {"owner": "", "repository": "r"}, "build_trigger.owner"),
-        ("auth_mode", "none", "auth_mode must be \"iam\" or \"token\""),
-        ("auth_mode", "IAM", "auth_mode must be \"iam\" or \"token\""),
+        ("auth_mode", "none", 'auth_mode must be "iam" or "token"'),
+        ("auth_mode", "IAM", 'auth_mode must be "iam" or "token"'),
         # IAM behind a public service would let anyone in, with any identity.
         ("rendezvous_public", True, "rendezvous_public must be true exactly when"),
         ("rendezvous_invokers", ["allUsers"], "rendezvous_invokers must be IAM members"),
         ("rendezvous_invokers", ["alice@example.com"], "rendezvous_invokers must be IAM members"),
         ("debug_endpoints", True, "debug_endpoints = true needs admin_token_secret"),
         ("admin_token_secret", {"secret": "bad name"}, "admin_token_secret.secret must be"),
-        ("admin_token_secret", {"secret": "adm", "version": "0"}, "admin_token_secret.secret must be"),
+        (
+            "admin_token_secret",
+            {"secret": "adm", "version": "0"},
+            "admin_token_secret.secret must be",
+        ),
         ("rendezvous_token_secret", {"secret": "tok"}, "rendezvous_token_secret is required with"),
         ("rendezvous_limits", {"max_messages_per_sec": 0}, "max_messages_per_sec must be"),
         (
@@ -203,6 +207,13 @@ def test_log_metric_filters_equal_the_saved_queries(tmp_path: Path) -> None:
         assert metric["filter"] == catalogue.query_filter(query.name, names)
         assert metric["labels"] == list(query.labels)
     raw = json.loads((TF_DIR / "log_queries.json").read_text())
-    assert {"registrations", "endpoint-updates", "rejections", "disconnects"} <= {
-        key for key, q in raw["queries"].items() if "metric" in q
-    }
+    assert {
+        "registrations",
+        "endpoint-updates",
+        "rejections",
+        "disconnects",
+        "auth-rejections",
+        "introductions",
+        "punch-results",
+        "refusals",
+    } <= {key for key, q in raw["queries"].items() if "metric" in q}
