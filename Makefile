@@ -7,7 +7,7 @@ CHECKOV_VENV := .venv-checkov
 APT_PACKAGES := coturn iptables iproute2 conntrack shellcheck redis-server
 DEMO_ARGS ?=
 
-.PHONY: demo test bench lint system-deps clean
+.PHONY: demo test bench bench-punch lint system-deps clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ test: $(VENV)/.installed $(CHECKOV_VENV)/.installed system-deps
 
 bench: $(VENV)/.installed
 	$(PY) -m holepunch_devtools.bench
+
+# Hole punching in the NAT lab (needs root and network namespaces): docs/punching-lab.md
+bench-punch: $(VENV)/.installed system-deps
+	$(PY) -m holepunch_devtools.punch_bench --count 50
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
