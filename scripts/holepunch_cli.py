@@ -40,11 +40,15 @@ class Gcloud:
     def show(self, args: Sequence[str]) -> None:
         print("+ " + shlex.join(["gcloud", *args]))
 
-    def output(self, args: Sequence[str]) -> str:
-        """Run gcloud and return its stdout; exit with its message when it fails."""
+    def run(self, args: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        """Run gcloud and return the result, whatever its exit status."""
         if self.path is None:
             die("gcloud not found on PATH")
-        result = subprocess.run([self.path, *args], capture_output=True, text=True, check=False)
+        return subprocess.run([self.path, *args], capture_output=True, text=True, check=False)
+
+    def output(self, args: Sequence[str]) -> str:
+        """Run gcloud and return its stdout; exit with its message when it fails."""
+        result = self.run(args)
         if result.returncode != 0:
             die(f"`{shlex.join(['gcloud', *args])}` failed: {result.stderr.strip()}", code=1)
         return result.stdout

@@ -38,7 +38,13 @@ case "$1 $2" in
   "logging read") cat "${FAKE_LOGGING_JSON:-/dev/null}" ;;
   "run services") echo "${FAKE_URL:-}" ;;
   "storage buckets") [[ "$3" != describe ]] ;;
-  "auth print-identity-token") echo fake-token ;;
+  "auth print-identity-token")
+    # gcloud refuses --audiences for a user account (print_identity_token.py).
+    if [[ -n "${FAKE_USER_ACCOUNT:-}" && " $* " == *" --audiences="* ]]; then
+      echo "ERROR: (gcloud.auth.print-identity-token) Invalid account type for \`--audiences\`. Requires valid service account." >&2
+      exit 1
+    fi
+    echo fake-token ;;
 esac
 """
 
@@ -287,23 +293,46 @@ def test_logs_rejects_unknown_queries_and_bad_durations(bin_dir: Path) -> None:
     assert listed.returncode == 0 and "endpoint-updates" in listed.stdout
 
 
-class FakeRendezvous(http.server.BaseHTTPRequestHandler):
-    workers: ClassVar[dict[str, Any]] = {}
+ADMIN = "admin-token-0123456789"
 
-    def do_GET(self) -> None:
-        if self.path == "/healthz":
-            body = {"status": "ok"}
-        elif self.path == "/debug/list_workers":
-            body = {"connected_workers_count": len(self.workers), "workers": self.workers}
-        else:
-            self.send_error(404)
-            return
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
+
+class FakeRendezvous(http.server.BaseHTTPRequestHandler):
+    """The rendezvous's HTTP side: /debug/* 404 unless debug_on, 401 without the admin
+    token; with `identity` set, Cloud Run's front end too (403 HTML without that ID token
+    in X-Serverless-Authorization)."""
+
+    workers: ClassVar[dict[str, Any]] = {}
+    debug_on: ClassVar[bool] = True
+    identity: ClassVar[str | None] = None
+    seen: ClassVar[list[tuple[str, dict[str, str]]]] = []
+
+    def reply(self, status: int, body: Any, content_type: str = "application/json") -> None:
+        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        self.seen.append((self.path, dict(self.headers.items())))
+        identity = self.headers.get("X-Serverless-Authorization")
+        if self.identity is not None and identity != f"Bearer {self.identity}":
+            self.reply(403, "<html><h1>Error: Forbidden</h1></html>", "text/html")
+            return
+        if self.path == "/healthz":
+            self.reply(200, {"status": "ok"})
+        elif self.path == "/debug/list_workers":
+            if not self.debug_on:
+                self.reply(404, {"error": "not_found", "detail": "debug endpoints are off"})
+            elif self.headers.get("Authorization") != f"Bearer {ADMIN}":
+                self.reply(401, {"error": "unauthenticated", "detail": "send Authorization"})
+            else:
+                self.reply(
+                    200, {"connected_workers_count": len(self.workers), "workers": self.workers}
+                )
+        else:
+            self.reply(404, {"error": "not_found"})
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -311,6 +340,9 @@ class FakeRendezvous(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def rendezvous() -> Iterator[str]:
+    FakeRendezvous.debug_on = True
+    FakeRendezvous.identity = None
+    FakeRendezvous.seen = []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeRendezvous)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -343,9 +375,17 @@ def test_verify_passes_a_healthy_deployment(
         path=bin_dir,
         log=fakes,
         FAKE_LOGGING_JSON=str(data),
+        ADMIN_TOKEN=ADMIN,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
+    # A local URL: the admin token on /debug only, no Google identity asked for.
+    assert [path for path, _ in FakeRendezvous.seen] == ["/healthz", "/debug/list_workers"]
+    assert "Authorization" not in FakeRendezvous.seen[0][1]
+    assert FakeRendezvous.seen[1][1]["Authorization"] == f"Bearer {ADMIN}"
+    assert not [h for _, h in FakeRendezvous.seen if "X-Serverless-Authorization" in h]
+    assert not [c for c in calls(fakes) if c[:2] == ["auth", "print-identity-token"]]
+    assert ADMIN not in result.stdout + result.stderr
     assert "PASS  worker w-1 has a STUN-reported UDP endpoint: 203.0.113.7:40001" in lines
     assert "PASS  worker w-1 has a live WebSocket: websocket_connected=True" in lines
     assert not [line for line in lines if line.startswith("FAIL")]
@@ -356,7 +396,16 @@ def test_verify_passes_a_healthy_deployment(
 def test_verify_fails_each_broken_item(bin_dir: Path, fakes: Path, rendezvous: str) -> None:
     FakeRendezvous.workers = {"w-2": worker(None, None, False)}
     result = run(
-        "verify", "--project", "p-1", "--url", rendezvous, "--since", "30m", path=bin_dir, log=fakes
+        "verify",
+        "--project",
+        "p-1",
+        "--url",
+        rendezvous,
+        "--since",
+        "30m",
+        path=bin_dir,
+        log=fakes,
+        ADMIN_TOKEN=ADMIN,
     )
     assert result.returncode == 1
     out = result.stdout
@@ -382,7 +431,170 @@ def test_verify_reads_the_url_from_cloud_run_and_reports_unreachable(
         path=bin_dir,
         log=fakes,
         FAKE_URL="http://127.0.0.1:9",
+        ADMIN_TOKEN=ADMIN,
     )
     assert result.returncode == 1
-    assert calls(fakes)[0][:4] == ["run", "services", "describe", "rendezvous"]
+    made = calls(fakes)
+    assert made[0][:4] == ["run", "services", "describe", "rendezvous"]
+    # The URL came from Cloud Run: an ID token for that audience.
+    assert ["auth", "print-identity-token", "--audiences=http://127.0.0.1:9"] in made
     assert "FAIL  rendezvous reachable at http://127.0.0.1:9" in result.stdout
+
+
+def test_verify_without_admin_token_is_a_clear_error(
+    bin_dir: Path, fakes: Path, rendezvous: str
+) -> None:
+    result = run("verify", "--project", "p-1", "--url", rendezvous, path=bin_dir, log=fakes)
+    assert result.returncode == 2
+    assert "ADMIN_TOKEN is not set" in result.stderr and "--skip-debug" in result.stderr
+    assert "gcloud secrets versions access" in result.stderr
+    assert FakeRendezvous.seen == [] and calls(fakes) == []
+
+
+def test_verify_skip_debug_needs_no_admin_token(
+    bin_dir: Path, fakes: Path, tmp_path: Path, rendezvous: str
+) -> None:
+    data = entries(tmp_path, {"event": "any"})
+    result = run(
+        "verify",
+        "--project",
+        "p-1",
+        "--url",
+        rendezvous,
+        "--skip-debug",
+        path=bin_dir,
+        log=fakes,
+        FAKE_LOGGING_JSON=str(data),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [path for path, _ in FakeRendezvous.seen] == ["/healthz"]
+    assert "debug/list_workers" not in result.stdout
+
+
+def test_verify_on_cloud_run_sends_the_identity_and_the_admin_token_apart(
+    bin_dir: Path, fakes: Path, rendezvous: str
+) -> None:
+    FakeRendezvous.identity = "fake-token"
+    FakeRendezvous.workers = {"w-1": worker("203.0.113.7", 40001, True)}
+    result = run(
+        "verify",
+        "--project",
+        "p-1",
+        "--url",
+        rendezvous,
+        "--id-token",
+        "--skip-logs",
+        path=bin_dir,
+        log=fakes,
+        ADMIN_TOKEN=ADMIN,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert ["auth", "print-identity-token", f"--audiences={rendezvous}"] in calls(fakes)
+    (_, health), (_, debug) = FakeRendezvous.seen
+    assert health["X-Serverless-Authorization"] == "Bearer fake-token"
+    assert "Authorization" not in health
+    assert debug["X-Serverless-Authorization"] == "Bearer fake-token"
+    assert debug["Authorization"] == f"Bearer {ADMIN}"
+
+
+def test_verify_falls_back_to_a_user_accounts_token(
+    bin_dir: Path, fakes: Path, rendezvous: str
+) -> None:
+    FakeRendezvous.identity = "fake-token"
+    FakeRendezvous.workers = {"w-1": worker("203.0.113.7", 40001, True)}
+    result = run(
+        "verify",
+        "--project",
+        "p-1",
+        "--url",
+        rendezvous,
+        "--id-token",
+        "--skip-logs",
+        path=bin_dir,
+        log=fakes,
+        ADMIN_TOKEN=ADMIN,
+        FAKE_USER_ACCOUNT="1",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    tokens = [c for c in calls(fakes) if c[:2] == ["auth", "print-identity-token"]]
+    assert tokens == [
+        ["auth", "print-identity-token", f"--audiences={rendezvous}"],
+        ["auth", "print-identity-token"],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("setup", "expected"),
+    [
+        (
+            "debug_off",
+            "FAIL  rendezvous answers GET /debug/list_workers: HTTP 404: debug endpoints are off",
+        ),
+        (
+            "wrong_admin",
+            "FAIL  rendezvous answers GET /debug/list_workers: HTTP 401: the rendezvous refused ADMIN_TOKEN",
+        ),
+        (
+            "no_invoker",
+            "FAIL  rendezvous answers GET /healthz: HTTP 403: Cloud Run refused the request",
+        ),
+    ],
+)
+def test_verify_says_who_refused_and_why(
+    bin_dir: Path, fakes: Path, rendezvous: str, setup: str, expected: str
+) -> None:
+    FakeRendezvous.workers = {}
+    admin = ADMIN
+    if setup == "debug_off":
+        FakeRendezvous.debug_on = False
+    elif setup == "wrong_admin":
+        admin = "not-the-admin-token-000"
+    else:
+        FakeRendezvous.identity = "someone-else"
+    result = run(
+        "verify",
+        "--project",
+        "p-1",
+        "--url",
+        rendezvous,
+        "--id-token",
+        "--skip-logs",
+        path=bin_dir,
+        log=fakes,
+        ADMIN_TOKEN=admin,
+    )
+    assert result.returncode == 1
+    assert expected in result.stdout, result.stdout
+    if setup == "debug_off":
+        assert "debug_endpoints = true" in result.stdout and "--skip-debug" in result.stdout
+    if setup == "no_invoker":
+        assert "roles/run.invoker" in result.stdout
+    assert admin not in result.stdout + result.stderr
+
+
+def test_verify_dry_run_shows_the_headers_not_the_tokens(bin_dir: Path, fakes: Path) -> None:
+    result = run(
+        "verify",
+        "--dry-run",
+        "--project",
+        "p-1",
+        "--url",
+        "https://rendezvous-xyz.a.run.app",
+        "--impersonate-service-account",
+        "ops@p-1.iam.gserviceaccount.com",
+        path=bin_dir,
+        log=fakes,
+        ADMIN_TOKEN=ADMIN,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert calls(fakes) == []
+    assert (
+        "+ gcloud auth print-identity-token --audiences=https://rendezvous-xyz.a.run.app "
+        "--impersonate-service-account=ops@p-1.iam.gserviceaccount.com"
+    ) in out
+    assert (
+        "+ GET https://rendezvous-xyz.a.run.app/debug/list_workers  "
+        "[Authorization: Bearer $ADMIN_TOKEN, X-Serverless-Authorization: Bearer $ID_TOKEN]"
+    ) in out
+    assert ADMIN not in out
