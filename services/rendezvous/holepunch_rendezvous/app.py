@@ -18,9 +18,16 @@ from typing import Any, cast
 from holepunch_logging import log_event
 from holepunch_protocol import (
     CloseCode,
+    ConnectRequest,
     ErrorCode,
     ErrorMessage,
+    PeerIntroduction,
     ProtocolError,
+    PunchResult,
+    RegisterPublicIp,
+    RelayDatagram,
+    UpdateUdpEndpoint,
+    decode_client_message,
     encode_message,
     validate_worker_id,
 )
@@ -38,11 +45,14 @@ from holepunch_rendezvous.registry import Registry, WorkerRecord
 from holepunch_rendezvous.session import (
     Event,
     Outcome,
+    RecordLookup,
     handle_binary_frame,
+    handle_message,
     handle_text_frame,
     introduce,
 )
 from holepunch_rendezvous.sessions import PunchSession, PunchSessions, RelayLimits, TokenBucket
+from holepunch_rendezvous.store import RegistryStore, StoreEvents, build_store
 
 __all__ = ["CLOSE_GOING_AWAY", "CLOSE_REPLACED", "Rendezvous", "build_asgi_app", "create_app"]
 
@@ -90,14 +100,33 @@ def _log(event: Event) -> None:
     log_event(logger, event.name, event.message, level=event.level, **event.fields)
 
 
+class _Records:
+    """Records for `introduce`: the local registry first, then records fetched from the
+    shared registry."""
+
+    def __init__(self, registry: Registry, fetched: list[WorkerRecord | None]) -> None:
+        self._registry = registry
+        self._fetched = {record.worker_id: record for record in fetched if record is not None}
+
+    def get(self, worker_id: str, /) -> WorkerRecord | None:
+        return self._registry.get(worker_id) or self._fetched.get(worker_id)
+
+
 class Rendezvous:
-    """Live state of one rendezvous process: the registry and each connection's socket."""
+    """Live state of one rendezvous process: the registry and each connection's socket.
+
+    `registry` holds the workers connected to this process; `store` is where the registry
+    is read by everyone (the same registry in memory, or Redis shared by every instance).
+    """
 
     def __init__(
         self, config: RendezvousConfig | None = None, clock: Callable[[], float] = time.time
     ) -> None:
         self.config = config or RendezvousConfig()
         self.registry = Registry()
+        self.store: RegistryStore = build_store(
+            self.registry, self.config.registry_url, self.config.registry_ttl_sec
+        )
         self.sessions = PunchSessions(
             RelayLimits(self.config.relay_datagrams_per_sec, self.config.relay_bytes_per_sec)
         )
@@ -110,6 +139,56 @@ class Rendezvous:
 
     def next_connection_id(self) -> int:
         return next(self._connection_ids)
+
+    async def start(self) -> None:
+        await self.store.start(
+            StoreEvents(
+                deliver=self._deliver_frame, close=self._close_replaced, refuse=self._refuse_taken
+            )
+        )
+
+    async def stop(self) -> None:
+        await self.store.stop()
+
+    def _websocket_of(self, worker_id: str) -> tuple[WorkerRecord, WebSocket] | None:
+        record = self.registry.get(worker_id)
+        websocket = None if record is None else self.connections.get(record.connection_id)
+        if record is None or websocket is None:
+            return None
+        return record, websocket
+
+    async def _deliver_frame(self, worker_id: str, frame: str) -> None:
+        """A frame another instance routed to a worker connected here."""
+        found = self._websocket_of(worker_id)
+        if found is None or found[1].application_state is not WebSocketState.CONNECTED:
+            return
+        with contextlib.suppress(RuntimeError, OSError):
+            await found[1].send_text(frame)
+
+    async def _close_replaced(self, worker_id: str, connection_id: int) -> None:
+        """A newer connection for this worker_id registered on another instance."""
+        found = self._websocket_of(worker_id)
+        if found is None or found[0].connection_id != connection_id:
+            return
+        log_event(
+            logger,
+            "worker_replaced",
+            f"Worker {worker_id}: a connection on another instance replaced "
+            f"connection {connection_id}",
+            level=logging.WARNING,
+            worker_id=worker_id,
+            replaced_connection_id=connection_id,
+            reason=CLOSE_REPLACED_REASON,
+        )
+        self.close_in_background(found[1], CLOSE_REPLACED, CLOSE_REPLACED_REASON)
+
+    async def _refuse_taken(self, worker_id: str) -> None:
+        """Redis came back naming another identity as this worker_id's owner."""
+        found = self._websocket_of(worker_id)
+        if found is not None:
+            self.close_in_background(
+                found[1], CloseCode.FORBIDDEN, "worker_id belongs to another identity"
+            )
 
     def close_in_background(self, websocket: WebSocket, code: int, reason: str) -> None:
         task = asyncio.create_task(_close_quietly(websocket, code, reason))
@@ -124,15 +203,22 @@ class Rendezvous:
         """Send each delivery to its worker's current connection, if it still has one."""
         for delivery in outcome.deliveries:
             record = self.registry.get(delivery.worker_id)
+            if record is None and self.store.shared:  # connected to another instance?
+                await self.store.route(delivery.worker_id, encode_message(delivery.message))
+                continue
             websocket = None if record is None else self.connections.get(record.connection_id)
             if websocket is None or websocket.application_state is not WebSocketState.CONNECTED:
                 continue
             with contextlib.suppress(RuntimeError, OSError):  # it is closing: nothing to do
                 await websocket.send_text(encode_message(delivery.message))
 
-    def describe(self, record: WorkerRecord) -> dict[str, Any]:
-        websocket = self.connections.get(record.connection_id)
-        state = websocket.client_state if websocket is not None else WebSocketState.DISCONNECTED
+    def describe(self, record: WorkerRecord, *, remote: bool = False) -> dict[str, Any]:
+        """`remote`: a record another instance published (its connection is open there)."""
+        if remote:
+            state = WebSocketState.CONNECTED
+        else:
+            websocket = self.connections.get(record.connection_id)
+            state = websocket.client_state if websocket is not None else WebSocketState.DISCONNECTED
         endpoint = record.udp_endpoint
         return {
             # Fields of the original design, unchanged.
@@ -173,6 +259,8 @@ async def index(request: Request) -> Response:
             "websocket": "/ws/register/{worker_id}",
             "endpoints": [
                 "/healthz",
+                "/livez",
+                "/debug/registry",
                 "/debug/list_workers?limit=&cursor=",
                 "/debug/sessions",
                 "POST /admin/introduce",
@@ -182,7 +270,23 @@ async def index(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
+    """Readiness: with the shared registry, 503 while Redis is unreachable."""
+    store = _rendezvous(request).store
+    if not store.ready:
+        return JSONResponse(
+            {"status": "unavailable", "reason": store.not_ready_reason}, status_code=503
+        )
     return JSONResponse({"status": "ok"})
+
+
+async def livez(request: Request) -> Response:
+    """Liveness only: the process answers (never depends on Redis)."""
+    return JSONResponse({"status": "ok"})
+
+
+async def registry_status(request: Request) -> Response:
+    rendezvous = _rendezvous(request)
+    return JSONResponse({**rendezvous.store.describe(), "local_workers": len(rendezvous.registry)})
 
 
 def _operator_only(
@@ -228,6 +332,8 @@ async def list_workers(request: Request) -> Response:
             return _bad_request(f"limit must be an integer in 1..{MAX_LIST_LIMIT}")
         limit = int(raw_limit)
     cursor = request.query_params.get("cursor") or None
+    if rendezvous.store.shared:
+        return await _list_shared_workers(rendezvous, limit, cursor)
     page = rendezvous.registry.page(limit=limit, cursor=cursor)
     body: dict[str, Any] = {
         "connected_workers_count": len(rendezvous.registry),
@@ -236,6 +342,66 @@ async def list_workers(request: Request) -> Response:
     if limit is not None or cursor is not None:
         body["next_cursor"] = page.next_cursor
     return FastJSONResponse(body)
+
+
+async def _list_shared_workers(
+    rendezvous: Rendezvous, limit: int | None, cursor: str | None
+) -> Response:
+    page = await rendezvous.store.page(limit, cursor)
+    registry = rendezvous.registry
+    workers = {}
+    for record in page.records:
+        local = registry.get(record.worker_id)
+        if local is not None:
+            workers[record.worker_id] = rendezvous.describe(local)
+        else:
+            workers[record.worker_id] = rendezvous.describe(record, remote=True)
+    body: dict[str, Any] = {"connected_workers_count": page.count, "workers": workers}
+    if limit is not None or cursor is not None:
+        body["next_cursor"] = page.next_cursor
+    return FastJSONResponse(body)
+
+
+async def _handle_shared(
+    rendezvous: Rendezvous, worker_id: str, connection_id: int, text: str
+) -> Outcome:
+    """`handle_text_frame` with the shared registry: fetch what the pure handler needs
+    from Redis first (a peer on another instance, a session made there), publish what it
+    changed after (before the reply, so an ack means every instance sees the change)."""
+    registry, sessions, store = rendezvous.registry, rendezvous.sessions, rendezvous.store
+    now = rendezvous.clock()
+    try:
+        message = decode_client_message(text)
+    except ProtocolError:
+        return handle_text_frame(registry, sessions, worker_id, connection_id, text, now)
+    peers = None
+    if registry.is_current(worker_id, connection_id):
+        if isinstance(message, ConnectRequest) and registry.get(message.peer_id) is None:
+            peers = _Records(registry, [await store.lookup(message.peer_id)])
+        elif isinstance(message, RelayDatagram | PunchResult) and (
+            sessions.get(message.session_id) is None
+        ):
+            session = await store.load_session(message.session_id)
+            if session is not None:
+                sessions.adopt(session)
+    outcome = handle_message(registry, sessions, worker_id, connection_id, message, now, peers)
+    if isinstance(message, UpdateUdpEndpoint | RegisterPublicIp):
+        record = registry.get(worker_id)
+        if record is not None and record.connection_id == connection_id:
+            await store.save(record)
+    elif isinstance(message, ConnectRequest):
+        await _save_introduced_session(rendezvous, outcome)
+    return outcome
+
+
+async def _save_introduced_session(rendezvous: Rendezvous, outcome: Outcome) -> None:
+    if not outcome.deliveries:
+        return
+    introduction = outcome.deliveries[0].message
+    if isinstance(introduction, PeerIntroduction):
+        session = rendezvous.sessions.get(introduction.session_id)
+        if session is not None:
+            await rendezvous.store.save_session(session)
 
 
 async def _refuse(
@@ -293,7 +459,25 @@ async def register_worker(websocket: WebSocket) -> None:
             "too many connections from this address",
         )
         return
-    if not rendezvous.ownership.claim(worker_id, identity, rendezvous.clock()):
+    registry = rendezvous.registry
+    connection_id = rendezvous.next_connection_id()
+    shared = rendezvous.store.shared
+    replaced_elsewhere = None
+    accepted = True
+    if shared:
+        # Redis holds who owns the id; this process's own table only while Redis is away.
+        record = WorkerRecord(
+            worker_id, connection_id, observed_ip, observed_port, rendezvous.clock()
+        )
+        claim = await rendezvous.store.connect(record, identity)
+        accepted = claim.accepted
+        if not claim.checked:
+            accepted = rendezvous.ownership.claim(worker_id, identity, rendezvous.clock())
+        if claim.replaced_instance is not None:
+            replaced_elsewhere = claim
+    else:
+        accepted = rendezvous.ownership.claim(worker_id, identity, rendezvous.clock())
+    if not accepted:
         await _refuse(
             websocket,
             worker_id,
@@ -306,8 +490,6 @@ async def register_worker(websocket: WebSocket) -> None:
         return
 
     rendezvous.connections_per_address[address_key] += 1
-    registry = rendezvous.registry
-    connection_id = rendezvous.next_connection_id()
     replaced = registry.connect(
         worker_id, connection_id, observed_ip, observed_port, rendezvous.clock()
     )
@@ -339,6 +521,21 @@ async def register_worker(websocket: WebSocket) -> None:
         old_websocket = rendezvous.connections.get(replaced.connection_id)
         if old_websocket is not None:
             rendezvous.close_in_background(old_websocket, CLOSE_REPLACED, CLOSE_REPLACED_REASON)
+    elif replaced_elsewhere is not None:
+        # The old instance closes it (4409) when Redis passes it the message.
+        log_event(
+            logger,
+            "worker_replaced",
+            f"Worker {worker_id}: this connection replaced connection "
+            f"{replaced_elsewhere.replaced_connection_id} on instance "
+            f"{replaced_elsewhere.replaced_instance}",
+            level=logging.WARNING,
+            worker_id=worker_id,
+            connection_id=connection_id,
+            replaced_connection_id=replaced_elsewhere.replaced_connection_id,
+            replaced_instance_id=replaced_elsewhere.replaced_instance,
+            reason=CLOSE_REPLACED_REASON,
+        )
 
     close_code: int | None = None
     close_reason: str | None = None
@@ -370,7 +567,9 @@ async def register_worker(websocket: WebSocket) -> None:
                 continue
             limited = False
             text = message.get("text")
-            if text is not None:
+            if text is not None and shared:
+                outcome = await _handle_shared(rendezvous, worker_id, connection_id, text)
+            elif text is not None:
                 outcome = handle_text_frame(
                     registry,
                     rendezvous.sessions,
@@ -395,11 +594,14 @@ async def register_worker(websocket: WebSocket) -> None:
         rendezvous.connections_per_address[address_key] -= 1
         if rendezvous.connections_per_address[address_key] <= 0:
             del rendezvous.connections_per_address[address_key]
-        rendezvous.ownership.claim(worker_id, identity, rendezvous.clock())  # renew
+        if not shared:
+            rendezvous.ownership.claim(worker_id, identity, rendezvous.clock())  # renew
         rendezvous.connections.pop(connection_id, None)
         was_current = registry.disconnect(worker_id, connection_id)
         if was_current:
             rendezvous.sessions.end_sessions_of(worker_id, rendezvous.clock())
+            if shared:
+                await rendezvous.store.remove(worker_id)
         log_event(
             logger,
             "worker_disconnected",
@@ -455,9 +657,15 @@ async def admin_introduce(request: Request) -> Response:
             return _bad_request(f"{name} must be a worker_id string")
     assert isinstance(initiator, str) and isinstance(responder, str)
     rendezvous = _rendezvous(request)
-    outcome = introduce(
-        rendezvous.registry, rendezvous.sessions, initiator, responder, rendezvous.clock()
-    )
+    store = rendezvous.store
+    peers: RecordLookup = rendezvous.registry
+    if store.shared:
+        peers = _Records(
+            rendezvous.registry, [await store.lookup(initiator), await store.lookup(responder)]
+        )
+    outcome = introduce(peers, rendezvous.sessions, initiator, responder, rendezvous.clock())
+    if store.shared:
+        await _save_introduced_session(rendezvous, outcome)
     if outcome.event is not None:
         _log(outcome.event)
     if isinstance(outcome.reply, ErrorMessage):
@@ -478,6 +686,8 @@ def create_app(rendezvous: Rendezvous | None = None) -> Starlette:
         routes=[
             Route("/", index),
             Route("/healthz", healthz),
+            Route("/livez", livez),
+            Route("/debug/registry", _operator_only(registry_status, debug=True)),
             Route("/debug/list_workers", _operator_only(list_workers, debug=True)),
             Route("/debug/sessions", _operator_only(list_sessions, debug=True)),
             Route(

@@ -102,6 +102,21 @@ def _secret(env: Mapping[str, str], name: str, *, required: bool) -> str | None:
     return raw
 
 
+REGISTRY_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def _registry_url(env: Mapping[str, str]) -> str | None:
+    raw = env.get("REGISTRY_URL", "").strip()
+    if not raw or raw == "memory://":
+        return None
+    if not raw.startswith(REGISTRY_SCHEMES):
+        raise ConfigError(
+            "REGISTRY_URL must be empty or memory:// (in-process registry) or "
+            f"redis://HOST:PORT/DB (shared through Redis), got {raw.split('@')[-1]!r}"
+        )
+    return raw
+
+
 def _networks(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
     raw = env.get(name, "").strip() or default
     entries = tuple(entry.strip() for entry in raw.split(",") if entry.strip())
@@ -137,6 +152,15 @@ class RendezvousConfig:
     max_connections_per_address: int = 1000
     relay_datagrams_per_sec: float = 100.0
     relay_bytes_per_sec: float = 64 * 1024.0
+    # None: the in-process registry (one instance). redis://...: shared by every instance.
+    registry_url: str | None = None
+    # How long a worker's shared entry outlives the last heartbeat of its instance; the
+    # instance refreshes it every third of this.
+    registry_ttl_sec: float = 15.0
+
+    @property
+    def registry_heartbeat_sec(self) -> float:
+        return self.registry_ttl_sec / 3
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RendezvousConfig:
@@ -164,4 +188,6 @@ class RendezvousConfig:
             ),
             relay_datagrams_per_sec=_float(env, "RELAY_DATAGRAMS_PER_SEC", 100.0, 1.0, 1e6),
             relay_bytes_per_sec=_float(env, "RELAY_BYTES_PER_SEC", 65536.0, 1200.0, 1e9),
+            registry_url=_registry_url(env),
+            registry_ttl_sec=_float(env, "REGISTRY_TTL_SEC", 15.0, 3.0, 3600.0),
         )

@@ -67,6 +67,7 @@ class RendezvousServer(uvicorn.Server):
         self._captured_signals.clear()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await self.rendezvous.start()  # the shared registry, if configured (never fails)
         await super().startup(sockets)
         if self.started and self._owns_process:
             _tune_gc()  # not when embedded with serve(), e.g. in a test's event loop
@@ -78,6 +79,7 @@ class RendezvousServer(uvicorn.Server):
                 host=self.config.host,
                 port=self.config.port,
                 ws_implementation=self.config.ws,
+                **self.rendezvous.store.describe(),
             )
             config = self.rendezvous.config
             if config.auth_mode is AuthMode.NONE:
@@ -106,6 +108,7 @@ class RendezvousServer(uvicorn.Server):
                 self.rendezvous.close_all(CLOSE_GOING_AWAY, "server shutting down"), grace / 2
             )
         await super().shutdown(sockets)
+        await self.rendezvous.stop()
 
 
 def build_server(

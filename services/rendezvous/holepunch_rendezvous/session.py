@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from holepunch_protocol import (
     AckStatus,
+    ClientMessage,
     ConnectRequest,
     EchoRequest,
     EchoResponse,
@@ -34,17 +35,25 @@ from holepunch_protocol import (
     decode_client_message,
 )
 
-from holepunch_rendezvous.registry import Registry, UdpEndpoint
+from holepunch_rendezvous.registry import Registry, UdpEndpoint, WorkerRecord
 from holepunch_rendezvous.sessions import PunchSessions
 
 __all__ = [
     "Delivery",
     "Event",
     "Outcome",
+    "RecordLookup",
     "handle_binary_frame",
+    "handle_message",
     "handle_text_frame",
     "introduce",
 ]
+
+
+class RecordLookup(Protocol):
+    """Where `introduce` finds both workers: the registry, or records fetched for it."""
+
+    def get(self, worker_id: str, /) -> WorkerRecord | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +111,7 @@ def handle_binary_frame(worker_id: str) -> Outcome:
 
 
 def introduce(
-    registry: Registry, sessions: PunchSessions, initiator: str, responder: str, now: float
+    registry: RecordLookup, sessions: PunchSessions, initiator: str, responder: str, now: float
 ) -> Outcome:
     """Make a punch session between two workers and tell both; or say why not."""
 
@@ -232,7 +241,19 @@ def handle_text_frame(
         message = decode_client_message(frame)
     except ProtocolError as error:
         return _rejection(worker_id, error)
+    return handle_message(registry, sessions, worker_id, connection_id, message, now)
 
+
+def handle_message(
+    registry: Registry,
+    sessions: PunchSessions,
+    worker_id: str,
+    connection_id: int,
+    message: ClientMessage,
+    now: float,
+    peers: RecordLookup | None = None,
+) -> Outcome:
+    """A decoded message; `peers` finds introduction peers (default: the registry)."""
     if not registry.is_current(worker_id, connection_id):
         replaced = ProtocolError(
             ErrorCode.CONNECTION_REPLACED,
@@ -274,7 +295,9 @@ def handle_text_frame(
         case EchoRequest():
             return Outcome(reply=EchoResponse.for_request(message, worker_id))
         case ConnectRequest():
-            return introduce(registry, sessions, worker_id, message.peer_id, now)
+            return introduce(
+                registry if peers is None else peers, sessions, worker_id, message.peer_id, now
+            )
         case PunchResult():
             return _punch_result(sessions, worker_id, message)
         case RelayDatagram():

@@ -126,6 +126,14 @@ class PunchSessions:
             self._by_worker.setdefault(worker_id, set()).add(session.session_id)
         return session
 
+    def adopt(self, session: PunchSession) -> None:
+        """Track a session made elsewhere (another instance, through the shared registry)."""
+        if session.session_id in self._active:
+            return
+        self._active[session.session_id] = session
+        for worker_id in session.members():
+            self._by_worker.setdefault(worker_id, set()).add(session.session_id)
+
     def end_sessions_of(self, worker_id: str, now: float) -> list[PunchSession]:
         """End every session `worker_id` is in (it disconnected); return them."""
         ended = []
