@@ -181,70 +181,61 @@ class MemoryStore(RegistryStore):
 # --- Records in Redis hashes -------------------------------------------------------------
 
 
-def encode_record(record: WorkerRecord, instance: str) -> list[str]:
-    """Field/value pairs for HSET: absent fields are None."""
-    fields: list[tuple[str, object]] = [
-        ("inst", instance),
-        ("conn", record.connection_id),
-        ("oip", record.observed_ip),
-        ("oport", record.observed_port),
-        ("at", repr(record.connected_at)),
-        ("pip", record.reported_public_ip),
-        ("uat", None if record.udp_updated_at is None else repr(record.udp_updated_at)),
-        ("n", record.udp_update_count),
-    ]
+def encode_record(record: WorkerRecord) -> str:
+    """The record as compact JSON (one bulk string: cheap to list by the thousand)."""
     endpoint = record.udp_endpoint
+    fields: dict[str, object] = {
+        "conn": record.connection_id,
+        "oip": record.observed_ip,
+        "oport": record.observed_port,
+        "at": record.connected_at,
+        "pip": record.reported_public_ip,
+        "uat": record.udp_updated_at,
+        "n": record.udp_update_count,
+    }
     if endpoint is not None:
-        fields += [
-            ("uip", endpoint.ip),
-            ("uport", endpoint.port),
-            ("map", endpoint.mapping.value if endpoint.mapping else None),
-            ("lport", endpoint.local_port),
-        ]
-    flat: list[str] = []
-    for name, value in fields:
-        if value is not None:
-            flat += [name, str(value)]
-    return flat
+        fields["uip"] = endpoint.ip
+        fields["uport"] = endpoint.port
+        fields["map"] = endpoint.mapping.value if endpoint.mapping else None
+        fields["lport"] = endpoint.local_port
+    return json.dumps(
+        {key: value for key, value in fields.items() if value is not None}, separators=(",", ":")
+    )
 
 
-def _int_or_none(value: str | None) -> int | None:
-    return None if value is None else int(value)
-
-
-def decode_record(worker_id: str, fields: dict[str, str]) -> WorkerRecord | None:
-    """The record a hash holds; None for a missing (expired) or unreadable one."""
-    if not fields or "conn" not in fields:
+def decode_record(worker_id: str, text: str | None) -> WorkerRecord | None:
+    """The record `encode_record` wrote; None for a missing (expired) or unreadable one."""
+    if not text:
         return None
     try:
+        fields = json.loads(text)
         endpoint = None
         if "uip" in fields and "uport" in fields:
             mapping = fields.get("map")
             endpoint = UdpEndpoint(
-                fields["uip"],
+                str(fields["uip"]),
                 int(fields["uport"]),
                 MappingBehaviour(mapping) if mapping else None,
-                _int_or_none(fields.get("lport")),
+                fields.get("lport"),
             )
-        updated = fields.get("uat")
         return WorkerRecord(
             worker_id=worker_id,
             connection_id=int(fields["conn"]),
             observed_ip=fields.get("oip"),
-            observed_port=_int_or_none(fields.get("oport")),
-            connected_at=float(fields.get("at", "0")),
+            observed_port=fields.get("oport"),
+            connected_at=float(fields.get("at", 0.0)),
             reported_public_ip=fields.get("pip"),
             udp_endpoint=endpoint,
-            udp_updated_at=None if updated is None else float(updated),
-            udp_update_count=int(fields.get("n", "0")),
+            udp_updated_at=fields.get("uat"),
+            udp_update_count=int(fields.get("n", 0)),
         )
-    except ValueError:
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
 # --- Lua scripts: each one round trip, atomic ----------------------------------------------
 
-# ARGV: prefix, worker_id, instance, identity, ttl_ms, ownership_ttl_ms, fields...
+# ARGV: prefix, worker_id, instance, identity, ttl_ms, ownership_ttl_ms, conn, record
 # -> {0} refused; {1, replaced instance or "", replaced connection or ""}
 CONNECT_SCRIPT = """
 local p, wid, inst, identity = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -254,8 +245,7 @@ if owner and owner ~= identity then return {0} end
 redis.call('SET', own, identity, 'PX', ARGV[6])
 local key = p .. 'w:' .. wid
 local old = redis.call('HMGET', key, 'inst', 'conn')
-redis.call('DEL', key)
-redis.call('HSET', key, unpack(ARGV, 7))
+redis.call('HSET', key, 'inst', inst, 'conn', ARGV[7], 'rec', ARGV[8])
 redis.call('PEXPIRE', key, ARGV[5])
 redis.call('ZADD', p .. 'ids', 0, wid)
 redis.call('SADD', p .. 'i:' .. inst, wid)
@@ -267,14 +257,44 @@ end
 return {1, old[1] or '', old[2] or ''}
 """
 
-# ARGV: prefix, worker_id, instance, ttl_ms, fields... -> 1 written, 0 not ours (any more)
+# ARGV: prefix, worker_id, instance, ttl_ms, conn, record -> 1 written, 0 not ours
 SAVE_SCRIPT = """
 local key = ARGV[1] .. 'w:' .. ARGV[2]
 if redis.call('HGET', key, 'inst') ~= ARGV[3] then return 0 end
-redis.call('DEL', key)
-redis.call('HSET', key, unpack(ARGV, 5))
+redis.call('HSET', key, 'conn', ARGV[5], 'rec', ARGV[6])
 redis.call('PEXPIRE', key, ARGV[4])
 return 1
+"""
+
+# ARGV: prefix, start ('-' or '(' .. cursor), limit (0: all) -> {index size, ids,
+# records, more}. Ids whose record expired (their instance died) are left out and
+# dropped from the index on the way.
+PAGE_SCRIPT = """
+local p, limit = ARGV[1], tonumber(ARGV[3])
+local index = p .. 'ids'
+local ids
+if limit > 0 then
+  ids = redis.call('ZRANGE', index, ARGV[2], '+', 'BYLEX', 'LIMIT', 0, limit + 1)
+else
+  ids = redis.call('ZRANGE', index, ARGV[2], '+', 'BYLEX')
+end
+local more = 0
+if limit > 0 and #ids > limit then
+  more = 1
+  ids[#ids] = nil
+end
+local found, records, last = {}, {}, ''
+for _, wid in ipairs(ids) do
+  last = wid
+  local record = redis.call('HGET', p .. 'w:' .. wid, 'rec')
+  if record then
+    found[#found + 1] = wid
+    records[#records + 1] = record
+  else
+    redis.call('ZREM', index, wid)
+  end
+end
+return {redis.call('ZCARD', index), found, records, more, last}
 """
 
 # ARGV: prefix, worker_id, instance, ownership_ttl_ms -> 1 removed, 0 not ours
@@ -401,6 +421,16 @@ class RedisStore(RegistryStore):
         self._heartbeat = self._client.register_script(HEARTBEAT_SCRIPT)
         self._route = self._client.register_script(ROUTE_SCRIPT)
         self._forget = self._client.register_script(FORGET_INSTANCE_SCRIPT)
+        self._page = self._client.register_script(PAGE_SCRIPT)
+        self._scripts = [
+            self._connect,
+            self._save,
+            self._remove,
+            self._heartbeat,
+            self._route,
+            self._forget,
+            self._page,
+        ]
         self._channel = f"{prefix}ch:{self.instance_id}"
         self._identities: dict[str, str] = {}  # worker_id -> identity, for re-publishing
         self._pending_removals: set[str] = set()
@@ -518,7 +548,8 @@ class RedisStore(RegistryStore):
                 identity,
                 _ms(self.ttl_sec),
                 _ms(OWNERSHIP_TTL_SEC),
-                *encode_record(record, self.instance_id),
+                record.connection_id,
+                encode_record(record),
             ],
         )
         if int(answer[0]) == 0:
@@ -541,7 +572,8 @@ class RedisStore(RegistryStore):
                     record.worker_id,
                     self.instance_id,
                     _ms(self.ttl_sec),
-                    *encode_record(record, self.instance_id),
+                    record.connection_id,
+                    encode_record(record),
                 ],
             )
         except Exception as error:
@@ -568,56 +600,33 @@ class RedisStore(RegistryStore):
             return local
         try:
             self.round_trips["lookup"] += 1
-            fields = await self._client.hgetall(f"{self.prefix}w:{worker_id}")
+            text = await self._client.hget(f"{self.prefix}w:{worker_id}", "rec")
         except Exception as error:
             self._failed(error)
             return None
-        return decode_record(worker_id, fields)
+        return decode_record(worker_id, text)
 
     async def page(self, limit: int | None, cursor: str | None) -> SharedPage:
         if not self._available:
             page = self.registry.page(limit=limit, cursor=cursor)
             return SharedPage(len(self.registry), page.records, page.next_cursor)
-        index = f"{self.prefix}ids"
         start = "-" if cursor is None else f"({cursor}"
         try:
-            self.round_trips["page"] += 1
-            async with self._client.pipeline(transaction=False) as pipe:
-                pipe.zcard(index)
-                if limit is None:
-                    pipe.zrange(index, start, "+", bylex=True)
-                else:
-                    pipe.zrange(index, start, "+", bylex=True, offset=0, num=limit + 1)
-                count, ids = await pipe.execute()
-            more = limit is not None and len(ids) > limit
-            ids = ids[:limit] if limit is not None else ids
-            records = await self._fetch(ids)
+            count, ids, texts, more, last = await self._call(
+                "page", self._page, [self.prefix, start, limit or 0]
+            )
         except Exception as error:
             self._failed(error)
             page = self.registry.page(limit=limit, cursor=cursor)
             return SharedPage(len(self.registry), page.records, page.next_cursor)
-        found = [record for record in records if record is not None]
-        if limit is None and cursor is None:
-            count = len(found)  # exact: the index may still hold expired entries
-        return SharedPage(int(count), found, ids[-1] if more and ids else None)
-
-    async def _fetch(self, ids: list[str]) -> list[WorkerRecord | None]:
-        if not ids:
-            return []
-        self.round_trips["fetch"] += 1
-        async with self._client.pipeline(transaction=False) as pipe:
-            for worker_id in ids:
-                pipe.hgetall(f"{self.prefix}w:{worker_id}")
-            answers = await pipe.execute()
         records = [
-            decode_record(worker_id, fields) for worker_id, fields in zip(ids, answers, strict=True)
+            record
+            for worker_id, text in zip(ids, texts, strict=True)
+            if (record := decode_record(worker_id, text)) is not None
         ]
-        # Index entries whose hash expired (their instance died): gone, lazily.
-        stale = [worker_id for worker_id, record in zip(ids, records, strict=True) if not record]
-        if stale:
-            self.round_trips["prune"] += 1
-            await self._client.zrem(f"{self.prefix}ids", *stale)
-        return records
+        if limit is None and cursor is None:
+            count = len(records)  # exact, even before the index is swept
+        return SharedPage(int(count), records, last if int(more) and last else None)
 
     # --- sessions and deliveries -------------------------------------------------------
 
@@ -729,6 +738,13 @@ class RedisStore(RegistryStore):
     async def _recover(self) -> None:
         self.round_trips["ping"] += 1
         await self._client.ping()
+        # A restarted Redis has no scripts: load them once here rather than have every
+        # concurrent first call fail with NOSCRIPT and retry.
+        self.round_trips["script_load"] += 1
+        async with self._client.pipeline(transaction=False) as pipe:
+            for script in self._scripts:
+                pipe.script_load(script.script)
+            await pipe.execute()
         # Entries of workers that left while Redis was away, then everyone still here.
         for worker_id in list(self._pending_removals):
             if self.registry.get(worker_id) is None:
