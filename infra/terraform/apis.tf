@@ -11,8 +11,11 @@ locals {
       "run.googleapis.com",
       "storage.googleapis.com",
     ],
-    # Only when a service reads a secret (auth_mode = "token", admin_token_secret).
-    var.rendezvous_token_secret != null || var.admin_token_secret != null ? ["secretmanager.googleapis.com"] : [],
+    # Only when a service reads a secret (auth_mode = "token", admin_token_secret, the
+    # shared registry's REGISTRY_URL).
+    var.rendezvous_token_secret != null || var.admin_token_secret != null || var.shared_registry.enabled ? ["secretmanager.googleapis.com"] : [],
+    # Memorystore, only for the shared registry.
+    var.shared_registry.enabled ? ["redis.googleapis.com"] : [],
   ))
 }
 

@@ -77,6 +77,17 @@ output "rendezvous_url" {
   value       = google_cloud_run_v2_service.rendezvous.uri
 }
 
+output "shared_registry" {
+  description = "The shared registry: Memorystore instance name, host, port and tier, and the Secret Manager secret holding REGISTRY_URL (read it to reach Redis: it contains the auth string). null when shared_registry.enabled is false."
+  value = local.registry_enabled ? {
+    instance   = google_redis_instance.registry[0].name
+    host       = google_redis_instance.registry[0].host
+    port       = google_redis_instance.registry[0].port
+    tier       = google_redis_instance.registry[0].tier
+    url_secret = google_secret_manager_secret.registry_url[0].secret_id
+  } : null
+}
+
 output "verify_command" {
   description = "Runs the deployment checklist against the live services."
   value       = "scripts/verify --project=${var.project_id} --region=${var.region} --url=${google_cloud_run_v2_service.rendezvous.uri}"

@@ -17,7 +17,17 @@ locals {
     RELAY_DATAGRAMS_PER_SEC     = tostring(var.rendezvous_limits.relay_datagrams_per_sec)
     RELAY_BYTES_PER_SEC         = tostring(var.rendezvous_limits.relay_bytes_per_sec)
   }
-  # Environment variables read from Secret Manager: name => { secret, version }. The
+  # Shared registry only. REGISTRY_URL itself holds Redis's auth string, so it comes from
+  # Secret Manager (local.registry_secret_env, registry_store.tf).
+  registry_env = var.shared_registry.enabled ? { REGISTRY_TTL_SEC = tostring(var.shared_registry.ttl_sec) } : {}
+  # Startup and liveness probe path of the rendezvous. Never /healthz as a liveness probe
+  # with the shared registry: /healthz answers 503 while Redis is unreachable, and Cloud
+  # Run would restart every instance in a loop during a Redis outage; /livez answers 200
+  # while the process runs. But only the shared-registry build of the rendezvous serves
+  # /livez: on today's image a probe on it would get 404 and fail the startup probe, so
+  # the in-memory configuration keeps /healthz (which cannot fail on Redis there).
+  rendezvous_probe_path = var.shared_registry.enabled ? "/livez" : "/healthz"
+  # Environment variables read from Secret Manager: name => { secret, version }. These
   # values never pass through Terraform (nor its state): Cloud Run reads them at start.
   rendezvous_secret_env = merge(
     var.auth_mode == "token" ? { RENDEZVOUS_TOKEN = var.rendezvous_token_secret } : {},
@@ -57,6 +67,20 @@ resource "google_cloud_run_v2_service" "rendezvous" {
       max_instance_count = var.rendezvous_max_instances
     }
 
+    # Shared registry only: Direct VPC egress into our subnet for private ranges only, so
+    # the rendezvous reaches Memorystore's private IP while everything else (its
+    # answers, Google APIs) leaves as before. Ingress is unchanged.
+    dynamic "vpc_access" {
+      for_each = local.registry_enabled ? [1] : []
+      content {
+        egress = "PRIVATE_RANGES_ONLY"
+        network_interfaces {
+          network    = google_compute_network.vpc.id
+          subnetwork = google_compute_subnetwork.workers.id
+        }
+      }
+    }
+
     containers {
       name  = "rendezvous"
       image = var.placeholder_image
@@ -75,7 +99,7 @@ resource "google_cloud_run_v2_service" "rendezvous" {
       }
 
       dynamic "env" {
-        for_each = local.rendezvous_env
+        for_each = merge(local.rendezvous_env, local.registry_env)
         content {
           name  = env.key
           value = env.value
@@ -83,7 +107,7 @@ resource "google_cloud_run_v2_service" "rendezvous" {
       }
 
       dynamic "env" {
-        for_each = local.rendezvous_secret_env
+        for_each = merge(local.rendezvous_secret_env, local.registry_secret_env)
         content {
           name = env.key
           value_source {
@@ -97,7 +121,7 @@ resource "google_cloud_run_v2_service" "rendezvous" {
 
       startup_probe {
         http_get {
-          path = "/healthz"
+          path = local.rendezvous_probe_path
         }
         period_seconds    = 5
         timeout_seconds   = 3
@@ -106,7 +130,7 @@ resource "google_cloud_run_v2_service" "rendezvous" {
 
       liveness_probe {
         http_get {
-          path = "/healthz"
+          path = local.rendezvous_probe_path
         }
         period_seconds    = 30
         timeout_seconds   = 5
@@ -135,6 +159,7 @@ resource "google_cloud_run_v2_service" "rendezvous" {
   depends_on = [
     google_project_service.apis["run.googleapis.com"],
     google_secret_manager_secret_iam_member.runtime_accessor,
+    google_secret_manager_secret_iam_member.registry_url_accessor,
   ]
 }
 

@@ -255,7 +255,7 @@ variable "rendezvous_limits" {
 }
 
 variable "rendezvous_max_instances" {
-  description = "Maximum rendezvous instances. The worker registry is in memory, so 1 keeps it whole; raise it only with a shared store."
+  description = "Maximum rendezvous instances. Without shared_registry the worker registry lives in one process's memory, so it must stay 1; with shared_registry.enabled every instance shares the registry in Redis and this may be raised."
   type        = number
   default     = 1
   nullable    = false
@@ -263,6 +263,11 @@ variable "rendezvous_max_instances" {
   validation {
     condition     = var.rendezvous_max_instances >= 1 && var.rendezvous_max_instances <= 100 && floor(var.rendezvous_max_instances) == var.rendezvous_max_instances
     error_message = "rendezvous_max_instances must be a whole number from 1 to 100."
+  }
+
+  validation {
+    condition     = var.rendezvous_max_instances == 1 || var.shared_registry.enabled
+    error_message = "rendezvous_max_instances above 1 needs the shared registry: set shared_registry = { enabled = true } (Memorystore for Redis), or keep rendezvous_max_instances = 1, since each instance's in-memory registry would hold only the workers connected to it."
   }
 }
 
@@ -331,6 +336,45 @@ variable "rendezvous_token_secret" {
   validation {
     condition     = (var.auth_mode == "token") == (var.rendezvous_token_secret != null)
     error_message = "rendezvous_token_secret is required with auth_mode = \"token\" and used only then (leave it null with \"iam\")."
+  }
+}
+
+variable "shared_registry" {
+  description = "Shared worker registry in Memorystore for Redis, so that several rendezvous instances see every worker. enabled (default false: in-memory registry, one instance); tier BASIC (default, no replica: a failure or maintenance empties it and instances republish their workers) or STANDARD_HA (replica with automatic failover); memory_size_gb (1-300); redis_version (REDIS_7_2 by default); reserved_ip_range (a /29 in the VPC for the instance, null lets Memorystore pick an unused one); ttl_sec, the rendezvous's REGISTRY_TTL_SEC (3-3600): how long an entry outlives the last heartbeat of its instance."
+  type = object({
+    enabled           = optional(bool, false)
+    tier              = optional(string, "BASIC")
+    memory_size_gb    = optional(number, 1)
+    redis_version     = optional(string, "REDIS_7_2")
+    reserved_ip_range = optional(string)
+    ttl_sec           = optional(number, 15)
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = contains(["BASIC", "STANDARD_HA"], var.shared_registry.tier)
+    error_message = "shared_registry.tier must be BASIC or STANDARD_HA."
+  }
+
+  validation {
+    condition     = var.shared_registry.memory_size_gb >= 1 && var.shared_registry.memory_size_gb <= 300 && floor(var.shared_registry.memory_size_gb) == var.shared_registry.memory_size_gb
+    error_message = "shared_registry.memory_size_gb must be a whole number of GB from 1 to 300."
+  }
+
+  validation {
+    condition     = can(regex("^REDIS_[0-9]+_[0-9X]+$", var.shared_registry.redis_version))
+    error_message = "shared_registry.redis_version must be a Memorystore version name such as REDIS_7_2 or REDIS_6_X."
+  }
+
+  validation {
+    condition     = var.shared_registry.reserved_ip_range == null || try(can(cidrhost(var.shared_registry.reserved_ip_range, 0)) && tonumber(split("/", var.shared_registry.reserved_ip_range)[1]) == 29, false)
+    error_message = "shared_registry.reserved_ip_range must be an IPv4 /29 range that overlaps no subnet of the VPC (such as 10.9.0.0/29), or null to let Memorystore pick one."
+  }
+
+  validation {
+    condition     = var.shared_registry.ttl_sec >= 3 && var.shared_registry.ttl_sec <= 3600
+    error_message = "shared_registry.ttl_sec must be from 3 to 3600 seconds (the rendezvous's REGISTRY_TTL_SEC range)."
   }
 }
 

@@ -21,6 +21,7 @@ FILES = [
     "run.tf",
     "build.tf",
     "observability.tf",
+    "registry_store.tf",
 ]
 APIS = {
     "run.googleapis.com",
@@ -48,13 +49,17 @@ def env_blocks(container: dict) -> dict[str, dict]:
     return {b["for_each"]: only(b["content"]) for b in blocks}
 
 
-def assert_env_from_locals(container: dict, service: str) -> None:
-    """Plain values from local.<service>_env; Secret Manager references from
-    local.<service>_secret_env, as value_source.secret_key_ref (never a value)."""
+def assert_env_from_locals(
+    container: dict, service: str, plain: str | None = None, secret_env: str | None = None
+) -> None:
+    """Plain values from local.<service>_env (or PLAIN); Secret Manager references from
+    local.<service>_secret_env (or SECRET_ENV), as value_source.secret_key_ref (never a value)."""
+    plain = plain or f"${{local.{service}_env}}"
+    secret_env = secret_env or f"${{local.{service}_secret_env}}"
     blocks = env_blocks(container)
-    assert set(blocks) == {f"${{local.{service}_env}}", f"${{local.{service}_secret_env}}"}
-    assert blocks[f"${{local.{service}_env}}"] == {"name": "${env.key}", "value": "${env.value}"}
-    secret = blocks[f"${{local.{service}_secret_env}}"]
+    assert set(blocks) == {plain, secret_env}
+    assert blocks[plain] == {"name": "${env.key}", "value": "${env.value}"}
+    secret = blocks[secret_env]
     assert "value" not in secret
     assert only(only(secret["value_source"])["secret_key_ref"]) == {
         "secret": "${env.value.secret}",
@@ -83,11 +88,12 @@ def test_provider_range(tf: Terraform) -> None:
 
 def test_apis_enabled_and_kept_on_destroy(tf: Terraform) -> None:
     assert set(tf.locals["apis"].removeprefix("${toset(").split('"')[1::2]) >= APIS
-    # Secret Manager only when a secret is used.
+    # Secret Manager only when a secret is used; Memorystore only for the shared registry.
     assert (
-        "var.rendezvous_token_secret != null || var.admin_token_secret != null ? "
-        '["secretmanager.googleapis.com"] : []'
+        "var.rendezvous_token_secret != null || var.admin_token_secret != null || "
+        'var.shared_registry.enabled ? ["secretmanager.googleapis.com"] : []'
     ) in tf.locals["apis"]
+    assert 'var.shared_registry.enabled ? ["redis.googleapis.com"] : []' in tf.locals["apis"]
     service = tf.resource("google_project_service", "apis")
     assert service["for_each"] == "${local.apis}"
     assert service["disable_on_destroy"] is False
@@ -109,6 +115,8 @@ def test_apis_enabled_and_kept_on_destroy(tf: Terraform) -> None:
         ("google_storage_bucket", "build_source", "storage"),
         ("google_cloudbuild_trigger", "push", "cloudbuild"),
         ("google_secret_manager_secret_iam_member", "runtime_accessor", "secretmanager"),
+        ("google_redis_instance", "registry", "redis"),
+        ("google_secret_manager_secret", "registry_url", "secretmanager"),
     ],
 )
 def test_resources_depend_on_their_api(tf: Terraform, rtype: str, name: str, needs: str) -> None:
@@ -257,8 +265,13 @@ def test_rendezvous_service(tf: Terraform) -> None:
     assert scaling["min_instance_count"] == "${var.rendezvous_min_instances}"
     assert tf.default("rendezvous_min_instances") >= 1
     container = only(template["containers"])
-    probe = only(container["startup_probe"])
-    assert only(probe["http_get"])["path"] == "/healthz"
+    # /livez with the shared registry (a /healthz liveness probe would restart every
+    # instance during a Redis outage), /healthz without it (today's image has no /livez).
+    for probe in ("startup_probe", "liveness_probe"):
+        assert only(only(container[probe])["http_get"])["path"] == "${local.rendezvous_probe_path}"
+    assert tf.locals["rendezvous_probe_path"] == (
+        '${var.shared_registry.enabled ? "/livez" : "/healthz"}'
+    )
     env = tf.locals["rendezvous_env"]
     assert env["TRUST_PROXY_HEADERS"] == "true"
     assert env["TRUSTED_PROXIES"] == '${join(",", var.trusted_proxy_cidrs)}'
@@ -277,8 +290,83 @@ def test_rendezvous_service(tf: Terraform) -> None:
         '${merge(var.auth_mode == "token" ? {RENDEZVOUS_TOKEN = var.rendezvous_token_secret} : {}, '
         "var.admin_token_secret == null ? {} : {ADMIN_TOKEN = var.admin_token_secret})}"
     )
-    assert_env_from_locals(container, "rendezvous")
+    assert_env_from_locals(
+        container,
+        "rendezvous",
+        plain="${merge(local.rendezvous_env, local.registry_env)}",
+        secret_env="${merge(local.rendezvous_secret_env, local.registry_secret_env)}",
+    )
     assert "${google_secret_manager_secret_iam_member.runtime_accessor}" in service["depends_on"]
+    assert (
+        "${google_secret_manager_secret_iam_member.registry_url_accessor}" in service["depends_on"]
+    )
+
+
+def test_rendezvous_reaches_the_shared_registry_through_private_ranges_only(tf: Terraform) -> None:
+    template = only(tf.resource("google_cloud_run_v2_service", "rendezvous")["template"])
+    assert "vpc_access" not in template, (
+        "the rendezvous joins the VPC only with the shared registry"
+    )
+    vpc = only([d["vpc_access"] for d in template["dynamic"] if "vpc_access" in d])
+    assert vpc["for_each"] == "${local.registry_enabled ? [1] : []}"
+    content = only(vpc["content"])
+    assert content["egress"] == "PRIVATE_RANGES_ONLY"
+    assert only(content["network_interfaces"]) == {
+        "network": "${google_compute_network.vpc.id}",
+        "subnetwork": "${google_compute_subnetwork.workers.id}",
+    }
+    service = tf.resource("google_cloud_run_v2_service", "rendezvous")
+    assert service["ingress"] == "INGRESS_TRAFFIC_ALL", "public ingress is unchanged"
+
+
+def test_shared_registry_is_memorystore_with_auth_in_our_vpc(tf: Terraform) -> None:
+    assert tf.default("shared_registry") == {}
+    assert tf.locals["registry_enabled"] == "${var.shared_registry.enabled}"
+    redis = tf.resource("google_redis_instance", "registry")
+    assert tf.resource_file("google_redis_instance", "registry") == "registry_store.tf"
+    assert redis["count"] == "${local.registry_enabled ? 1 : 0}"
+    assert redis["authorized_network"] == "${google_compute_network.vpc.id}"
+    assert redis["connect_mode"] == "DIRECT_PEERING"
+    assert redis["region"] == "${var.region}"
+    assert redis["tier"] == "${var.shared_registry.tier}"
+    assert redis["memory_size_gb"] == "${var.shared_registry.memory_size_gb}"
+    assert redis["redis_version"] == "${var.shared_registry.redis_version}"
+    assert redis["reserved_ip_range"] == "${var.shared_registry.reserved_ip_range}"
+    # The worker's ALL_TRAFFIC egress reaches the same VPC: AUTH keeps it out.
+    assert redis["auth_enabled"] is True
+    assert redis["transit_encryption_mode"] == "DISABLED"
+    text = (TF_DIR / "registry_store.tf").read_text(encoding="utf-8")
+    assert "checkov:skip=CKV_GCP_97:" in text
+
+
+def test_registry_url_with_its_auth_string_is_a_secret_only_the_rendezvous_reads(
+    tf: Terraform,
+) -> None:
+    secret = tf.resource("google_secret_manager_secret", "registry_url")
+    assert secret["count"] == "${local.registry_enabled ? 1 : 0}"
+    assert secret["secret_id"] == "${var.name_prefix}-registry-url"
+    version = tf.resource("google_secret_manager_secret_version", "registry_url")
+    assert version["secret"] == "${google_secret_manager_secret.registry_url[0].id}"
+    redis = "google_redis_instance.registry[0]"
+    assert version["secret_data"] == (
+        f"redis://:${{urlencode({redis}.auth_string)}}@${{{redis}.host}}:${{{redis}.port}}/0"
+    )
+    accessor = tf.resource("google_secret_manager_secret_iam_member", "registry_url_accessor")
+    assert accessor["count"] == "${local.registry_enabled ? 1 : 0}"
+    assert accessor["role"] == "roles/secretmanager.secretAccessor"
+    assert accessor["secret_id"] == "${google_secret_manager_secret.registry_url[0].secret_id}"
+    assert accessor["member"] == "serviceAccount:${google_service_account.rendezvous.email}"
+    # Pinned to the version Terraform wrote, so a new instance rolls the rendezvous.
+    assert tf.locals["registry_secret_env"] == (
+        "${local.registry_enabled ? {REGISTRY_URL = {secret = "
+        "google_secret_manager_secret.registry_url[0].secret_id, version = "
+        "google_secret_manager_secret_version.registry_url[0].version}} : {}}"
+    )
+    assert "REGISTRY_URL" not in json.dumps(tf.locals["rendezvous_env"])
+    assert tf.locals["registry_env"] == (
+        "${var.shared_registry.enabled ? "
+        "{REGISTRY_TTL_SEC = tostring(var.shared_registry.ttl_sec)} : {}}"
+    )
 
 
 def test_rendezvous_is_private_under_iam_and_public_only_with_token(tf: Terraform) -> None:
@@ -452,6 +540,8 @@ def test_variables_typed_described_alphabetical(tf: Terraform) -> None:
         "rendezvous_token_secret",
         "admin_token_secret",
         "debug_endpoints",
+        "rendezvous_max_instances",
+        "shared_registry",
     ):
         assert tf.variables[name].get("validation"), f"variable {name} is not validated"
 

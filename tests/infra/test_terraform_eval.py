@@ -68,6 +68,19 @@ def test_defaults_with_a_project_id_are_valid(variables_module: Path) -> None:
         ),
         ("rendezvous_limits", {"relay_datagrams_per_sec": 2e6}, "relay_datagrams_per_sec must be"),
         ("rendezvous_limits", {"relay_bytes_per_sec": 100}, "relay_bytes_per_sec must be"),
+        # Several instances with in-memory registries would each know only their workers.
+        ("rendezvous_max_instances", 2, "set shared_registry = { enabled = true }"),
+        ("shared_registry", {"enabled": True, "tier": "STANDARD"}, "shared_registry.tier must"),
+        ("shared_registry", {"memory_size_gb": 0.5}, "shared_registry.memory_size_gb must"),
+        ("shared_registry", {"memory_size_gb": 500}, "shared_registry.memory_size_gb must"),
+        ("shared_registry", {"redis_version": "7.2"}, "shared_registry.redis_version must"),
+        (
+            "shared_registry",
+            {"reserved_ip_range": "10.9.0.0/24"},
+            "shared_registry.reserved_ip_range must",
+        ),
+        ("shared_registry", {"reserved_ip_range": "10.9.0"}, "shared_registry.reserved_ip_range"),
+        ("shared_registry", {"ttl_sec": 1}, "shared_registry.ttl_sec must be"),
     ],
 )
 def test_bad_values_fail_at_plan(
@@ -90,6 +103,18 @@ def test_bad_values_fail_at_plan(
         ("rendezvous_invokers", ["group:ops@example.com", "user:a@example.com"]),
         ("admin_token_secret", {"secret": "holepunch-admin", "version": "3"}),
         ("rendezvous_limits", {"max_connections_per_address": 50000}),
+        ("shared_registry", {"enabled": True}),
+        (
+            "shared_registry",
+            {
+                "enabled": True,
+                "tier": "STANDARD_HA",
+                "memory_size_gb": 5,
+                "redis_version": "REDIS_6_X",
+                "reserved_ip_range": "10.9.0.0/29",
+                "ttl_sec": 30,
+            },
+        ),
     ],
 )
 def test_good_values_pass(variables_module: Path, variable: str, value: Any) -> None:
@@ -123,6 +148,25 @@ def test_token_mode_needs_a_public_rendezvous_and_a_secret(
     assert message in " ".join(out.split()), out
 
 
+@pytest.mark.parametrize("instances", [2, 100])
+def test_several_rendezvous_instances_pass_with_the_shared_registry(
+    variables_module: Path, instances: int
+) -> None:
+    values = {**GOOD, "rendezvous_max_instances": instances, "shared_registry": {"enabled": True}}
+    rc, out = tfeval.plan(variables_module, values)
+    assert rc == 0, out
+
+
+def test_shared_registry_configured_but_off_keeps_one_instance(variables_module: Path) -> None:
+    values = {
+        **GOOD,
+        "rendezvous_max_instances": 3,
+        "shared_registry": {"enabled": False, "tier": "STANDARD_HA"},
+    }
+    rc, out = tfeval.plan(variables_module, values)
+    assert rc != 0 and "set shared_registry = { enabled = true }" in " ".join(out.split()), out
+
+
 def test_token_mode_and_debug_with_an_admin_token_pass(variables_module: Path) -> None:
     values = {**GOOD, **TOKEN_MODE, "debug_endpoints": True, "admin_token_secret": {"secret": "a"}}
     rc, out = tfeval.plan(variables_module, values)
@@ -133,7 +177,14 @@ def test_token_mode_and_debug_with_an_admin_token_pass(variables_module: Path) -
 def env_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
     extra = tfeval.locals_block("run.tf", "rendezvous_env")
     extra += tfeval.locals_block("apis.tf", "apis")
-    for name in ("rendezvous_env", "rendezvous_secret_env", "worker_secret_env", "apis"):
+    for name in (
+        "rendezvous_env",
+        "registry_env",
+        "rendezvous_probe_path",
+        "rendezvous_secret_env",
+        "worker_secret_env",
+        "apis",
+    ):
         extra += f'\noutput "{name}" {{ value = local.{name} }}\n'
     return tfeval.module(tmp_path_factory.mktemp("env"), extra)
 
@@ -153,6 +204,26 @@ def test_iam_defaults_give_the_services_no_secret(env_module: Path) -> None:
     }
     assert out["rendezvous_secret_env"] == {} and out["worker_secret_env"] == {}
     assert "secretmanager.googleapis.com" not in out["apis"]
+    # No shared registry: no Redis, today's /healthz probes, no registry settings.
+    assert "redis.googleapis.com" not in out["apis"]
+    assert out["registry_env"] == {}
+    assert out["rendezvous_probe_path"] == "/healthz"
+
+
+def test_shared_registry_probes_livez_and_enables_memorystore(env_module: Path) -> None:
+    values = {
+        **GOOD,
+        "rendezvous_max_instances": 4,
+        "shared_registry": {"enabled": True, "ttl_sec": 20},
+    }
+    out = tfeval.outputs(env_module, values)
+    # /healthz is 503 while Redis is away: a liveness probe on it would restart instances.
+    assert out["rendezvous_probe_path"] == "/livez"
+    assert out["registry_env"] == {"REGISTRY_TTL_SEC": "20"}
+    assert "REGISTRY_URL" not in out["rendezvous_env"], "REGISTRY_URL holds the auth string"
+    assert {"redis.googleapis.com", "secretmanager.googleapis.com"} <= set(out["apis"])
+    # The registry URL is Terraform's own secret: no user secret appears in the env maps.
+    assert out["rendezvous_secret_env"] == {}
 
 
 def test_token_mode_reads_the_tokens_from_secret_manager(env_module: Path) -> None:
