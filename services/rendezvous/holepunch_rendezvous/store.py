@@ -63,6 +63,7 @@ logger = logging.getLogger("holepunch.rendezvous")
 OWNERSHIP_TTL_SEC = 86_400.0
 SESSION_TTL_SEC = 3_600.0
 RETRY_DELAY_SEC = 0.5
+PUBLISH_BATCH = 500
 REDIS_TIMEOUT_SEC = 2.0
 
 
@@ -235,16 +236,18 @@ def decode_record(worker_id: str, text: str | None) -> WorkerRecord | None:
 
 # --- Lua scripts: each one round trip, atomic ----------------------------------------------
 
-# ARGV: prefix, worker_id, instance, identity, ttl_ms, ownership_ttl_ms, conn, record
-# -> {0} refused; {1, replaced instance or "", replaced connection or ""}
+# ARGV: prefix, worker_id, instance, identity, ttl_ms, ownership_ttl_ms, conn, record,
+# republish ('1': an entry another instance holds wins, it is newer than ours)
+# -> {0} refused; {2} yielded; {1, replaced instance or "", replaced connection or ""}
 CONNECT_SCRIPT = """
 local p, wid, inst, identity = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local own = p .. 'own:' .. wid
 local owner = redis.call('GET', own)
 if owner and owner ~= identity then return {0} end
-redis.call('SET', own, identity, 'PX', ARGV[6])
 local key = p .. 'w:' .. wid
 local old = redis.call('HMGET', key, 'inst', 'conn')
+if ARGV[9] == '1' and old[1] and old[1] ~= inst then return {2} end
+redis.call('SET', own, identity, 'PX', ARGV[6])
 redis.call('HSET', key, 'inst', inst, 'conn', ARGV[7], 'rec', ARGV[8])
 redis.call('PEXPIRE', key, ARGV[5])
 redis.call('ZADD', p .. 'ids', 0, wid)
@@ -436,6 +439,7 @@ class RedisStore(RegistryStore):
         self._pending_removals: set[str] = set()
         self._available = False  # until the first heartbeat answers
         self._subscribed = False
+        self._recovering = False
         self._reason: str | None = "not started"
         self._down_since: float | None = None
         self._unavailable_logged = False
@@ -449,12 +453,14 @@ class RedisStore(RegistryStore):
 
     @property
     def ready(self) -> bool:
-        return self._available and self._subscribed
+        return self._available and self._subscribed and not self._recovering
 
     @property
     def not_ready_reason(self) -> str | None:
         if self.ready:
             return None
+        if self._recovering:
+            return "publishing this instance's workers to the registry again"
         if not self._subscribed and self._available:
             return "not subscribed to this instance's channel yet"
         return f"registry unavailable: {self._reason}"
@@ -537,20 +543,22 @@ class RedisStore(RegistryStore):
             self._failed(error)
             return Claim(accepted=True, checked=False)
 
+    def _claim_args(self, record: WorkerRecord, identity: str, republish: bool) -> list[Any]:
+        return [
+            self.prefix,
+            record.worker_id,
+            self.instance_id,
+            identity,
+            _ms(self.ttl_sec),
+            _ms(OWNERSHIP_TTL_SEC),
+            record.connection_id,
+            encode_record(record),
+            "1" if republish else "0",
+        ]
+
     async def _claim(self, record: WorkerRecord, identity: str) -> Claim:
         answer = await self._call(
-            "connect",
-            self._connect,
-            [
-                self.prefix,
-                record.worker_id,
-                self.instance_id,
-                identity,
-                _ms(self.ttl_sec),
-                _ms(OWNERSHIP_TTL_SEC),
-                record.connection_id,
-                encode_record(record),
-            ],
+            "connect", self._connect, self._claim_args(record, identity, False)
         )
         if int(answer[0]) == 0:
             self._identities.pop(record.worker_id, None)
@@ -720,19 +728,32 @@ class RedisStore(RegistryStore):
         return [record.worker_id for record in self.registry]
 
     async def _publish(self, worker_ids: Iterable[str]) -> int:
-        """Publish local workers again (claiming their ids); refuse those now owned by
-        another identity."""
+        """Publish local workers again (after an outage, or when their entries vanished),
+        `PUBLISH_BATCH` to a round trip. An id another identity took meanwhile is refused
+        (4403) here; one another instance holds now is newer than ours: ours is closed
+        as replaced (4409)."""
         published = 0
+        batch: list[WorkerRecord] = []
         for worker_id in list(worker_ids):
             record = self.registry.get(worker_id)
-            identity = self._identities.get(worker_id)
-            if record is None or identity is None:
-                continue
-            claim = await self._claim(record, identity)
-            if claim.accepted:
-                published += 1
-            elif self._events is not None:
-                await self._events.refuse(worker_id)
+            if record is not None and worker_id in self._identities:
+                batch.append(record)
+        for first in range(0, len(batch), PUBLISH_BATCH):
+            chunk = batch[first : first + PUBLISH_BATCH]
+            self.round_trips["republish"] += 1
+            async with self._client.pipeline(transaction=False) as pipe:
+                for record in chunk:
+                    args = self._claim_args(record, self._identities[record.worker_id], True)
+                    await self._connect(args=args, client=pipe)
+                answers = await pipe.execute()
+            for record, answer in zip(chunk, answers, strict=True):
+                outcome = int(answer[0])
+                if outcome == 1:
+                    published += 1
+                elif self._events is not None and outcome == 0:
+                    await self._events.refuse(record.worker_id)
+                elif self._events is not None:
+                    await self._events.close(record.worker_id, record.connection_id)
         return published
 
     async def _recover(self) -> None:
@@ -757,10 +778,16 @@ class RedisStore(RegistryStore):
         await self._call(
             "heartbeat", self._heartbeat, [self.prefix, self.instance_id, _ms(self.ttl_sec)]
         )
-        published = await self._publish(self._local_ids())
+        # Writes resume before the local workers are published again, so that an update
+        # arriving meanwhile is not lost; readiness waits for the whole registry.
+        self._available = True
+        self._recovering = True
+        try:
+            published = await self._publish(self._local_ids())
+        finally:
+            self._recovering = False
         was_down = self._unavailable_logged
         down_for = None if self._down_since is None else self.clock() - self._down_since
-        self._available = True
         self._note_ready()
         self._reason = None
         self._down_since = None
