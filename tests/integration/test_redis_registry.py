@@ -347,3 +347,18 @@ async def test_starts_without_redis_and_becomes_ready_when_it_answers(cluster: C
     b = await cluster.start()
     assert (await b.workers())["early"]["stun_reported_udp_port"] == 47001
     assert (await ask(early, {"type": "get_my_details"}))["worker_id"] == "early"
+
+
+async def test_sigterm_removes_the_instances_workers_at_once(cluster: Cluster) -> None:
+    a, b = await cluster.start(), await cluster.start()
+    leaving = await cluster.worker(a, "on-stopping", 48001)
+    await cluster.worker(b, "on-staying", 48002)
+    a.service.process.terminate()
+    with pytest.raises(ConnectionClosed) as closed:
+        await asyncio.wait_for(leaving.recv(), 10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+    assert await a.service.stop(timeout=10) == 0
+    # Removed by its clean-up, not left to expire.
+    assert set(await b.workers()) == {"on-staying"}
+    registry = await b.get("/debug/registry")
+    assert registry["ready"] is True
