@@ -124,6 +124,13 @@ async def test_a_registration_is_two_round_trips_and_a_page_one(
         endpoint = page.records[0].udp_endpoint
         assert endpoint is not None and endpoint.port == 41000
         assert await raw.ttl("holepunch:w:w1") in (2, 3)  # the TTL, in seconds
+
+        # An entry that expired while this instance was cut off still leaves the index.
+        await register(store, "w2", 2, 41001)
+        await raw.delete("holepunch:w:w2")
+        store.registry.disconnect("w2", 2)
+        await store.remove("w2")
+        assert await raw.zscore("holepunch:ids", "w2") is None
     finally:
         await store.stop()
     # A clean stop forgets the instance.

@@ -300,13 +300,16 @@ end
 return {redis.call('ZCARD', index), found, records, more, last}
 """
 
-# ARGV: prefix, worker_id, instance, ownership_ttl_ms -> 1 removed, 0 not ours
+# ARGV: prefix, worker_id, instance, ownership_ttl_ms -> 1 removed, 0 not ours. An entry
+# that already expired (this instance was cut off from Redis for longer than the TTL)
+# still has its index entry removed.
 REMOVE_SCRIPT = """
 local p, wid, inst = ARGV[1], ARGV[2], ARGV[3]
 redis.call('SREM', p .. 'i:' .. inst, wid)
 redis.call('PEXPIRE', p .. 'own:' .. wid, ARGV[4])
 local key = p .. 'w:' .. wid
-if redis.call('HGET', key, 'inst') ~= inst then return 0 end
+local owner = redis.call('HGET', key, 'inst')
+if owner and owner ~= inst then return 0 end
 redis.call('DEL', key)
 redis.call('ZREM', p .. 'ids', wid)
 local sessions = p .. 'ws:' .. wid
