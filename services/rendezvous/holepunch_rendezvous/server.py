@@ -23,6 +23,7 @@ logger = logging.getLogger("holepunch.rendezvous")
 # Frames above this are refused by the WebSocket layer itself (close 1009); frames
 # between the protocol's MAX_FRAME_BYTES and this get an error reply instead.
 WS_MAX_FRAME_BYTES = 64 * 1024
+REGISTRY_STOP_TIMEOUT_SEC = 1.5
 
 # uvicorn and websockets log two INFO lines for every WebSocket accepted ("[accepted]",
 # "connection open"); `worker_connected` already says it, with the worker id. Keeping
@@ -108,7 +109,9 @@ class RendezvousServer(uvicorn.Server):
                 self.rendezvous.close_all(CLOSE_GOING_AWAY, "server shutting down"), grace / 2
             )
         await super().shutdown(sockets)
-        await self.rendezvous.stop()
+        # Leaving the shared registry must never hold the exit up past Cloud Run's 10 s.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.rendezvous.stop(), REGISTRY_STOP_TIMEOUT_SEC)
 
 
 def build_server(

@@ -523,9 +523,8 @@ class RedisStore(RegistryStore):
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=REDIS_TIMEOUT_SEC)
         self._tasks = []
         if self._available:
             with contextlib.suppress(Exception):
