@@ -76,7 +76,7 @@ class Cluster:
             },
         )
         self.stack.push_async_callback(_stop, service)
-        await service.wait_for_event("server_started", port=port)
+        await service.wait_for_event("server_started", port=port, registry="redis")
         http = await self.stack.enter_async_context(httpx.AsyncClient(timeout=10))
         instance = Instance(service, port, http)
         self.instances.append(instance)

@@ -80,7 +80,8 @@ class RendezvousServer(uvicorn.Server):
                 host=self.config.host,
                 port=self.config.port,
                 ws_implementation=self.config.ws,
-                **self.rendezvous.store.describe(),
+                registry=self.rendezvous.store.describe()["backend"],
+                registry_ready=self.rendezvous.store.ready,
             )
             config = self.rendezvous.config
             if config.auth_mode is AuthMode.NONE:
