@@ -152,3 +152,19 @@ def test_token_bucket() -> None:
     assert [bucket.allow(1, 0.0) for _ in range(6)] == [True] * 5 + [False]
     assert bucket.allow(1, 0.1)
     assert not bucket.allow(6, 100.0)  # never more than the burst
+
+
+def test_a_new_introduction_of_the_same_pair_replaces_the_old_session() -> None:
+    sessions = PunchSessions()
+    first = sessions.create("a", "b", now=0.0, relay_first=False)
+    other = sessions.create("a", "c", now=0.5, relay_first=False)
+    second = sessions.create("b", "a", now=1.0, relay_first=False)
+    assert sessions.get(first.session_id) is None and first.ended_at == 1.0
+    assert {s.session_id for s in sessions.active()} == {other.session_id, second.session_id}
+    assert [s.session_id for s in sessions.end_sessions_of("a", now=2.0)] != []
+    assert len(sessions) == 0
+    assert {s.session_id for s in sessions.ended()} == {
+        first.session_id,
+        other.session_id,
+        second.session_id,
+    }

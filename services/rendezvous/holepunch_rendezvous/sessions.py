@@ -113,6 +113,13 @@ class PunchSessions:
     def create(
         self, initiator: str, responder: str, now: float, *, relay_first: bool
     ) -> PunchSession:
+        # A new introduction of the same two workers replaces their old session, as the
+        # workers themselves do: it would otherwise stay active until one disconnects.
+        pair = {initiator, responder}
+        for session_id in list(self._by_worker.get(initiator, ())):
+            old = self._active.get(session_id)
+            if old is not None and set(old.members()) == pair:
+                self._end(old, now)
         session = PunchSession(
             session_id=self._random_hex(16),
             secret=self._random_hex(32),
@@ -137,16 +144,21 @@ class PunchSessions:
     def end_sessions_of(self, worker_id: str, now: float) -> list[PunchSession]:
         """End every session `worker_id` is in (it disconnected); return them."""
         ended = []
-        for session_id in self._by_worker.pop(worker_id, set()):
-            session = self._active.pop(session_id, None)
-            if session is None:
-                continue
-            peer = session.peer_of(worker_id)
-            if peer is not None and peer in self._by_worker:
-                self._by_worker[peer].discard(session_id)
-                if not self._by_worker[peer]:
-                    del self._by_worker[peer]
-            session.ended_at = now
-            self._ended.append(session)
-            ended.append(session)
+        for session_id in list(self._by_worker.get(worker_id, ())):
+            session = self._active.get(session_id)
+            if session is not None:
+                self._end(session, now)
+                ended.append(session)
+        self._by_worker.pop(worker_id, None)
         return ended
+
+    def _end(self, session: PunchSession, now: float) -> None:
+        del self._active[session.session_id]
+        for member in session.members():
+            sessions_of_member = self._by_worker.get(member)
+            if sessions_of_member is not None:
+                sessions_of_member.discard(session.session_id)
+                if not sessions_of_member:
+                    del self._by_worker[member]
+        session.ended_at = now
+        self._ended.append(session)
