@@ -86,3 +86,4 @@ async def test_invalid_configuration_names_the_variable() -> None:
     assert code == 2
     error = service.events("config_invalid")[0]
     assert error["severity"] == "ERROR" and "PORT" in error["message"]
+    assert error["variable"] == "PORT"  # the same shape as the worker's config_invalid

@@ -24,7 +24,8 @@ def main() -> int:
             "config_invalid",
             f"Invalid configuration: {error}",
             level=logging.ERROR,
-            reason=str(error),
+            variable=error.variable,
+            reason=error.detail,
         )
         return 2
     configure_logging("rendezvous", config.log_level)

@@ -18,7 +18,15 @@ WS_IMPLEMENTATIONS = ("websockets-sansio", "websockets")
 
 
 class ConfigError(ValueError):
-    """A bad environment variable; the message names it."""
+    """A bad environment variable: `variable` names it, the message says what is wrong.
+
+    The same shape as the worker's, so `config_invalid` reads alike from both services.
+    """
+
+    def __init__(self, variable: str, detail: str) -> None:
+        super().__init__(f"{variable} {detail}")
+        self.variable = variable
+        self.detail = detail
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -28,9 +36,9 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+        raise ConfigError(name, f"must be an integer, got {raw!r}") from None
     if not low <= value <= high:
-        raise ConfigError(f"{name} must be in {low}..{high}, got {value}")
+        raise ConfigError(name, f"must be in {low}..{high}, got {value}")
     return value
 
 
@@ -41,9 +49,9 @@ def _float(env: Mapping[str, str], name: str, default: float, low: float, high: 
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+        raise ConfigError(name, f"must be a number, got {raw!r}") from None
     if not low <= value <= high:
-        raise ConfigError(f"{name} must be in {low}..{high}, got {value}")
+        raise ConfigError(name, f"must be in {low}..{high}, got {value}")
     return value
 
 
@@ -55,14 +63,14 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
         return True
     if raw in ("0", "false", "no", "off"):
         return False
-    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+    raise ConfigError(name, f"must be true or false, got {raw!r}")
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
     raw = env.get(name, "").strip() or default
     value = raw.upper() if choices == LOG_LEVELS else raw
     if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+        raise ConfigError(name, f"must be one of {', '.join(choices)}, got {raw!r}")
     return value
 
 
@@ -71,7 +79,7 @@ def _ip_literal(env: Mapping[str, str], name: str, default: str) -> str:
     try:
         return str(ipaddress.ip_address(raw))
     except ValueError:
-        raise ConfigError(f"{name} must be an IP address to listen on, got {raw!r}") from None
+        raise ConfigError(name, f"must be an IP address to listen on, got {raw!r}") from None
 
 
 def _auth_mode(env: Mapping[str, str]) -> AuthMode:
@@ -79,13 +87,14 @@ def _auth_mode(env: Mapping[str, str]) -> AuthMode:
     raw = env.get("AUTH_MODE", "").strip().lower()
     if not raw:
         raise ConfigError(
-            f"AUTH_MODE is required: one of {choices} (iam on Cloud Run, token elsewhere, "
-            "none for development only)"
+            "AUTH_MODE",
+            f"is required: one of {choices} (iam on Cloud Run, token elsewhere, "
+            "none for development only)",
         )
     try:
         return AuthMode(raw)
     except ValueError:
-        raise ConfigError(f"AUTH_MODE must be one of {choices}, got {raw!r}") from None
+        raise ConfigError("AUTH_MODE", f"must be one of {choices}, got {raw!r}") from None
 
 
 MIN_SECRET_LENGTH = 16
@@ -95,10 +104,10 @@ def _secret(env: Mapping[str, str], name: str, *, required: bool) -> str | None:
     raw = env.get(name, "").strip()
     if not raw:
         if required:
-            raise ConfigError(f"{name} is required with AUTH_MODE=token")
+            raise ConfigError(name, "is required with AUTH_MODE=token")
         return None
     if len(raw) < MIN_SECRET_LENGTH:
-        raise ConfigError(f"{name} must be at least {MIN_SECRET_LENGTH} characters")
+        raise ConfigError(name, f"must be at least {MIN_SECRET_LENGTH} characters")
     return raw
 
 
@@ -111,8 +120,9 @@ def _registry_url(env: Mapping[str, str]) -> str | None:
         return None
     if not raw.startswith(REGISTRY_SCHEMES):
         raise ConfigError(
-            "REGISTRY_URL must be empty or memory:// (in-process registry) or "
-            f"redis://HOST:PORT/DB (shared through Redis), got {raw.split('@')[-1]!r}"
+            "REGISTRY_URL",
+            "must be empty or memory:// (in-process registry) or "
+            f"redis://HOST:PORT/DB (shared through Redis), got {raw.split('@')[-1]!r}",
         )
     return raw
 
@@ -124,7 +134,7 @@ def _networks(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...
         try:
             ipaddress.ip_network(entry, strict=False)
         except ValueError:
-            raise ConfigError(f"{name}: {entry!r} is not an IP address or CIDR range") from None
+            raise ConfigError(name, f"has {entry!r}, not an IP address or CIDR range") from None
     return entries
 
 
