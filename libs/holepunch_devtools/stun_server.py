@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import Any, cast
 
 from aioice import stun
-from holepunch_logging import configure_logging, get_event_logger, log_event
+from holepunch_logging import configure_logging, log_event
 
 __all__ = [
     "DEFAULT_LISTEN",
@@ -42,7 +42,7 @@ DEFAULT_LISTEN = ("127.0.0.1:3478", "127.0.0.2:3478")
 
 Address = tuple[str, int]
 
-_logger = get_event_logger(SERVICE_NAME)
+_logger = logging.getLogger(SERVICE_NAME)
 
 
 def binding_response(datagram: bytes, client: Address) -> bytes | None:

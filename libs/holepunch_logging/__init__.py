@@ -17,7 +17,7 @@ from typing import Any, TextIO
 from google.cloud.logging.handlers import StructuredLogHandler
 from google.cloud.logging_v2.handlers.structured_log import GCP_STRUCTURED_LOGGING_FIELDS
 
-__all__ = ["FastStructuredLogHandler", "configure_logging", "get_event_logger", "log_event"]
+__all__ = ["FastStructuredLogHandler", "configure_logging", "log_event"]
 
 _HANDLER_NAME = "holepunch-structured"
 _LABELS_KEY = "logging.googleapis.com/labels"
@@ -102,10 +102,6 @@ def configure_logging(
     # google-cloud-logging writes its one diagnostic line through a handler of its own on
     # this logger; propagating it to the root handler as well would print it twice.
     logging.getLogger("google.cloud.logging_v2.handlers.structured_log").propagate = False
-
-
-def get_event_logger(name: str) -> logging.Logger:
-    return logging.getLogger(name)
 
 
 def log_event(

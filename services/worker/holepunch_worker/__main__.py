@@ -12,7 +12,7 @@ import signal
 import sys
 import traceback
 
-from holepunch_logging import configure_logging, get_event_logger, log_event
+from holepunch_logging import configure_logging, log_event
 
 from holepunch_worker.config import ConfigError, WorkerConfig, load_config
 from holepunch_worker.worker import Worker
@@ -45,7 +45,7 @@ async def _serve(config: WorkerConfig, logger: logging.Logger) -> None:
 
 
 def main() -> int:
-    logger = get_event_logger(SERVICE_NAME)
+    logger = logging.getLogger(SERVICE_NAME)
     try:
         config = load_config(os.environ)
     except ConfigError as error:

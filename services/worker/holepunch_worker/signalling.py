@@ -85,10 +85,6 @@ class EndpointReporter:
     # ------------------------------------------------------------------ observation
 
     @property
-    def latest_endpoint(self) -> UpdateUdpEndpoint | None:
-        return self._latest
-
-    @property
     def acknowledged_endpoint(self) -> UpdateUdpEndpoint | None:
         """The endpoint the rendezvous accepted on the current connection."""
         return self._acknowledged
