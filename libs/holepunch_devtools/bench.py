@@ -170,8 +170,19 @@ def free_port() -> int:
 class Server:
     """`python -m holepunch_rendezvous` as the container starts it, logs to a file."""
 
-    def __init__(self, ws_impl: str, log_path: Path, extra_env: dict[str, str]) -> None:
-        self.port = free_port()
+    def __init__(
+        self,
+        ws_impl: str,
+        log_path: Path,
+        extra_env: dict[str, str],
+        *,
+        cpu: int | None = SERVER_CPU,
+        python_args: Sequence[str] = ("-m", "holepunch_rendezvous"),
+        port: int | None = None,
+    ) -> None:
+        """`cpu`: the core to pin it to (None: wherever the kernel puts it); `python_args`:
+        what follows `python` on the command line."""
+        self.port = port or free_port()
         self.log_path = log_path
         self._log = log_path.open("wb")
         env = {
@@ -182,15 +193,17 @@ class Server:
             "WS_IMPLEMENTATION": ws_impl,
             "AUTH_MODE": "none",
             "DEBUG_ENDPOINTS": "1",
+            # Every simulated worker connects from 127.0.0.1: lift the per-address limit.
+            "MAX_CONNECTIONS_PER_ADDRESS": "1000000",
             **extra_env,
         }
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "holepunch_rendezvous"],
+            [sys.executable, *python_args],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=lambda: pin(0, SERVER_CPU),
+            preexec_fn=None if cpu is None else lambda: pin(0, cpu),
         )
         self.pid = self.process.pid
 
