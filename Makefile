@@ -7,7 +7,7 @@ CHECKOV_VENV := .venv-checkov
 APT_PACKAGES := coturn iptables iproute2 conntrack shellcheck redis-server
 DEMO_ARGS ?=
 
-.PHONY: demo test bench bench-punch lint system-deps clean
+.PHONY: demo test bench bench-cluster soak bench-punch lint system-deps clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,14 @@ test: $(VENV)/.installed $(CHECKOV_VENV)/.installed system-deps
 
 bench: $(VENV)/.installed
 	$(PY) -m holepunch_devtools.bench
+
+# 5,000 workers over two rendezvous instances sharing a redis-server: docs/redis.md
+bench-cluster: $(VENV)/.installed system-deps
+	$(PY) -m holepunch_devtools.cluster_bench
+
+# 10 minutes of churn over two instances sharing Redis, one killed halfway, then checked
+soak: $(VENV)/.installed system-deps
+	$(PY) -m holepunch_devtools.soak
 
 # Hole punching in the NAT lab (needs root and network namespaces): docs/punching-lab.md
 bench-punch: $(VENV)/.installed system-deps
