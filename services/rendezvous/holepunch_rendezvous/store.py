@@ -41,6 +41,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import orjson
 from holepunch_logging import log_event
 from holepunch_protocol import MappingBehaviour
 
@@ -199,9 +200,7 @@ def encode_record(record: WorkerRecord) -> str:
         fields["uport"] = endpoint.port
         fields["map"] = endpoint.mapping.value if endpoint.mapping else None
         fields["lport"] = endpoint.local_port
-    return json.dumps(
-        {key: value for key, value in fields.items() if value is not None}, separators=(",", ":")
-    )
+    return orjson.dumps({key: value for key, value in fields.items() if value is not None}).decode()
 
 
 def decode_record(worker_id: str, text: str | None) -> WorkerRecord | None:
@@ -209,7 +208,8 @@ def decode_record(worker_id: str, text: str | None) -> WorkerRecord | None:
     if not text:
         return None
     try:
-        fields = json.loads(text)
+        # orjson: a listing decodes one record per worker, 5,000 at a time.
+        fields = orjson.loads(text)
         endpoint = None
         if "uip" in fields and "uport" in fields:
             mapping = fields.get("map")
