@@ -32,9 +32,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -564,6 +565,25 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return factory
 
 
+def run_calibrated(benchmark: Coroutine[Any, Any, Sequence[Any]], json_out: Path | None) -> None:
+    """Run `benchmark` (its results are dataclasses) between two readings of this machine's
+    speed; print them, and write everything to `json_out` if given."""
+    speed_before = calibrate_ms()
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        results = runner.run(benchmark)
+    speed_after = calibrate_ms()
+    print(
+        f"calibration: a 5M-iteration Python loop took {speed_before:.0f} ms before, "
+        f"{speed_after:.0f} ms after (slower machine = higher CPU figures)"
+    )
+    if json_out:
+        document = {
+            "calibration_ms": [speed_before, speed_after],
+            "results": [asdict(r) for r in results],
+        }
+        json_out.write_text(json.dumps(document, indent=2) + "\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="holepunch-bench", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -612,29 +632,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"load generator loop: {'uvloop' if _loop_factory() else 'asyncio'}",
         flush=True,
     )
-    speed_before = calibrate_ms()
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        results = runner.run(
-            run_bench(
-                workers,
-                ws_impls,
-                args.concurrency,
-                args.log_dir,
-                profile=args.profile,
-                repeat=args.repeat,
-            )
-        )
-    speed_after = calibrate_ms()
-    print(
-        f"calibration: a 5M-iteration Python loop took {speed_before:.0f} ms before, "
-        f"{speed_after:.0f} ms after (slower machine = higher CPU figures)"
+    run_calibrated(
+        run_bench(
+            workers,
+            ws_impls,
+            args.concurrency,
+            args.log_dir,
+            profile=args.profile,
+            repeat=args.repeat,
+        ),
+        args.json_out,
     )
-    if args.json_out:
-        document = {
-            "calibration_ms": [speed_before, speed_after],
-            "results": [asdict(r) for r in results],
-        }
-        args.json_out.write_text(json.dumps(document, indent=2) + "\n")
     return 0
 
 

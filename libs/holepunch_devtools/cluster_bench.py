@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import shutil
 import statistics
@@ -39,21 +38,20 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 
 from holepunch_devtools.bench import (
     DEFAULT_CONCURRENCY,
     Server,
-    _loop_factory,
     _register,
-    calibrate_ms,
     cpu_ms,
     http_get,
     raise_nofile,
     rss_kib,
+    run_calibrated,
 )
+from holepunch_devtools.listing import get_json, parse_listing
 from holepunch_devtools.redis_server import RedisServer, redis_info
 
 __all__ = ["ClusterResult", "main", "run_cluster_bench"]
@@ -92,27 +90,13 @@ class ClusterResult:
     round_trips: dict[str, int] = field(default_factory=dict)
 
 
-async def _json(port: int, path: str) -> Any:
-    status, body = await http_get(port, path)
-    if status != 200:
-        raise RuntimeError(f"GET {path} answered {status}: {body[:200]!r}")
-    return json.loads(body)
-
-
 async def _round_trips(servers: Sequence[Server]) -> dict[str, int]:
     total: dict[str, int] = {}
     for server in servers:
-        described = await _json(server.port, "/debug/registry")
+        described = await get_json(server.port, "/debug/registry")
         for name, count in described["round_trips"].items():
             total[name] = total.get(name, 0) + int(count)
     return total
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [key for key, _ in pairs]
-    if len(keys) != len(set(keys)):
-        raise RuntimeError("a JSON object repeats a key: a worker listed twice")
-    return dict(pairs)
 
 
 async def _wait_ready(servers: Sequence[Server], timeout: float = 30.0) -> None:
@@ -178,7 +162,7 @@ async def cluster_one(
                 runs.append((time.perf_counter() - t0) * 1000.0)
                 if status != 200:
                     raise RuntimeError(f"list_workers answered {status}")
-                listed = json.loads(body, object_pairs_hook=_unique_keys)
+                listed = parse_listing(body)
                 count = listed["connected_workers_count"]
                 if len(listed["workers"]) != len(sockets) or count != len(sockets):
                     raise RuntimeError(
@@ -187,7 +171,7 @@ async def cluster_one(
                     )
                 size = len(body)
         t1 = time.perf_counter()
-        await _json(servers[0].port, "/debug/list_workers?limit=1000")
+        await get_json(servers[0].port, "/debug/list_workers?limit=1000")
         page_ms = (time.perf_counter() - t1) * 1000.0
 
         return ClusterResult(
@@ -328,22 +312,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{os.cpu_count()} CPUs, RLIMIT_NOFILE {nofile}, Python {sys.version.split()[0]}",
         flush=True,
     )
-    speed_before = calibrate_ms()
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        results = runner.run(
-            run_cluster_bench(args.workers, parsers, args.repeat, args.concurrency, args.log_dir)
-        )
-    speed_after = calibrate_ms()
-    print(
-        f"calibration: a 5M-iteration Python loop took {speed_before:.0f} ms before, "
-        f"{speed_after:.0f} ms after (slower machine = higher CPU figures)"
+    run_calibrated(
+        run_cluster_bench(args.workers, parsers, args.repeat, args.concurrency, args.log_dir),
+        args.json_out,
     )
-    if args.json_out:
-        document = {
-            "calibration_ms": [speed_before, speed_after],
-            "results": [asdict(r) for r in results],
-        }
-        args.json_out.write_text(json.dumps(document, indent=2) + "\n")
     return 0
 
 

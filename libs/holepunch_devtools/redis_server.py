@@ -16,16 +16,11 @@ import subprocess
 import time
 from pathlib import Path
 
+from holepunch_devtools.bench import free_port
+
 __all__ = ["RedisServer", "redis_info"]
 
 START_TIMEOUT_SEC = 10.0
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _pings(port: int) -> bool:
@@ -65,7 +60,7 @@ class RedisServer:
     def __init__(self, binary: str, workdir: Path) -> None:
         self.binary = binary
         self.workdir = workdir
-        self.port = _free_port()
+        self.port = free_port()
         self.log_path = workdir / "redis.log"
         self.process: subprocess.Popen[bytes] | None = None
 

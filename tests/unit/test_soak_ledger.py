@@ -4,7 +4,8 @@ the load generator knows of each worker."""
 from __future__ import annotations
 
 import pytest
-from holepunch_devtools.soak import DuplicateKey, Ledger, parse_listing
+from holepunch_devtools.listing import DuplicateKey, parse_listing
+from holepunch_devtools.soak import Ledger
 
 
 def entry(ip: str, port: int) -> dict[str, object]:
