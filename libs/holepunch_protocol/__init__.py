@@ -53,6 +53,7 @@ from holepunch_protocol.peer_datagrams import (
     peek_session_id,
     seal_peer_datagram,
 )
+from holepunch_protocol.timestamps import iso_timestamp
 from holepunch_protocol.validation import (
     WORKER_ID_PATTERN,
     parse_ip_literal,
@@ -99,6 +100,7 @@ __all__ = [
     "decode_server_message",
     "encode_message",
     "encode_ping",
+    "iso_timestamp",
     "open_peer_datagram",
     "parse_ip_literal",
     "peek_session_id",

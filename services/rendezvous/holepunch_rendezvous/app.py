@@ -12,7 +12,6 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any, cast
 
 from holepunch_logging import log_event
@@ -29,6 +28,7 @@ from holepunch_protocol import (
     UpdateUdpEndpoint,
     decode_client_message,
     encode_message,
+    iso_timestamp,
     validate_worker_id,
 )
 from starlette.applications import Starlette
@@ -64,16 +64,6 @@ CLOSE_POLICY_VIOLATION = CloseCode.POLICY_VIOLATION
 CLOSE_GOING_AWAY = CloseCode.GOING_AWAY
 MAX_LIST_LIMIT = 1000
 LIST_LIMIT_PATTERN = re.compile(r"[0-9]{1,4}")
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _iso_of(timestamp: float) -> str:
-    # A record's timestamps are fixed once set: listing 5,000 workers again reuses them.
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
-
-
-def _iso(timestamp: float | None) -> str | None:
-    return None if timestamp is None else _iso_of(timestamp)
 
 
 def _json_renderer() -> Callable[[Any], bytes]:
@@ -232,8 +222,8 @@ class Rendezvous:
             "http_reported_public_ip": record.reported_public_ip,
             "nat_mapping": endpoint.mapping.value if endpoint and endpoint.mapping else None,
             "local_udp_port": endpoint.local_port if endpoint else None,
-            "connected_since": _iso(record.connected_at),
-            "udp_endpoint_updated_at": _iso(record.udp_updated_at),
+            "connected_since": iso_timestamp(record.connected_at),
+            "udp_endpoint_updated_at": iso_timestamp(record.udp_updated_at),
             "udp_endpoint_update_count": record.udp_update_count,
         }
 
@@ -619,8 +609,8 @@ def _describe_session(session: PunchSession) -> dict[str, Any]:
     return {
         "initiator": session.initiator,
         "responder": session.responder,
-        "created_at": _iso(session.created_at),
-        "ended_at": _iso(session.ended_at),
+        "created_at": iso_timestamp(session.created_at),
+        "ended_at": iso_timestamp(session.ended_at),
         "relay_first": session.relay_first,
         "relayed_datagrams": session.relayed_datagrams,
         "relayed_bytes": session.relayed_bytes,

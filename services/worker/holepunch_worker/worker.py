@@ -14,7 +14,6 @@ import contextlib
 import enum
 import logging
 import time
-from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
@@ -33,6 +32,7 @@ from holepunch_protocol import (
     UpdateUdpEndpoint,
     decode_server_message,
     encode_message,
+    iso_timestamp,
     validate_worker_id,
 )
 from websockets.asyncio.client import ClientConnection, connect
@@ -78,12 +78,6 @@ class RendezvousState(enum.StrEnum):
     CONNECTED = "connected"
     WAITING_TO_RECONNECT = "waiting_to_reconnect"
     STOPPED = "stopped"
-
-
-def _iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
 
 
 def _endpoint(address: TransportAddress | None) -> dict[str, Any] | None:
@@ -192,13 +186,13 @@ class Worker:
             "mapping": None if self._mapping is None else self._mapping.value,
             "rendezvous_state": self._rendezvous_state.value,
             "report_state": self._reporter.state.value,
-            "last_ack_time": _iso(self._last_ack_at),
+            "last_ack_time": iso_timestamp(self._last_ack_at),
             "last_ack_status": self._last_ack_status,
             "acknowledged_endpoint": (None if acknowledged is None else acknowledged.to_fields()),
-            "connected_since": _iso(self._connected_since),
+            "connected_since": iso_timestamp(self._connected_since),
             "stun": {
                 "servers": [str(server) for server in self._config.stun_servers],
-                "last_round_time": _iso(self._last_round_at),
+                "last_round_time": iso_timestamp(self._last_round_at),
                 "answers": [
                     {
                         "server": str(result.server),

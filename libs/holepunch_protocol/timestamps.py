@@ -1,0 +1,18 @@
+"""How the services' JSON documents write a point in time."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+__all__ = ["iso_timestamp"]
+
+
+def iso_timestamp(timestamp: float | None) -> str | None:
+    """A Unix time as ISO 8601 in UTC to the millisecond (`2026-11-26T01:42:39.642+00:00`).
+
+    Not memoised: a cache keyed by timestamp fills with every endpoint update the process
+    ever sees (the soak measured ~19 MiB at 65,536 entries), while formatting costs ~2 us.
+    """
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
