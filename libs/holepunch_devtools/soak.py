@@ -20,7 +20,8 @@ once (also through the paged listing) and each with the endpoint last acknowledg
 holds an entry for each of them and for no one else, and no trace of the killed instance;
 once every worker has left, nothing is listed. Memory (RSS of A, which lives through the
 whole run, and Redis `used_memory`) is sampled and reported: the median over 20-35 % of the
-run against the median of its last 10 %.
+run against the median of its last 10 %. In runs of two minutes or more, A's RSS growing by
+more than `--max-rss-growth-mib` between the two fails the soak.
 
 The checks live in `Ledger` (pure: what the load generator knows, and what a listing must
 then hold), the I/O around it. Exit status 1 if any check fails.
@@ -53,9 +54,10 @@ from holepunch_devtools.bench import Server, raise_nofile, rss_kib
 from holepunch_devtools.listing import DuplicateKey, fetch_listing, fetch_paged, get_json
 from holepunch_devtools.redis_server import RedisServer, redis_info
 
-__all__ = ["Ledger", "SoakOptions", "SoakResult", "main", "run_soak"]
+__all__ = ["Ledger", "SoakOptions", "SoakResult", "main", "memory_problems", "run_soak"]
 
 KEY_PREFIX = "holepunch:"
+MEMORY_JUDGED_AFTER_SEC = 120.0
 REPLACED_CLOSE_CODE = 4409
 Endpoint = tuple[str, int]
 
@@ -161,6 +163,8 @@ class SoakOptions:
     kill_at_fraction: float = 0.5
     restart_delay_sec: float = 2.0
     seed: int = 1
+    # Judged only in runs of at least MEMORY_JUDGED_AFTER_SEC: a short run is all ramp-up.
+    max_rss_growth_mib: float = 8.0
     # How a connection ends: leave cleanly, drop the TCP connection, reconnect on top.
     leave_weights: tuple[float, float, float] = (0.6, 0.15, 0.25)
 
@@ -174,6 +178,7 @@ class SoakResult:
     online_at_end: int
     memory: dict[str, Any]
     redis_keys_at_end: dict[str, int] = field(default_factory=dict)
+    timeline: list[tuple[float, float, float, int, int | None]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -432,6 +437,10 @@ class Sampler:
         self.rss_a: list[tuple[float, float]] = []
         self.redis_memory: list[tuple[float, float]] = []
         self.online: list[tuple[float, float]] = []
+        self.started = time.monotonic()
+        # Every reading, for the JSON output: seconds into the run, A's RSS (KiB), Redis
+        # used_memory (KiB), workers online, workers connected to A.
+        self.timeline: list[tuple[float, float, float, int, int | None]] = []
 
     async def check_once(self, instance: int) -> None:
         if instance in self.cluster.down:
@@ -449,18 +458,26 @@ class Sampler:
         self.violations.extend(self.ledger.check_during_churn(listing["workers"], requested_at))
         self.listings_checked += 1
 
-    def read_memory(self) -> None:
+    async def read_memory(self) -> None:
         now = time.monotonic()
-        self.rss_a.append((now, rss_kib(self.cluster.servers[0].pid)))
-        memory = redis_info(self.cluster.redis.port, "memory")
-        self.redis_memory.append((now, int(memory["used_memory"]) / 1024))
-        self.online.append((now, len(self.ledger.online())))
+        rss = rss_kib(self.cluster.servers[0].pid)
+        redis_used = int(redis_info(self.cluster.redis.port, "memory")["used_memory"]) / 1024
+        online = len(self.ledger.online())
+        self.rss_a.append((now, rss))
+        self.redis_memory.append((now, redis_used))
+        self.online.append((now, online))
+        local_a: int | None = None
+        with contextlib.suppress(OSError, RuntimeError, ValueError):
+            local_a = (await get_json(self.cluster.servers[0].port, "/debug/registry"))[
+                "local_workers"
+            ]
+        self.timeline.append((round(now - self.started, 1), rss, redis_used, online, local_a))
 
     async def run(self, interval: float) -> None:
         instance = 0
         while True:
             await self.check_once(instance)
-            self.read_memory()
+            await self.read_memory()
             instance = 1 - instance
             await asyncio.sleep(interval)  # a sampling period, not a synchronisation
 
@@ -613,6 +630,12 @@ async def run_soak(options: SoakOptions, log_dir: Path, redis_binary: str) -> So
             "redis_used_memory_kib": _series(sampler.redis_memory),
             "online_workers": _series(sampler.online),
         }
+        violations += memory_problems(
+            memory["rendezvous_a_rss_kib"],
+            options.max_rss_growth_mib,
+            options.duration_sec,
+            "instance A's RSS",
+        )
         return SoakResult(
             options=asdict(options),
             counts=dict(counts),
@@ -621,6 +644,7 @@ async def run_soak(options: SoakOptions, log_dir: Path, redis_binary: str) -> So
             online_at_end=len(online),
             memory=memory,
             redis_keys_at_end=redis_keys,
+            timeline=sampler.timeline,
         )
     finally:
         for task in [*worker_tasks, *([sampler_task] if sampler_task else [])]:
@@ -648,6 +672,22 @@ def _series(samples: Sequence[tuple[float, float]]) -> dict[str, float]:
         "max": max(v for _, v in samples),
         "samples": len(samples),
     }
+
+
+def memory_problems(
+    series: Mapping[str, float], limit_mib: float, duration_sec: float, name: str
+) -> list[str]:
+    """A violation if `series` (KiB) grew more than `limit_mib` from 20-35 % of the run to
+    its last 10 %; nothing to judge in a run shorter than MEMORY_JUDGED_AFTER_SEC."""
+    if duration_sec < MEMORY_JUDGED_AFTER_SEC or not series:
+        return []
+    growth_mib = series["growth"] / 1024
+    if growth_mib <= limit_mib:
+        return []
+    return [
+        f"{name} grew {growth_mib:.1f} MiB ({series['early'] / 1024:.1f} MiB at 20-35 % of "
+        f"the run, {series['late'] / 1024:.1f} MiB in its last 10 %), more than {limit_mib:g} MiB"
+    ]
 
 
 # ------------------------------------------------------------------ command line
@@ -694,6 +734,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     option("--mean-update-interval-sec", float, "mean time between endpoint updates")
     option("--sample-interval-sec", float, "time between checked listings")
     option("--seed", int, "random seed")
+    option("--max-rss-growth-mib", float, "how much instance A's RSS may grow")
     parser.add_argument("--json-out", type=Path, help="also write the result to this JSON file")
     parser.add_argument("--log-dir", type=Path, help="keep the servers' logs here")
     args = parser.parse_args(argv)
@@ -709,6 +750,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "mean_update_interval_sec",
                 "sample_interval_sec",
                 "seed",
+                "max_rss_growth_mib",
             )
         }
     )

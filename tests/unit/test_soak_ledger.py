@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from holepunch_devtools.listing import DuplicateKey, parse_listing
-from holepunch_devtools.soak import Ledger
+from holepunch_devtools.soak import Ledger, memory_problems
 
 
 def entry(ip: str, port: int) -> dict[str, object]:
@@ -70,3 +70,28 @@ def test_a_listing_that_repeats_a_worker_is_rejected() -> None:
     with pytest.raises(DuplicateKey, match="listed twice"):
         parse_listing(body)
     assert parse_listing(b'{"workers": {"a": {}, "b": {}}}') == {"workers": {"a": {}, "b": {}}}
+
+
+def memory(early_mib: float, late_mib: float) -> dict[str, float]:
+    return {
+        "early": early_mib * 1024,
+        "late": late_mib * 1024,
+        "growth": (late_mib - early_mib) * 1024,
+    }
+
+
+def test_rss_growing_past_the_limit_fails_a_long_soak() -> None:
+    (problem,) = memory_problems(memory(90.0, 106.0), 8.0, 600.0, "instance A's RSS")
+    assert problem == (
+        "instance A's RSS grew 16.0 MiB (90.0 MiB at 20-35 % of the run, 106.0 MiB in its "
+        "last 10 %), more than 8 MiB"
+    )
+
+
+def test_rss_within_the_limit_or_shrinking_passes() -> None:
+    assert memory_problems(memory(90.0, 97.5), 8.0, 600.0, "A") == []
+    assert memory_problems(memory(90.0, 80.0), 8.0, 600.0, "A") == []
+
+
+def test_a_short_soak_is_not_judged_on_memory() -> None:
+    assert memory_problems(memory(90.0, 200.0), 8.0, 20.0, "A") == []
