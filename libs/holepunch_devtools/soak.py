@@ -164,7 +164,9 @@ class SoakOptions:
     restart_delay_sec: float = 2.0
     seed: int = 1
     # Judged only in runs of at least MEMORY_JUDGED_AFTER_SEC: a short run is all ramp-up.
-    max_rss_growth_mib: float = 8.0
+    # The fixed code's allocator high-water rose 5-8 MiB and then held (docs/redis.md);
+    # the timestamp cache it replaced grew 16 MiB in 10 minutes.
+    max_rss_growth_mib: float = 12.0
     # How a connection ends: leave cleanly, drop the TCP connection, reconnect on top.
     leave_weights: tuple[float, float, float] = (0.6, 0.15, 0.25)
 
