@@ -147,6 +147,14 @@ def event_of(worker: ServiceProcess, name: str, session_id: str) -> list[dict[st
     return [line for line in worker.events(name) if line.get("session_id") == session_id]
 
 
+async def only_event(worker: ServiceProcess, name: str, session_id: str) -> dict[str, Any]:
+    """The session's one `name` line. Awaited: the worker logs it just before it reports the
+    result, and that report can reach the test before this process has read the line."""
+    line = await worker.wait_for_event(name, session_id=session_id)
+    assert len(event_of(worker, name, session_id)) == 1, f"{name} logged twice"
+    return line
+
+
 async def test_eim_to_eim_punches_a_direct_path(punch_lab: PunchLab) -> None:
     a, b = "eim-a", "eim-b"
     session_id = await punch_lab.introduce(a, b)
@@ -158,7 +166,7 @@ async def test_eim_to_eim_punches_a_direct_path(punch_lab: PunchLab) -> None:
         # Each side reached the other at the endpoint the rendezvous introduced.
         assert (result["peer_udp_ip"], result["peer_udp_port"]) == punch_lab.endpoint(peer_id)
         assert result["attempts"] >= 1 and result["rtt_ms"] is not None
-        [connected] = event_of(punch_lab.workers[worker_id], "punch_connected", session_id)
+        connected = await only_event(punch_lab.workers[worker_id], "punch_connected", session_id)
         assert connected["peer_reflexive"] is False
         assert not event_of(punch_lab.workers[worker_id], "relay_started", session_id)
         echo = await punch_lab.echo(worker_id, peer_id)
@@ -180,7 +188,7 @@ async def test_symmetric_to_eim_reaches_the_peer_through_the_relay(punch_lab: Pu
     for worker_id, peer_id in ((a, b), (b, a)):
         result = session["results"][worker_id]
         assert result.get("peer_udp_ip") is None  # no direct address in use
-        [started] = event_of(punch_lab.workers[worker_id], "relay_started", session_id)
+        started = await only_event(punch_lab.workers[worker_id], "relay_started", session_id)
         assert started["reason"] == "relay_first"
         echo = await punch_lab.echo(worker_id, peer_id)
         assert echo["path"] == "relay" and echo["session_id"] == session_id
@@ -216,11 +224,11 @@ async def test_symmetric_to_fullcone_goes_direct_via_the_peer_reflexive_address(
     assert (cone_result["peer_udp_ip"], cone_result["peer_udp_port"]) == real_mapping
     sym_result = session["results"][a]
     assert (sym_result["peer_udp_ip"], sym_result["peer_udp_port"]) == punch_lab.endpoint(b)
-    [changed] = event_of(punch_lab.workers[b], "punch_path_changed", session_id)
+    changed = await only_event(punch_lab.workers[b], "punch_path_changed", session_id)
     assert changed["reason"] == "peer_reflexive"
     assert (changed["from_ip"], changed["from_port"]) == reported
     assert (changed["to_ip"], changed["to_port"]) == real_mapping
-    [connected] = event_of(punch_lab.workers[b], "punch_connected", session_id)
+    connected = await only_event(punch_lab.workers[b], "punch_connected", session_id)
     assert connected["peer_reflexive"] is True
     for worker_id, peer_id in ((a, b), (b, a)):
         echo = await punch_lab.echo(worker_id, peer_id)

@@ -7,13 +7,13 @@ import collections
 import contextlib
 import functools
 import itertools
-import json
 import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
+import orjson
 from holepunch_logging import log_event
 from holepunch_protocol import (
     CloseCode,
@@ -66,24 +66,12 @@ MAX_LIST_LIMIT = 1000
 LIST_LIMIT_PATTERN = re.compile(r"[0-9]{1,4}")
 
 
-def _json_renderer() -> Callable[[Any], bytes]:
-    """orjson when installed (~8x faster on the full worker list), else the standard library."""
-    try:
-        import orjson
-    except ImportError:  # e.g. an image built from an older pinned requirements list
-        return lambda content: json.dumps(
-            content, ensure_ascii=False, allow_nan=False, separators=(",", ":")
-        ).encode()
-    return orjson.dumps
-
-
 class FastJSONResponse(JSONResponse):
-    """JSONResponse with the same compact UTF-8 body, rendered by orjson when available."""
-
-    _render = staticmethod(_json_renderer())
+    """JSONResponse with the same compact UTF-8 body, rendered by orjson (~8x faster on
+    the full worker list)."""
 
     def render(self, content: Any) -> bytes:
-        return self._render(content)
+        return orjson.dumps(content)
 
 
 def _log(event: Event) -> None:
