@@ -188,6 +188,7 @@ async def test_a_worker_whose_id_is_taken_over_backs_off_to_the_longest_delay() 
         assert worker.events("rendezvous_disconnected")[-1]["code"] == 4409
         # Not the initial 0.1 s: the two would otherwise evict each other every second.
         assert 15 <= scheduled["delay_s"] <= 30
+        await rendezvous.wait_for_event("worker_replaced")  # its own pipe, read apart
         assert len(rendezvous.events("worker_replaced")) == 1
     finally:
         await kill(worker)
