@@ -9,7 +9,7 @@ from holepunch_rendezvous.config import ConfigError, RendezvousConfig
 
 
 def test_auth_mode_has_no_silent_default() -> None:
-    with pytest.raises(ConfigError, match="AUTH_MODE is required: one of iam, token, none"):
+    with pytest.raises(ConfigError, match="AUTH_MODE: is required: one of iam, token, none"):
         RendezvousConfig.from_env({})
 
 
@@ -90,5 +90,5 @@ def test_bad_values_name_the_variable(name: str, value: str) -> None:
 
 
 def test_token_mode_needs_the_token() -> None:
-    with pytest.raises(ConfigError, match="RENDEZVOUS_TOKEN is required with AUTH_MODE=token"):
+    with pytest.raises(ConfigError, match="RENDEZVOUS_TOKEN: is required with AUTH_MODE=token"):
         RendezvousConfig.from_env({"AUTH_MODE": "token"})

@@ -6,72 +6,16 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from holepunch_env import ConfigError, env_bool, env_choice, env_float, env_int, env_log_level
+
 from holepunch_rendezvous.auth import AuthMode
 
 __all__ = ["DEFAULT_TRUSTED_PROXIES", "ConfigError", "RendezvousConfig"]
 
 # Cloud Run's front end connects from link-local addresses (169.254.x.x).
 DEFAULT_TRUSTED_PROXIES = "169.254.0.0/16"
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # The implementations whose library is installed (websockets); wsproto is not a dependency.
 WS_IMPLEMENTATIONS = ("websockets-sansio", "websockets")
-
-
-class ConfigError(ValueError):
-    """A bad environment variable: `variable` names it, the message says what is wrong.
-
-    The same shape as the worker's, so `config_invalid` reads alike from both services.
-    """
-
-    def __init__(self, variable: str, detail: str) -> None:
-        super().__init__(f"{variable} {detail}")
-        self.variable = variable
-        self.detail = detail
-
-
-def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(name, f"must be an integer, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(name, f"must be in {low}..{high}, got {value}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(name, f"must be a number, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(name, f"must be in {low}..{high}, got {value}")
-    return value
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(name, f"must be true or false, got {raw!r}")
-
-
-def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
-    raw = env.get(name, "").strip() or default
-    value = raw.upper() if choices == LOG_LEVELS else raw
-    if value not in choices:
-        raise ConfigError(name, f"must be one of {', '.join(choices)}, got {raw!r}")
-    return value
 
 
 def _ip_literal(env: Mapping[str, str], name: str, default: str) -> str:
@@ -176,28 +120,38 @@ class RendezvousConfig:
     def from_env(cls, env: Mapping[str, str]) -> RendezvousConfig:
         return cls(
             host=_ip_literal(env, "HOST", "0.0.0.0"),
-            port=_int(env, "PORT", 8080, 1, 65535),
-            log_level=_choice(env, "LOG_LEVEL", "INFO", LOG_LEVELS),
-            trust_proxy_headers=_bool(env, "TRUST_PROXY_HEADERS", False),
+            port=env_int(env, "PORT", 8080, minimum=1, maximum=65535),
+            log_level=env_log_level(env),
+            trust_proxy_headers=env_bool(env, "TRUST_PROXY_HEADERS", False),
             trusted_proxies=_networks(env, "TRUSTED_PROXIES", DEFAULT_TRUSTED_PROXIES),
-            shutdown_grace_sec=_float(env, "SHUTDOWN_GRACE_SEC", 8.0, 1.0, 9.5),
-            ws_implementation=_choice(
+            shutdown_grace_sec=env_float(env, "SHUTDOWN_GRACE_SEC", 8.0, minimum=1.0, maximum=9.5),
+            ws_implementation=env_choice(
                 env, "WS_IMPLEMENTATION", "websockets-sansio", WS_IMPLEMENTATIONS
             ),
-            ws_ping_interval_sec=_float(env, "WS_PING_INTERVAL_SEC", 20.0, 1.0, 3600.0),
-            ws_ping_timeout_sec=_float(env, "WS_PING_TIMEOUT_SEC", 20.0, 1.0, 3600.0),
+            ws_ping_interval_sec=env_float(
+                env, "WS_PING_INTERVAL_SEC", 20.0, minimum=1.0, maximum=3600.0
+            ),
+            ws_ping_timeout_sec=env_float(
+                env, "WS_PING_TIMEOUT_SEC", 20.0, minimum=1.0, maximum=3600.0
+            ),
             auth_mode=_auth_mode(env),
             rendezvous_token=_secret(
                 env, "RENDEZVOUS_TOKEN", required=_auth_mode(env) is AuthMode.TOKEN
             ),
             admin_token=_secret(env, "ADMIN_TOKEN", required=False),
-            debug_endpoints=_bool(env, "DEBUG_ENDPOINTS", False),
-            max_messages_per_sec=_float(env, "MAX_MESSAGES_PER_SEC", 50.0, 1.0, 100_000.0),
-            max_connections_per_address=_int(
-                env, "MAX_CONNECTIONS_PER_ADDRESS", 1000, 1, 1_000_000
+            debug_endpoints=env_bool(env, "DEBUG_ENDPOINTS", False),
+            max_messages_per_sec=env_float(
+                env, "MAX_MESSAGES_PER_SEC", 50.0, minimum=1.0, maximum=100_000.0
             ),
-            relay_datagrams_per_sec=_float(env, "RELAY_DATAGRAMS_PER_SEC", 100.0, 1.0, 1e6),
-            relay_bytes_per_sec=_float(env, "RELAY_BYTES_PER_SEC", 65536.0, 1200.0, 1e9),
+            max_connections_per_address=env_int(
+                env, "MAX_CONNECTIONS_PER_ADDRESS", 1000, minimum=1, maximum=1_000_000
+            ),
+            relay_datagrams_per_sec=env_float(
+                env, "RELAY_DATAGRAMS_PER_SEC", 100.0, minimum=1.0, maximum=1e6
+            ),
+            relay_bytes_per_sec=env_float(
+                env, "RELAY_BYTES_PER_SEC", 65536.0, minimum=1200.0, maximum=1e9
+            ),
             registry_url=_registry_url(env),
-            registry_ttl_sec=_float(env, "REGISTRY_TTL_SEC", 15.0, 3.0, 3600.0),
+            registry_ttl_sec=env_float(env, "REGISTRY_TTL_SEC", 15.0, minimum=3.0, maximum=3600.0),
         )

@@ -7,13 +7,13 @@ variable at fault, so a misconfigured deployment fails at start with one clear l
 from __future__ import annotations
 
 import ipaddress
-import math
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from holepunch_env import LOG_LEVELS, ConfigError, env_float, env_int, env_log_level, env_text
 from holepunch_protocol import AuthMode, ProtocolError, validate_worker_id
 
 __all__ = [
@@ -29,16 +29,6 @@ __all__ = [
 
 DEFAULT_STUN_SERVERS = "stun.l.google.com:19302,stun1.l.google.com:19302"
 DEFAULT_STUN_PORT = 19302
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-
-class ConfigError(ValueError):
-    """A configuration variable is missing or invalid."""
-
-    def __init__(self, variable: str, detail: str) -> None:
-        super().__init__(f"{variable}: {detail}")
-        self.variable = variable
-        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,47 +75,11 @@ class WorkerConfig:
     id_token_audience: str | None = None
 
 
-def _text(environ: Mapping[str, str], name: str) -> str | None:
-    """The variable's value, stripped; None when unset or blank."""
-    value = environ.get(name)
-    if value is None or not value.strip():
-        return None
-    return value.strip()
-
-
-def _integer(
-    environ: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int
-) -> int:
-    raw = _text(environ, name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw, 10)
-    except ValueError:
-        raise ConfigError(name, f"must be an integer, got {raw!r}") from None
-    if not minimum <= value <= maximum:
-        raise ConfigError(name, f"must be in {minimum}..{maximum}, got {value}")
-    return value
-
-
-def _seconds(
-    environ: Mapping[str, str],
-    name: str,
-    default: float,
-    *,
-    minimum: float = 0.0,
-    maximum: float = 86_400.0,
-) -> float:
-    raw = _text(environ, name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(name, f"must be a number of seconds, got {raw!r}") from None
-    if not math.isfinite(value) or not minimum < value <= maximum:
-        raise ConfigError(name, f"must be more than {minimum:g} and at most {maximum:g} seconds")
-    return value
+def _seconds(environ: Mapping[str, str], name: str, default: float, *, maximum: float) -> float:
+    """A duration above zero."""
+    return env_float(
+        environ, name, default, minimum=0.0, maximum=maximum, above_minimum=True, unit="seconds"
+    )
 
 
 def _port(text: str, variable: str) -> int:
@@ -170,15 +124,15 @@ def parse_stun_servers(value: str, variable: str = "STUN_SERVERS") -> tuple[Stun
 
 
 def _stun_servers(environ: Mapping[str, str]) -> tuple[StunServerAddress, ...]:
-    listed = _text(environ, "STUN_SERVERS")
+    listed = env_text(environ, "STUN_SERVERS")
     if listed is not None:
         return parse_stun_servers(listed)
-    legacy_host = _text(environ, "STUN_HOST")
+    legacy_host = env_text(environ, "STUN_HOST")
     if legacy_host is not None:
-        legacy_port = _text(environ, "STUN_PORT")
+        legacy_port = env_text(environ, "STUN_PORT")
         port = DEFAULT_STUN_PORT if legacy_port is None else _port(legacy_port, "STUN_PORT")
         return (StunServerAddress(_host(legacy_host, "STUN_HOST"), port),)
-    if _text(environ, "STUN_PORT") is not None:
+    if env_text(environ, "STUN_PORT") is not None:
         raise ConfigError("STUN_PORT", "is set without STUN_HOST (or use STUN_SERVERS)")
     return parse_stun_servers(DEFAULT_STUN_SERVERS)
 
@@ -205,7 +159,7 @@ def rendezvous_websocket_url(
 
 
 def _echo_url(environ: Mapping[str, str]) -> str | None:
-    url = _text(environ, "PUBLIC_IP_ECHO_URL")
+    url = env_text(environ, "PUBLIC_IP_ECHO_URL")
     if url is None:
         return None
     parts = urlsplit(url)
@@ -216,7 +170,7 @@ def _echo_url(environ: Mapping[str, str]) -> str | None:
 
 def _connect_to(environ: Mapping[str, str], worker_id: str) -> tuple[str, ...]:
     peers: list[str] = []
-    for item in (_text(environ, "CONNECT_TO") or "").split(","):
+    for item in (env_text(environ, "CONNECT_TO") or "").split(","):
         peer = item.strip()
         if not peer:
             continue
@@ -235,18 +189,18 @@ def load_config(
     environ: Mapping[str, str], new_worker_id: Callable[[], str] = lambda: str(uuid.uuid4())
 ) -> WorkerConfig:
     """Validate the whole environment; raise ConfigError for the first bad variable."""
-    worker_id = _text(environ, "WORKER_ID") or new_worker_id()
+    worker_id = env_text(environ, "WORKER_ID") or new_worker_id()
     try:
         validate_worker_id(worker_id)
     except ProtocolError as error:
         raise ConfigError("WORKER_ID", error.detail) from None
 
-    base_url = _text(environ, "RENDEZVOUS_SERVICE_URL")
+    base_url = env_text(environ, "RENDEZVOUS_SERVICE_URL")
     if base_url is None:
         raise ConfigError("RENDEZVOUS_SERVICE_URL", "is required (the rendezvous service URL)")
     rendezvous_url = rendezvous_websocket_url(base_url, worker_id)
 
-    udp_bind_host = _text(environ, "UDP_BIND_HOST") or "0.0.0.0"
+    udp_bind_host = env_text(environ, "UDP_BIND_HOST") or "0.0.0.0"
     try:
         bind_address = ipaddress.ip_address(udp_bind_host)
     except ValueError:
@@ -256,9 +210,7 @@ def load_config(
     if bind_address.version != 4:
         raise ConfigError("UDP_BIND_HOST", "must be an IPv4 address (Cloud NAT is IPv4 only)")
 
-    log_level = (_text(environ, "LOG_LEVEL") or "INFO").upper()
-    if log_level not in LOG_LEVELS:
-        raise ConfigError("LOG_LEVEL", f"must be one of {', '.join(LOG_LEVELS)}")
+    log_level = env_log_level(environ)
 
     initial_delay = _seconds(environ, "RECONNECT_INITIAL_DELAY_SEC", 1.0, maximum=3600)
     max_delay = _seconds(environ, "RECONNECT_MAX_DELAY_SEC", 60.0, maximum=3600)
@@ -278,12 +230,12 @@ def load_config(
     return WorkerConfig(
         worker_id=worker_id,
         rendezvous_url=rendezvous_url,
-        http_port=_integer(environ, "PORT", 8080, minimum=0, maximum=65535),
+        http_port=env_int(environ, "PORT", 8080, minimum=0, maximum=65535),
         udp_bind_host=udp_bind_host,
-        udp_port=_integer(environ, "UDP_PORT", 0, minimum=0, maximum=65535),
+        udp_port=env_int(environ, "UDP_PORT", 0, minimum=0, maximum=65535),
         stun_servers=_stun_servers(environ),
         stun_refresh_sec=_seconds(environ, "STUN_REFRESH_SEC", 20.0, maximum=3600),
-        stun_retransmissions=_integer(environ, "STUN_RETRANSMISSIONS", 4, minimum=0, maximum=6),
+        stun_retransmissions=env_int(environ, "STUN_RETRANSMISSIONS", 4, minimum=0, maximum=6),
         ping_interval_sec=_seconds(environ, "PING_INTERVAL_SEC", 25.0, maximum=3600),
         ping_timeout_sec=_seconds(environ, "PING_TIMEOUT_SEC", 25.0, maximum=3600),
         endpoint_ack_timeout_sec=_seconds(environ, "ENDPOINT_ACK_TIMEOUT_SEC", 10.0, maximum=600),
@@ -308,13 +260,13 @@ MIN_TOKEN_LENGTH = 16
 
 
 def _auth(environ: Mapping[str, str], base_url: str) -> dict[str, Any]:
-    raw = (_text(environ, "AUTH_MODE") or "none").lower()
+    raw = (env_text(environ, "AUTH_MODE") or "none").lower()
     try:
         mode = AuthMode(raw)
     except ValueError:
         choices = ", ".join(m.value for m in AuthMode)
         raise ConfigError("AUTH_MODE", f"must be one of {choices}, got {raw!r}") from None
-    token = _text(environ, "RENDEZVOUS_TOKEN")
+    token = env_text(environ, "RENDEZVOUS_TOKEN")
     if mode is AuthMode.TOKEN and token is None:
         raise ConfigError("RENDEZVOUS_TOKEN", "is required with AUTH_MODE=token")
     if token is not None and len(token) < MIN_TOKEN_LENGTH:
@@ -323,7 +275,7 @@ def _auth(environ: Mapping[str, str], base_url: str) -> dict[str, Any]:
     if mode is AuthMode.IAM:
         parts = urlsplit(base_url)
         scheme = {"ws": "http", "wss": "https"}.get(parts.scheme.lower(), parts.scheme.lower())
-        audience = _text(environ, "ID_TOKEN_AUDIENCE") or urlunsplit(
+        audience = env_text(environ, "ID_TOKEN_AUDIENCE") or urlunsplit(
             (scheme, parts.netloc, "", "", "")
         )
     return {
