@@ -77,3 +77,22 @@ def test_pages_cover_every_worker_once_in_order_even_while_it_changes() -> None:
     assert registry.page().next_cursor is None
     assert registry.page(limit=100).next_cursor is None
     assert registry.page(cursor="zzz").records == []
+
+
+def test_a_records_listed_times_follow_its_updates() -> None:
+    registry = Registry()
+    registry.connect("w1", 1, None, None, now=0.0)
+    record = registry.get("w1")
+    assert record is not None
+    assert record.timestamps_iso() == ("1970-01-01T00:00:00.000+00:00", None)
+    registry.update_udp_endpoint("w1", 1, UpdateUdpEndpoint("203.0.113.1", 4000), 1.25)
+    assert record.timestamps_iso() == (
+        "1970-01-01T00:00:00.000+00:00",
+        "1970-01-01T00:00:01.250+00:00",
+    )
+    registry.update_udp_endpoint("w1", 1, UpdateUdpEndpoint("203.0.113.1", 4000), 2.5)
+    assert record.timestamps_iso()[1] == "1970-01-01T00:00:02.500+00:00"
+    # A newer connection's record starts from its own time.
+    registry.connect("w1", 2, None, None, now=60.0)
+    newer = registry.get("w1")
+    assert newer is not None and newer.timestamps_iso() == ("1970-01-01T00:01:00.000+00:00", None)

@@ -198,6 +198,7 @@ class Rendezvous:
             websocket = self.connections.get(record.connection_id)
             state = websocket.client_state if websocket is not None else WebSocketState.DISCONNECTED
         endpoint = record.udp_endpoint
+        connected_since, endpoint_updated_at = record.timestamps_iso()
         return {
             # Fields of the original design, unchanged.
             "websocket_observed_ip": record.observed_ip,
@@ -210,8 +211,8 @@ class Rendezvous:
             "http_reported_public_ip": record.reported_public_ip,
             "nat_mapping": endpoint.mapping.value if endpoint and endpoint.mapping else None,
             "local_udp_port": endpoint.local_port if endpoint else None,
-            "connected_since": iso_timestamp(record.connected_at),
-            "udp_endpoint_updated_at": iso_timestamp(record.udp_updated_at),
+            "connected_since": connected_since,
+            "udp_endpoint_updated_at": endpoint_updated_at,
             "udp_endpoint_update_count": record.udp_update_count,
         }
 

@@ -12,7 +12,7 @@ import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from holepunch_protocol import MappingBehaviour, UpdateUdpEndpoint
+from holepunch_protocol import MappingBehaviour, UpdateUdpEndpoint, iso_timestamp
 
 __all__ = ["EndpointUpdate", "Page", "Registry", "UdpEndpoint", "WorkerRecord"]
 
@@ -36,6 +36,24 @@ class WorkerRecord:
     udp_endpoint: UdpEndpoint | None = None
     udp_updated_at: float | None = None
     udp_update_count: int = 0
+    # The listing's ISO 8601 text of (connected_at, udp_updated_at), kept with the record
+    # so a record listed again is not formatted again; it goes when the record goes.
+    timestamps_text: tuple[float, float | None, str, str | None] | None = field(
+        default=None, repr=False, compare=False
+    )
+
+    def timestamps_iso(self) -> tuple[str, str | None]:
+        """`connected_at` and `udp_updated_at` as ISO 8601 text (formatted once per value)."""
+        cached = self.timestamps_text
+        if cached is None or cached[0] != self.connected_at or cached[1] != self.udp_updated_at:
+            cached = (
+                self.connected_at,
+                self.udp_updated_at,
+                iso_timestamp(self.connected_at),
+                iso_timestamp(self.udp_updated_at),
+            )
+            self.timestamps_text = cached
+        return cached[2], cached[3]
 
     @property
     def registered_ip(self) -> str | None:
