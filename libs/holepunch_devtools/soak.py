@@ -45,7 +45,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
@@ -171,6 +171,17 @@ class SoakOptions:
     leave_weights: tuple[float, float, float] = (0.6, 0.15, 0.25)
 
 
+class Reading(NamedTuple):
+    """One memory reading: seconds since the churn started, instance A's RSS (KiB), Redis
+    `used_memory` (KiB), workers online, workers connected to A (None if A did not say)."""
+
+    seconds: float
+    rss_a_kib: float
+    redis_kib: float
+    online: int
+    on_a: int | None
+
+
 @dataclass
 class SoakResult:
     options: dict[str, Any]
@@ -180,7 +191,7 @@ class SoakResult:
     online_at_end: int
     memory: dict[str, Any]
     redis_keys_at_end: dict[str, int] = field(default_factory=dict)
-    timeline: list[tuple[float, float, float, int, int | None]] = field(default_factory=list)
+    timeline: list[Reading] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -429,20 +440,21 @@ class Sampler:
     """Every `interval`: a listing checked against the ledger, and memory readings."""
 
     def __init__(
-        self, cluster: Cluster, ledger: Ledger, violations: list[str], counts: Counter[str]
+        self,
+        cluster: Cluster,
+        ledger: Ledger,
+        violations: list[str],
+        counts: Counter[str],
+        started: float,
     ) -> None:
+        """`started`: when the churn started (monotonic); readings count from it."""
         self.cluster = cluster
         self.ledger = ledger
         self.violations = violations
         self.counts = counts
+        self.started = started
         self.listings_checked = 0
-        self.rss_a: list[tuple[float, float]] = []
-        self.redis_memory: list[tuple[float, float]] = []
-        self.online: list[tuple[float, float]] = []
-        self.started = time.monotonic()
-        # Every reading, for the JSON output: seconds into the run, A's RSS (KiB), Redis
-        # used_memory (KiB), workers online, workers connected to A.
-        self.timeline: list[tuple[float, float, float, int, int | None]] = []
+        self.timeline: list[Reading] = []
 
     async def check_once(self, instance: int) -> None:
         if instance in self.cluster.down:
@@ -461,19 +473,24 @@ class Sampler:
         self.listings_checked += 1
 
     async def read_memory(self) -> None:
-        now = time.monotonic()
+        seconds = round(time.monotonic() - self.started, 1)
         rss = rss_kib(self.cluster.servers[0].pid)
         redis_used = int(redis_info(self.cluster.redis.port, "memory")["used_memory"]) / 1024
         online = len(self.ledger.online())
-        self.rss_a.append((now, rss))
-        self.redis_memory.append((now, redis_used))
-        self.online.append((now, online))
-        local_a: int | None = None
+        on_a: int | None = None
         with contextlib.suppress(OSError, RuntimeError, ValueError):
-            local_a = (await get_json(self.cluster.servers[0].port, "/debug/registry"))[
+            on_a = (await get_json(self.cluster.servers[0].port, "/debug/registry"))[
                 "local_workers"
             ]
-        self.timeline.append((round(now - self.started, 1), rss, redis_used, online, local_a))
+        self.timeline.append(Reading(seconds, rss, redis_used, online, on_a))
+
+    def memory(self) -> dict[str, dict[str, float]]:
+        """Each memory series summarised by `_series`."""
+        return {
+            "rendezvous_a_rss_kib": _series([(r.seconds, r.rss_a_kib) for r in self.timeline]),
+            "redis_used_memory_kib": _series([(r.seconds, r.redis_kib) for r in self.timeline]),
+            "online_workers": _series([(r.seconds, r.online) for r in self.timeline]),
+        }
 
     async def run(self, interval: float) -> None:
         instance = 0
@@ -569,7 +586,7 @@ async def run_soak(options: SoakOptions, log_dir: Path, redis_binary: str) -> So
             for i, worker_id in enumerate(ids)
         ]
         worker_tasks = [asyncio.create_task(worker.run()) for worker in workers]
-        sampler = Sampler(cluster, ledger, violations, counts)
+        sampler = Sampler(cluster, ledger, violations, counts, started)
         sampler_task = asyncio.create_task(sampler.run(options.sample_interval_sec))
 
         await _until(started + options.duration_sec * options.kill_at_fraction)
@@ -627,11 +644,7 @@ async def run_soak(options: SoakOptions, log_dir: Path, redis_binary: str) -> So
         empty_problems, _ = audit_redis(cluster.redis.url, (), await _instance_ids(cluster))
         violations += [f"after everyone left: {p}" for p in empty_problems]
 
-        memory = {
-            "rendezvous_a_rss_kib": _series(sampler.rss_a),
-            "redis_used_memory_kib": _series(sampler.redis_memory),
-            "online_workers": _series(sampler.online),
-        }
+        memory = sampler.memory()
         violations += memory_problems(
             memory["rendezvous_a_rss_kib"],
             options.max_rss_growth_mib,
