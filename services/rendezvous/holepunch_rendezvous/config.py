@@ -6,7 +6,15 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from holepunch_env import ConfigError, env_bool, env_choice, env_float, env_int, env_log_level
+from holepunch_env import (
+    ConfigError,
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_log_level,
+    env_text,
+)
 
 from holepunch_rendezvous.auth import AuthMode
 
@@ -19,7 +27,7 @@ WS_IMPLEMENTATIONS = ("websockets-sansio", "websockets")
 
 
 def _ip_literal(env: Mapping[str, str], name: str, default: str) -> str:
-    raw = env.get(name, "").strip() or default
+    raw = env_text(env, name) or default
     try:
         return str(ipaddress.ip_address(raw))
     except ValueError:
@@ -28,7 +36,7 @@ def _ip_literal(env: Mapping[str, str], name: str, default: str) -> str:
 
 def _auth_mode(env: Mapping[str, str]) -> AuthMode:
     choices = ", ".join(mode.value for mode in AuthMode)
-    raw = env.get("AUTH_MODE", "").strip().lower()
+    raw = (env_text(env, "AUTH_MODE") or "").lower()
     if not raw:
         raise ConfigError(
             "AUTH_MODE",
@@ -45,8 +53,8 @@ MIN_SECRET_LENGTH = 16
 
 
 def _secret(env: Mapping[str, str], name: str, *, required: bool) -> str | None:
-    raw = env.get(name, "").strip()
-    if not raw:
+    raw = env_text(env, name)
+    if raw is None:
         if required:
             raise ConfigError(name, "is required with AUTH_MODE=token")
         return None
@@ -59,8 +67,8 @@ REGISTRY_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 def _registry_url(env: Mapping[str, str]) -> str | None:
-    raw = env.get("REGISTRY_URL", "").strip()
-    if not raw or raw == "memory://":
+    raw = env_text(env, "REGISTRY_URL")
+    if raw is None or raw == "memory://":
         return None
     if not raw.startswith(REGISTRY_SCHEMES):
         raise ConfigError(
@@ -72,7 +80,7 @@ def _registry_url(env: Mapping[str, str]) -> str | None:
 
 
 def _networks(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
-    raw = env.get(name, "").strip() or default
+    raw = env_text(env, name) or default
     entries = tuple(entry.strip() for entry in raw.split(",") if entry.strip())
     for entry in entries:
         try:
@@ -134,10 +142,8 @@ class RendezvousConfig:
             ws_ping_timeout_sec=env_float(
                 env, "WS_PING_TIMEOUT_SEC", 20.0, minimum=1.0, maximum=3600.0
             ),
-            auth_mode=_auth_mode(env),
-            rendezvous_token=_secret(
-                env, "RENDEZVOUS_TOKEN", required=_auth_mode(env) is AuthMode.TOKEN
-            ),
+            auth_mode=(auth_mode := _auth_mode(env)),
+            rendezvous_token=_secret(env, "RENDEZVOUS_TOKEN", required=auth_mode is AuthMode.TOKEN),
             admin_token=_secret(env, "ADMIN_TOKEN", required=False),
             debug_endpoints=env_bool(env, "DEBUG_ENDPOINTS", False),
             max_messages_per_sec=env_float(
