@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from holepunch_devtools.list_render import main, render_times_ms
-from holepunch_rendezvous.app import FastJSONResponse
+from holepunch_devtools.listing import parse_listing
 
 
-def test_renders_every_record_and_reports_positive_times() -> None:
-    first, later, size = render_times_ms(50, repeat=2)
+def test_the_timed_body_lists_every_record_once_with_its_endpoint_and_times() -> None:
+    first, later, body = render_times_ms(50, repeat=2)
     assert first > 0 and later > 0
-    # The body grows with the records: 50 listed entries of a few hundred bytes each.
-    assert 50 * 300 < size < 50 * 1000
-    assert render_times_ms(100, repeat=1)[2] > size
-
-
-def test_the_rendered_body_is_the_endpoint_json_shape() -> None:
-    body = bytes(FastJSONResponse({"connected_workers_count": 0, "workers": {}}).body)
-    assert json.loads(body) == {"connected_workers_count": 0, "workers": {}}
+    listed = parse_listing(body)  # refuses a worker listed twice
+    assert listed["connected_workers_count"] == 50
+    assert sorted(listed["workers"]) == [f"w{i:06d}" for i in range(50)]
+    entry = listed["workers"]["w000007"]
+    assert (entry["stun_reported_udp_ip"], entry["stun_reported_udp_port"]) == (
+        "203.0.113.7",
+        1031,
+    )
+    assert entry["connected_since"].endswith("+00:00")
+    assert entry["udp_endpoint_updated_at"] > entry["connected_since"]
 
 
 def test_command_line_prints_the_figures(capsys: pytest.CaptureFixture[str]) -> None:
