@@ -9,10 +9,11 @@ DEMO_ARGS ?=
 
 .PHONY: demo test bench bench-cluster soak bench-punch lint system-deps clean
 
-$(VENV)/.installed: pyproject.toml
+# The runtime distribution with its dev extra, and the dev tools (tools/), which no image installs.
+$(VENV)/.installed: pyproject.toml tools/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev]' -e tools
 	touch $@
 
 $(CHECKOV_VENV)/.installed:

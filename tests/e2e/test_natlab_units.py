@@ -17,6 +17,7 @@ from holepunch_devtools.natlab import (
     LabSpec,
     NatKind,
     NatSpec,
+    delay_queue,
     iptables_rules,
     mapped_address,
     netem_arguments,
@@ -24,14 +25,15 @@ from holepunch_devtools.natlab import (
     nfqueue_rules,
     validate_prefix,
 )
+from holepunch_devtools.natlab.topology import prefix_owner_pid
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_prefix_is_unique_per_run_and_names_its_owner() -> None:
     prefix = new_prefix()
-    match = natlab._OWNED_PREFIX.match(prefix)
-    assert match and int(match["pid"]) == os.getpid()
+    assert prefix_owner_pid(prefix) == os.getpid()
+    assert prefix_owner_pid("hp-lab") is None
     assert new_prefix() != prefix
     lab = Lab.create(LabSpec(nats=(NatSpec(NatKind.EIM),) * 9), prefix)
     assert lab.ns("host9") == f"{prefix}-host9"
@@ -114,15 +116,20 @@ def test_mapped_address_reads_xor_mapped_address() -> None:
     assert mapped_address(bytes(response), transaction_id) == ("198.51.100.101", 21042)
     assert mapped_address(bytes(response), b"x" * 12) is None
     assert mapped_address(b"garbage", transaction_id) is None
+    assert mapped_address(request, transaction_id) is None  # a request, not a response
+    failure = stun.Message(stun.Method.BINDING, stun.Class.ERROR, transaction_id=transaction_id)
+    failure.attributes["ERROR-CODE"] = (400, "Bad Request")
+    assert mapped_address(bytes(failure), transaction_id) is None
 
 
 def test_nfqueue_packet_ids_are_read_from_netlink_messages() -> None:
     def packet(packet_id: int, seq: int) -> bytes:
         header = struct.pack("!IHB", packet_id, 0x0800, 1)  # id, hw protocol, hook
-        attributes = natlab._attribute(9, b"\x01\x02\x03") + natlab._attribute(1, header)
-        return natlab._nfq_message(natlab._NFQNL_MSG_PACKET, 0, attributes, 0, seq)
+        attributes = delay_queue.netlink_attribute(9, b"\x01\x02\x03")
+        attributes += delay_queue.netlink_attribute(1, header)
+        return delay_queue.nfqueue_message(delay_queue.NFQNL_MSG_PACKET, 0, attributes, 0, seq)
 
-    assert list(natlab._packet_ids(packet(7, 1) + packet(8, 2))) == [7, 8]
+    assert list(delay_queue.packet_ids(packet(7, 1) + packet(8, 2))) == [7, 8]
 
 
 def test_cli_help_names_every_command() -> None:
