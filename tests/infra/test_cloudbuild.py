@@ -85,7 +85,9 @@ def test_images_built_from_the_root_with_their_dockerfile(
     args = steps[f"build-{name}"]["args"]
     assert args[0] == "build" and args[-1] == "."
     dockerfile = args[args.index("-f") + 1]
-    assert dockerfile == f"services/{name}/Dockerfile" and (REPO / dockerfile).exists()
+    assert dockerfile == "services/Dockerfile" and (REPO / dockerfile).exists()
+    build_args = [args[i + 1] for i, arg in enumerate(args) if arg == "--build-arg"]
+    assert build_args == [f"SERVICE={name}"]
     tags = [args[i + 1] for i, arg in enumerate(args) if arg == "-t"]
     assert tags == [f"{IMAGE}{name}:$COMMIT_SHA", f"{IMAGE}{name}:latest"]
     # Terraform's image path: <region>-docker.pkg.dev/<project>/<repository>/<name>.
@@ -127,3 +129,11 @@ def test_deploys_the_rendezvous_then_the_worker_image_only(
         )
         assert f"--image={IMAGE}{name}:$COMMIT_SHA" in args
         assert "--region=${_REGION}" in args
+
+
+def test_the_test_step_installs_the_dev_tools_it_tests(steps: dict[str, dict[str, Any]]) -> None:
+    """tests/unit imports holepunch_devtools, which only tools/pyproject.toml installs."""
+    script = " ".join(steps["test"]["args"])
+    install = next(command for command in script.split("&&") if "pip install" in command)
+    assert "'.[dev]'" in install and "./tools" in install.split()
+    assert (REPO / "tools" / "pyproject.toml").exists()
