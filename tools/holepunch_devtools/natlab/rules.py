@@ -29,18 +29,12 @@ def iptables_rules(kind: NatKind, index: int, port_range: tuple[int, int] | None
         "-A FORWARD -i wan -m conntrack --ctstate NEW -j DROP",
         "COMMIT",
     ]
-    if kind is NatKind.EIM:
+    if kind in (NatKind.EIM, NatKind.SYMMETRIC):
+        # The one difference: symmetric picks a random port for every new flow.
+        random_port = " --random-fully" if kind is NatKind.SYMMETRIC else ""
         nat = [
             "*nat",
-            f"-A POSTROUTING -o wan -p udp -j MASQUERADE {ports}",
-            "-A POSTROUTING -o wan -j MASQUERADE",
-            "COMMIT",
-        ]
-        return "\n".join([*nat, *no_unsolicited, ""])
-    if kind is NatKind.SYMMETRIC:
-        nat = [
-            "*nat",
-            f"-A POSTROUTING -o wan -p udp -j MASQUERADE {ports} --random-fully",
+            f"-A POSTROUTING -o wan -p udp -j MASQUERADE {ports}{random_port}",
             "-A POSTROUTING -o wan -j MASQUERADE",
             "COMMIT",
         ]
