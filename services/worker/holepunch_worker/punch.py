@@ -26,33 +26,39 @@ One session, from its introduction:
 - Each side reports a `PunchResult` when its outcome changes (connected, relayed,
   failed), waiting up to `rtt_wait` for a PROBE_ACK so that the report carries an RTT.
 
-DATA payloads start with a one-byte sub-type: 0 application bytes, 1 echo request and
-2 echo reply (both followed by an 8-byte echo id). An echo request is answered on the
-path it came by.
+The datagrams' payloads (PROBE timestamps, DATA sub-types) are defined with the
+datagram format in `holepunch_protocol.peer_datagrams`. An echo request is answered on
+the path it came by.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-import struct
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from holepunch_protocol import (
-    MAX_PEER_PAYLOAD_BYTES,
+    MAX_APPLICATION_DATA_BYTES,
+    PUNCH_RESULT_MAX_ATTEMPTS,
+    PUNCH_RESULT_MAX_MS,
+    DataKind,
     PathKind,
+    PeerDatagram,
     PeerIntroduction,
     PeerKind,
     PunchResult,
     PunchStatus,
     ReplayWindow,
+    decode_data,
+    decode_probe_timestamp,
+    encode_data,
+    encode_probe_timestamp,
     open_peer_datagram,
     peek_session_id,
     seal_peer_datagram,
 )
-from holepunch_protocol.peer_datagrams import PeerDatagram
 
 __all__ = [
     "Action",
@@ -67,17 +73,10 @@ __all__ = [
     "SendRelay",
     "SendUdp",
     "SessionState",
-    "decode_data",
-    "encode_data",
 ]
 
 Address = tuple[str, int]
 
-_TIMESTAMP = struct.Struct("!Q")
-_ECHO = struct.Struct("!BQ")
-DATA_APPLICATION = 0
-DATA_ECHO_REQUEST = 1
-DATA_ECHO_REPLY = 2
 MAX_PENDING_ECHOES = 64
 MAX_PLAUSIBLE_RTT_SEC = 60.0
 
@@ -164,28 +163,6 @@ class DropReason(enum.StrEnum):
     REPLAY = "replay"
     WRONG_SESSION = "wrong_session"  # relayed under another session's id
     MALFORMED = "malformed"  # authentic, but a payload we cannot use
-
-
-def encode_data(sub_type: int, payload: bytes = b"", echo_id: int = 0) -> bytes:
-    if sub_type == DATA_APPLICATION:
-        return bytes([DATA_APPLICATION]) + payload
-    return _ECHO.pack(sub_type, echo_id) + payload
-
-
-def decode_data(payload: bytes) -> tuple[int, int, bytes] | None:
-    """(sub-type, echo id, rest) of a DATA payload, or None."""
-    if not payload:
-        return None
-    if payload[0] == DATA_APPLICATION:
-        return DATA_APPLICATION, 0, payload[1:]
-    if payload[0] in (DATA_ECHO_REQUEST, DATA_ECHO_REPLY) and len(payload) >= _ECHO.size:
-        sub_type, echo_id = _ECHO.unpack_from(payload)
-        return sub_type, echo_id, payload[_ECHO.size :]
-    return None
-
-
-def _timestamp(now: float) -> bytes:
-    return _TIMESTAMP.pack(max(0, int(now * 1_000_000)) % 2**64)
 
 
 def _ms(seconds: float) -> float:
@@ -383,7 +360,9 @@ class PunchSession:
                     and self._next_relay_probe is not None
                     and now >= self._next_relay_probe
                 ):
-                    actions += self._send(PeerKind.PROBE, _timestamp(now), PathKind.RELAY, now)
+                    actions += self._send(
+                        PeerKind.PROBE, encode_probe_timestamp(now), PathKind.RELAY, now
+                    )
                     self._next_relay_probe = now + t.relay_probe_interval
                 if self._next_upgrade is not None and now >= self._next_upgrade:
                     actions += self._start_burst(now)
@@ -412,14 +391,15 @@ class PunchSession:
         self._echoes[echo_id] = now
         while len(self._echoes) > MAX_PENDING_ECHOES:
             del self._echoes[next(iter(self._echoes))]
-        payload = encode_data(DATA_ECHO_REQUEST, echo_id=echo_id)
+        payload = encode_data(DataKind.ECHO_REQUEST, echo_id=echo_id)
         return echo_id, self._send(PeerKind.DATA, payload, self.path, now)
 
     def send_data(self, payload: bytes, now: float) -> list[Action] | None:
         """Application bytes on the current path; None with no usable path."""
-        if not self._can_send(self.path) or len(payload) >= MAX_PEER_PAYLOAD_BYTES:
+        if not self._can_send(self.path) or len(payload) > MAX_APPLICATION_DATA_BYTES:
             return None
-        return self._send(PeerKind.DATA, encode_data(DATA_APPLICATION, payload), self.path, now)
+        data = encode_data(DataKind.APPLICATION, payload)
+        return self._send(PeerKind.DATA, data, self.path, now)
 
     def end(self, now: float, reason: str) -> list[Action]:
         if self.ended:
@@ -537,30 +517,30 @@ class PunchSession:
                 actions += self._probe_udp(now)  # for our own RTT measurement
             return actions
         if kind is PeerKind.PROBE_ACK:
-            if len(payload) != _TIMESTAMP.size:
+            sent_at = decode_probe_timestamp(payload)
+            if sent_at is None:
                 self._drop(DropReason.MALFORMED)
                 return []
-            (sent_us,) = _TIMESTAMP.unpack(payload)
-            rtt = now - sent_us / 1_000_000
+            rtt = now - sent_at
             if 0 <= rtt <= MAX_PLAUSIBLE_RTT_SEC:
                 self.rtt_ms[via] = _ms(rtt)
             return []
         if kind is PeerKind.DATA:
-            decoded = decode_data(payload)
-            if decoded is None:
+            data = decode_data(payload)
+            if data is None:
                 self._drop(DropReason.MALFORMED)
                 return []
-            sub_type, echo_id, rest = decoded
-            if sub_type == DATA_ECHO_REQUEST:
-                reply = encode_data(DATA_ECHO_REPLY, rest, echo_id=echo_id)
+            if data.kind is DataKind.ECHO_REQUEST:
+                reply = encode_data(DataKind.ECHO_REPLY, data.payload, echo_id=data.echo_id)
                 return self._send(PeerKind.DATA, reply, via, now, to=addr)
-            if sub_type == DATA_ECHO_REPLY:
-                sent_at = self._echoes.pop(echo_id, None)
-                if sent_at is None:
+            if data.kind is DataKind.ECHO_REPLY:
+                echo_sent_at = self._echoes.pop(data.echo_id, None)
+                if echo_sent_at is None:
                     return []
-                return [EchoReplied(self.peer_id, echo_id, _ms(now - sent_at), via)]
+                rtt_ms = _ms(now - echo_sent_at)
+                return [EchoReplied(self.peer_id, data.echo_id, rtt_ms, via)]
             self.delivered += 1
-            return [Delivered(self.peer_id, rest, via)]
+            return [Delivered(self.peer_id, data.payload, via)]
         return []  # KEEPALIVE: its arrival is all that matters
 
     def _drop(self, reason: DropReason) -> None:
@@ -604,13 +584,13 @@ class PunchSession:
 
     def _probe_udp(self, now: float) -> list[Action]:
         self.attempts += 1
-        return self._send(PeerKind.PROBE, _timestamp(now), PathKind.DIRECT, now)
+        return self._send(PeerKind.PROBE, encode_probe_timestamp(now), PathKind.DIRECT, now)
 
     def _start_burst(self, now: float) -> list[Action]:
         self._burst_left = self._t.upgrade_burst
         self._next_probe = now
         self._last_burst_at = now
-        actions = self._send(PeerKind.PROBE, _timestamp(now), PathKind.RELAY, now)
+        actions = self._send(PeerKind.PROBE, encode_probe_timestamp(now), PathKind.RELAY, now)
         actions += self._probe_udp(now)
         self._burst_left -= 1
         self._next_probe = now + self._t.interval
@@ -661,8 +641,8 @@ class PunchSession:
             peer_id=self.peer_id,
             status=PunchStatus.FAILED,
             path=PathKind.NONE,
-            attempts=min(self.attempts, 1_000_000),
-            elapsed_ms=min(_ms(now - self.started_at), 86_400_000),
+            attempts=min(self.attempts, PUNCH_RESULT_MAX_ATTEMPTS),
+            elapsed_ms=min(_ms(now - self.started_at), PUNCH_RESULT_MAX_MS),
         )
         self.path = PathKind.NONE
         self._reported = (PunchStatus.FAILED, PathKind.NONE)
@@ -687,8 +667,8 @@ class PunchSession:
             peer_id=self.peer_id,
             status=status,
             path=self.path,
-            attempts=min(self.attempts, 1_000_000),
-            elapsed_ms=min(elapsed, 86_400_000),
+            attempts=min(self.attempts, PUNCH_RESULT_MAX_ATTEMPTS),
+            elapsed_ms=min(elapsed, PUNCH_RESULT_MAX_MS),
             rtt_ms=rtt,
             peer_udp_ip=self.peer_addr[0] if direct else None,
             peer_udp_port=self.peer_addr[1] if direct else None,
