@@ -61,6 +61,7 @@ from holepunch_protocol import (
 )
 
 __all__ = [
+    "IDLE_TIMEOUT_KEEPALIVES",
     "Action",
     "Delivered",
     "DropReason",
@@ -79,15 +80,25 @@ Address = tuple[str, int]
 
 MAX_PENDING_ECHOES = 64
 MAX_PLAUSIBLE_RTT_SEC = 60.0
+_KEEPALIVE_SEC = 15.0  # well under Cloud NAT's 30 s UDP idle timeout
+# Unless set on its own, a session ends after this many keepalive periods of silence.
+IDLE_TIMEOUT_KEEPALIVES = 3
 
 
 @dataclass(frozen=True, slots=True)
 class PunchTimings:
+    """Every timer of the punch sessions, in seconds, with its one default.
+
+    The worker's config builds it from the PUNCH_* variables (docs/punching.md); the
+    ones without a variable keep their default here.
+    """
+
     interval: float = 0.15  # between punch probes
     deadline: float = 5.0  # punching gives up (then relay); the relay too, as long again
-    keepalive: float = 15.0  # well under Cloud NAT's 30 s UDP idle timeout
+    keepalive: float = _KEEPALIVE_SEC
     upgrade_interval: float = 20.0  # relayed: a direct probe burst this often
-    idle_timeout: float = 45.0  # nothing from the peer this long: the session ends
+    # Nothing from the peer this long: the session ends.
+    idle_timeout: float = IDLE_TIMEOUT_KEEPALIVES * _KEEPALIVE_SEC
     upgrade_burst: int = 8  # probes per upgrade burst, `interval` apart
     relay_probe_interval: float = 0.5  # relay probes until the relay is confirmed
     rtt_wait: float = 1.0  # how long a report waits for an RTT measurement

@@ -50,7 +50,6 @@ from holepunch_worker.punch import (
     EchoReplied,
     LogEvent,
     PunchSessions,
-    PunchTimings,
     Report,
     SendRelay,
     SendUdp,
@@ -107,15 +106,7 @@ class Worker:
         self._mapped: TransportAddress | None = None
         self._mapping: MappingBehaviour | None = None
         self._public_ip: str | None = None
-        self._punch = PunchSessions(
-            PunchTimings(
-                interval=config.punch_interval_sec,
-                deadline=config.punch_deadline_sec,
-                keepalive=config.punch_keepalive_sec,
-                upgrade_interval=config.punch_upgrade_interval_sec,
-                idle_timeout=config.punch_idle_timeout_sec,
-            )
-        )
+        self._punch = PunchSessions(config.punch)
         self._punch_changed = asyncio.Event()
         self._endpoint_acked = asyncio.Event()
         self._echo_waiters: dict[tuple[str, int], asyncio.Future[EchoReplied]] = {}
