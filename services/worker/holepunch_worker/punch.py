@@ -39,6 +39,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from holepunch_logging.events import WorkerEvent
 from holepunch_protocol import (
     MAX_APPLICATION_DATA_BYTES,
     PUNCH_RESULT_MAX_ATTEMPTS,
@@ -151,7 +152,7 @@ class EchoReplied:
 
 @dataclass(frozen=True, slots=True)
 class LogEvent:
-    event: str
+    event: WorkerEvent
     message: str
     level: int = logging.INFO
     fields: dict[str, Any] = field(default_factory=dict)
@@ -309,7 +310,7 @@ class PunchSession:
         intro = self.introduction
         actions: list[Action] = [
             LogEvent(
-                "peer_introduced",
+                WorkerEvent.PEER_INTRODUCED,
                 f"introduced to peer {self.peer_id} as {intro.role.value}",
                 fields=self._fields(
                     role=intro.role.value,
@@ -320,7 +321,7 @@ class PunchSession:
                 ),
             ),
             LogEvent(
-                "punch_started",
+                WorkerEvent.PUNCH_STARTED,
                 f"punching towards {self.introduced_addr[0]}:{self.introduced_addr[1]}",
                 fields=self._fields(
                     peer_udp_ip=self.introduced_addr[0],
@@ -420,7 +421,7 @@ class PunchSession:
         self._report_due = None
         return [
             LogEvent(
-                "punch_session_ended",
+                WorkerEvent.PUNCH_SESSION_ENDED,
                 f"session with {self.peer_id} ended: {reason}",
                 fields=self._fields(
                     reason=reason,
@@ -476,7 +477,7 @@ class PunchSession:
             self.rtt_ms.pop(PathKind.DIRECT, None)
             actions.append(
                 LogEvent(
-                    "punch_path_changed",
+                    WorkerEvent.PUNCH_PATH_CHANGED,
                     f"peer {self.peer_id} now at {addr[0]}:{addr[1]} (was {old[0]}:{old[1]})",
                     fields=self._fields(
                         from_ip=old[0],
@@ -503,7 +504,7 @@ class PunchSession:
                 assert self._relay_since is not None
                 actions.append(
                     LogEvent(
-                        "relay_upgraded",
+                        WorkerEvent.RELAY_UPGRADED,
                         f"upgraded the session with {self.peer_id} from relay to direct",
                         fields=self._fields(
                             peer_udp_ip=addr[0],
@@ -633,7 +634,7 @@ class PunchSession:
     def _punch_failed(self, now: float) -> list[Action]:
         return [
             LogEvent(
-                "punch_failed",
+                WorkerEvent.PUNCH_FAILED,
                 f"no direct path to {self.peer_id} after {self.attempts} probes; trying the relay",
                 level=logging.WARNING,
                 fields=self._fields(
@@ -686,7 +687,7 @@ class PunchSession:
         )
         if direct:
             log = LogEvent(
-                "punch_connected",
+                WorkerEvent.PUNCH_CONNECTED,
                 f"direct path to {self.peer_id} at {self.peer_addr[0]}:{self.peer_addr[1]}",
                 fields=self._fields(
                     peer_udp_ip=self.peer_addr[0],
@@ -700,7 +701,7 @@ class PunchSession:
             )
         else:
             log = LogEvent(
-                "relay_started",
+                WorkerEvent.RELAY_STARTED,
                 f"relaying datagrams to {self.peer_id} through the rendezvous",
                 fields=self._fields(
                     reason=self._relay_reason,
@@ -825,7 +826,7 @@ class PunchSessions:
             self._last_drop_summary = now
             actions.append(
                 LogEvent(
-                    "peer_datagram_dropped",
+                    WorkerEvent.PEER_DATAGRAM_DROPPED,
                     f"dropped {sum(new.values())} peer datagrams",
                     fields={
                         "count": sum(new.values()),
