@@ -58,7 +58,7 @@ def test_sealed_datagram_opens_with_the_secret_only() -> None:
         b"hello",
     )
     assert peek_session_id(sealed) == SESSION
-    assert open_peer_datagram(os.urandom(32), sealed) is None
+    assert open_peer_datagram(os.urandom(SECRET_BYTES), sealed) is None
 
 
 @pytest.mark.parametrize("position", [0, 4, 5, 21, 29, -17, -1])
