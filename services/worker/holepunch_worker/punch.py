@@ -39,7 +39,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from holepunch_logging.events import WorkerEvent
+from holepunch_logging import WorkerEvent
 from holepunch_protocol import (
     MAX_APPLICATION_DATA_BYTES,
     PUNCH_RESULT_MAX_ATTEMPTS,
