@@ -4,6 +4,7 @@ Cloud Run forwards stdout to Cloud Logging, which parses each JSON line into
 `jsonPayload` and maps `severity` and `message`. google-cloud-logging's
 StructuredLogHandler writes exactly that shape; `log_event` adds an `event` name and
 the event's fields at the top level, so a query can say `jsonPayload.event="..."`.
+Every event name is listed once, in `holepunch_logging.events`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,17 @@ from typing import Any, TextIO
 from google.cloud.logging.handlers import StructuredLogHandler
 from google.cloud.logging_v2.handlers.structured_log import GCP_STRUCTURED_LOGGING_FIELDS
 
-__all__ = ["FastStructuredLogHandler", "configure_logging", "log_event"]
+from holepunch_logging.events import EVENTS_BY_SERVICE, DevEvent, RendezvousEvent, WorkerEvent
+
+__all__ = [
+    "EVENTS_BY_SERVICE",
+    "DevEvent",
+    "FastStructuredLogHandler",
+    "RendezvousEvent",
+    "WorkerEvent",
+    "configure_logging",
+    "log_event",
+]
 
 _HANDLER_NAME = "holepunch-structured"
 _LABELS_KEY = "logging.googleapis.com/labels"
@@ -112,7 +123,10 @@ def log_event(
     level: int = logging.INFO,
     **fields: Any,
 ) -> None:
-    """Log one event: `message` for humans, `event` and `fields` for queries."""
+    """Log one event: `message` for humans, `event` and `fields` for queries.
+
+    `event` is a member of the service's enum in `holepunch_logging.events`.
+    """
     if not logger.isEnabledFor(level):
         return
     payload = {"event": event}

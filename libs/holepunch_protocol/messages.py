@@ -17,7 +17,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from holepunch_protocol.errors import ErrorCode, ProtocolError
-from holepunch_protocol.peer_datagrams import MAX_PEER_DATAGRAM_BYTES
+from holepunch_protocol.peer_datagrams import (
+    MAX_PEER_DATAGRAM_BYTES,
+    SECRET_BYTES,
+    SESSION_ID_BYTES,
+)
 from holepunch_protocol.validation import (
     WORKER_ID_MAX_LENGTH,
     WORKER_ID_PATTERN,
@@ -26,6 +30,8 @@ from holepunch_protocol.validation import (
 )
 
 __all__ = [
+    "PUNCH_RESULT_MAX_ATTEMPTS",
+    "PUNCH_RESULT_MAX_MS",
     "SECRET_HEX",
     "SESSION_ID_HEX",
     "AckStatus",
@@ -51,6 +57,14 @@ __all__ = [
 
 Fields = Mapping[str, Any]
 E = TypeVar("E", bound=enum.Enum)
+
+# Session ids and secrets travel as lowercase hex of the bytes the datagrams use.
+SESSION_ID_HEX = 2 * SESSION_ID_BYTES
+SECRET_HEX = 2 * SECRET_BYTES
+# A punch_result's counters stay in these bounds (a day of milliseconds); the worker
+# clamps what it reports to them.
+PUNCH_RESULT_MAX_ATTEMPTS = 1_000_000
+PUNCH_RESULT_MAX_MS = 86_400_000
 
 
 class MappingBehaviour(enum.StrEnum):
@@ -120,16 +134,18 @@ def _worker_id(fields: Fields, name: str, message_type: str) -> str:
     return value
 
 
-def _count(fields: Fields, name: str, message_type: str) -> int:
+def _count(fields: Fields, name: str, message_type: str, *, maximum: int) -> int:
     value = _required(fields, name, message_type)
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 1_000_000:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= maximum:
         raise ProtocolError(
-            ErrorCode.INVALID_FIELD, f"{name} must be an integer in 0..1000000", message_type
+            ErrorCode.INVALID_FIELD, f"{name} must be an integer in 0..{maximum}", message_type
         )
     return value
 
 
-def _duration(fields: Fields, name: str, message_type: str, *, required: bool) -> float | None:
+def _milliseconds(
+    fields: Fields, name: str, message_type: str, *, required: bool, maximum: int
+) -> float | None:
     value = fields.get(name)
     if value is None:
         if required:
@@ -139,7 +155,7 @@ def _duration(fields: Fields, name: str, message_type: str, *, required: bool) -
         not isinstance(value, int | float)
         or isinstance(value, bool)
         or not math.isfinite(value)
-        or not 0 <= value <= 86_400_000
+        or not 0 <= value <= maximum
     ):
         raise ProtocolError(
             ErrorCode.INVALID_FIELD, f"{name} must be a number of milliseconds", message_type
@@ -293,16 +309,16 @@ class PunchResult:
         t = cls.TYPE
         peer_ip = fields.get("peer_udp_ip")
         peer_port = fields.get("peer_udp_port")
-        elapsed = _duration(fields, "elapsed_ms", t, required=True)
+        elapsed = _milliseconds(fields, "elapsed_ms", t, required=True, maximum=PUNCH_RESULT_MAX_MS)
         assert elapsed is not None
         return cls(
             session_id=_hex(fields, "session_id", t, length=SESSION_ID_HEX),
             peer_id=_worker_id(fields, "peer_id", t),
             status=_enum(fields, "status", t, PunchStatus),
             path=_enum(fields, "path", t, PathKind),
-            attempts=_count(fields, "attempts", t),
+            attempts=_count(fields, "attempts", t, maximum=PUNCH_RESULT_MAX_ATTEMPTS),
             elapsed_ms=elapsed,
-            rtt_ms=_duration(fields, "rtt_ms", t, required=False),
+            rtt_ms=_milliseconds(fields, "rtt_ms", t, required=False, maximum=PUNCH_RESULT_MAX_MS),
             peer_udp_ip=None if peer_ip is None else parse_ip_literal(peer_ip, "peer_udp_ip", t),
             peer_udp_port=None
             if peer_port is None
@@ -324,10 +340,6 @@ class PunchResult:
             if value is not None:
                 fields[name] = value
         return fields
-
-
-SESSION_ID_HEX = 32
-SECRET_HEX = 64
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,19 @@ receiver refuse replays (so a captured probe replayed from another address canno
 the path). The magic starts with 'H' (first bits 01), so it never looks like STUN
 (RFC 7983), nor like a holepunch ping ("HOLEPUNCH-").
 
+Payloads by kind:
+
+    PROBE      the sender's clock in microseconds (8 bytes), echoed by the PROBE_ACK
+    PROBE_ACK  the PROBE's timestamp, unchanged: the prober's round-trip time
+    KEEPALIVE  empty
+    DATA       sub-type (1) | rest:
+                 APPLICATION   the application's bytes
+                 ECHO_REQUEST  echo id (8) | padding, answered on the path it came by
+                 ECHO_REPLY    echo id (8) | the request's padding
+
+The session id and the secret are the ones the rendezvous hands both peers (as hex in
+`peer_introduction`); `SESSION_ID_BYTES` and `SECRET_BYTES` are their one definition.
+
 Pure: sealing and opening, no sockets, no clocks.
 """
 
@@ -23,14 +36,22 @@ import struct
 from dataclasses import dataclass
 
 __all__ = [
+    "MAX_APPLICATION_DATA_BYTES",
     "MAX_PEER_DATAGRAM_BYTES",
     "MAX_PEER_PAYLOAD_BYTES",
     "PEER_MAGIC",
+    "PROBE_TIMESTAMP_BYTES",
     "SECRET_BYTES",
     "SESSION_ID_BYTES",
+    "DataKind",
+    "PeerData",
     "PeerDatagram",
     "PeerKind",
     "ReplayWindow",
+    "decode_data",
+    "decode_probe_timestamp",
+    "encode_data",
+    "encode_probe_timestamp",
     "open_peer_datagram",
     "peek_session_id",
     "seal_peer_datagram",
@@ -40,17 +61,29 @@ PEER_MAGIC = b"HPX1"
 SESSION_ID_BYTES = 16
 SECRET_BYTES = 32
 TAG_BYTES = 16
-_HEADER = struct.Struct("!4sB16sQ")
+_HEADER = struct.Struct(f"!4sB{SESSION_ID_BYTES}sQ")
+_PROBE_TIMESTAMP = struct.Struct("!Q")
+_ECHO = struct.Struct("!BQ")
+PROBE_TIMESTAMP_BYTES = _PROBE_TIMESTAMP.size
 # Stay under the smallest common path MTU after IP/UDP headers (as QUIC does).
 MAX_PEER_DATAGRAM_BYTES = 1200
 MAX_PEER_PAYLOAD_BYTES = MAX_PEER_DATAGRAM_BYTES - _HEADER.size - TAG_BYTES
+MAX_APPLICATION_DATA_BYTES = MAX_PEER_PAYLOAD_BYTES - 1  # after the DataKind byte
 
 
 class PeerKind(enum.IntEnum):
     PROBE = 1  # payload: the sender's 8-byte timestamp, echoed by the ACK
     PROBE_ACK = 2
     KEEPALIVE = 3
-    DATA = 4  # application payload
+    DATA = 4  # a `DataKind` byte, then its payload
+
+
+class DataKind(enum.IntEnum):
+    """The first byte of a DATA payload."""
+
+    APPLICATION = 0
+    ECHO_REQUEST = 1
+    ECHO_REPLY = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +92,51 @@ class PeerDatagram:
     session_id: bytes
     sequence: int
     payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PeerData:
+    """A decoded DATA payload; `echo_id` is 0 for application bytes."""
+
+    kind: DataKind
+    payload: bytes
+    echo_id: int = 0
+
+
+def encode_data(kind: DataKind, payload: bytes = b"", echo_id: int = 0) -> bytes:
+    """A DATA payload; `echo_id` (64 bits) is written for the echo kinds only."""
+    if kind is DataKind.APPLICATION:
+        return bytes([kind]) + payload
+    return _ECHO.pack(kind, echo_id) + payload
+
+
+def decode_data(payload: bytes) -> PeerData | None:
+    """The DATA payload's parts, or None when its sub-type or length is wrong."""
+    if not payload:
+        return None
+    if payload[0] == DataKind.APPLICATION:
+        return PeerData(DataKind.APPLICATION, payload[1:])
+    if payload[0] in (DataKind.ECHO_REQUEST, DataKind.ECHO_REPLY) and len(payload) >= _ECHO.size:
+        kind, echo_id = _ECHO.unpack_from(payload)
+        return PeerData(DataKind(kind), payload[_ECHO.size :], echo_id)
+    return None
+
+
+def encode_probe_timestamp(now: float) -> bytes:
+    """A PROBE payload: `now` (seconds on the sender's own clock) in microseconds.
+
+    Only the sender reads it back (from the PROBE_ACK), so any clock will do; a value
+    outside 64 bits wraps rather than fails.
+    """
+    return _PROBE_TIMESTAMP.pack(max(0, int(now * 1_000_000)) % 2**64)
+
+
+def decode_probe_timestamp(payload: bytes) -> float | None:
+    """The seconds a PROBE or PROBE_ACK payload carries, or None when malformed."""
+    if len(payload) != PROBE_TIMESTAMP_BYTES:
+        return None
+    (microseconds,) = _PROBE_TIMESTAMP.unpack(payload)
+    return float(microseconds / 1_000_000)
 
 
 def _tag(secret: bytes, body: bytes) -> bytes:

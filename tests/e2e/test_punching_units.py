@@ -13,10 +13,16 @@ from holepunch_devtools.punch_bench import (
     parse_ipv4,
     session_timeline,
 )
-from holepunch_protocol import PeerKind, seal_peer_datagram
+from holepunch_protocol import (
+    SECRET_BYTES,
+    SESSION_ID_HEX,
+    PeerKind,
+    encode_probe_timestamp,
+    seal_peer_datagram,
+)
 
 SESSION = "0123456789abcdef0123456789abcdef"
-SECRET = bytes(range(32))
+SECRET = bytes(range(SECRET_BYTES))
 
 
 def _ipv4(protocol: int, src: str, dst: str, transport: bytes) -> bytes:
@@ -54,8 +60,9 @@ def test_timeline_from_captured_packets() -> None:
         SESSION: SECRET
     }
     key = bytes.fromhex(SESSION)
-    genuine = seal_peer_datagram(SECRET, PeerKind.PROBE, key, 0, bytes(8))
-    forged = seal_peer_datagram(bytes(32), PeerKind.PROBE, key, 1, bytes(8))
+    probe = encode_probe_timestamp(0)
+    genuine = seal_peer_datagram(SECRET, PeerKind.PROBE, key, 0, probe)
+    forged = seal_peer_datagram(bytes(SECRET_BYTES), PeerKind.PROBE, key, 1, probe)
     public = [
         CapturedPacket(10.000, True, 6, "198.51.100.10", 8080, "198.51.100.101", 1, frame),
         CapturedPacket(10.001, True, 6, "198.51.100.10", 8080, "198.51.100.102", 1, frame),
@@ -74,4 +81,4 @@ def test_timeline_from_captured_packets() -> None:
     assert round(timeline["a"]["intro_ms"]) == 25
     assert round(timeline["a"]["first_datagram_ms"]) == 50
     assert timeline["b"] == {"intro_ms": None, "first_datagram_ms": None}
-    assert session_timeline("f" * 32, SECRET, public, {}) == {"intro_sent": None}
+    assert session_timeline("f" * SESSION_ID_HEX, SECRET, public, {}) == {"intro_sent": None}

@@ -15,6 +15,8 @@ from typing import Any
 
 from aioice import stun
 from holepunch_protocol import (
+    SECRET_BYTES,
+    SESSION_ID_BYTES,
     MappingBehaviour,
     PeerIntroduction,
     PeerKind,
@@ -34,8 +36,8 @@ FUZZ = settings(
 )
 LOGGER = logging.getLogger("tests.fuzz")
 PEER = ("203.0.113.7", 40000)
-SESSION_ID = "ab" * 16
-SECRET = "cd" * 32
+SESSION_ID = "ab" * SESSION_ID_BYTES
+SECRET = "cd" * SECRET_BYTES
 
 
 class RecordingTransport:
@@ -110,7 +112,7 @@ def introduced_sessions() -> PunchSessions:
                 # Right session id, wrong key: forged.
                 st.builds(
                     lambda kind, seq, payload: seal_peer_datagram(
-                        os.urandom(32), kind, bytes.fromhex(SESSION_ID), seq, payload
+                        os.urandom(SECRET_BYTES), kind, bytes.fromhex(SESSION_ID), seq, payload
                     ),
                     st.sampled_from(list(PeerKind)),
                     st.integers(0, 2**64 - 1),

@@ -10,7 +10,15 @@ import logging
 import os
 import socket
 
-from holepunch_protocol import PeerKind, seal_peer_datagram
+from holepunch_protocol import (
+    SECRET_BYTES,
+    SESSION_ID_BYTES,
+    DataKind,
+    PeerKind,
+    encode_data,
+    encode_probe_timestamp,
+    seal_peer_datagram,
+)
 
 from tests.support.fake_rendezvous import fake_rendezvous
 from tests.support.punch_workers import UdpGate, running_workers
@@ -59,14 +67,22 @@ async def test_direct_punch_echo_status_and_survives_the_rendezvous_going_away()
         # Datagrams with no session, or the wrong secret, are dropped and counted.
         session_id = bytes.fromhex(session["session_id"])
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
-            stranger.sendto(
-                seal_peer_datagram(os.urandom(32), PeerKind.DATA, session_id, 99, b"\0x"),
-                a.udp_address,
+            forged = seal_peer_datagram(
+                os.urandom(SECRET_BYTES),
+                PeerKind.DATA,
+                session_id,
+                99,
+                encode_data(DataKind.APPLICATION, b"x"),
             )
-            stranger.sendto(
-                seal_peer_datagram(os.urandom(32), PeerKind.PROBE, os.urandom(16), 1, b"\0" * 8),
-                a.udp_address,
+            unknown_session = seal_peer_datagram(
+                os.urandom(SECRET_BYTES),
+                PeerKind.PROBE,
+                os.urandom(SESSION_ID_BYTES),
+                1,
+                encode_probe_timestamp(0),
             )
+            stranger.sendto(forged, a.udp_address)
+            stranger.sendto(unknown_session, a.udp_address)
         # Both are queued on A's socket before the echo below is even sent: once its reply
         # is in, A has dealt with them. The first drop is logged at once, the rest summarised.
         echo = await a.post(f"/peers/{B}/echo")

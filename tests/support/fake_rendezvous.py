@@ -11,6 +11,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from holepunch_protocol import (
+    SECRET_BYTES,
+    SESSION_ID_BYTES,
     AckStatus,
     ConnectRequest,
     ErrorMessage,
@@ -110,9 +112,9 @@ class FakeRendezvous:
         await self._notify()
 
     async def introduce(self, initiator: str, responder: str) -> FakeSession:
-        session = FakeSession(os.urandom(16).hex(), initiator, responder)
+        session = FakeSession(os.urandom(SESSION_ID_BYTES).hex(), initiator, responder)
         self.sessions[session.session_id] = session
-        secret = os.urandom(32).hex()
+        secret = os.urandom(SECRET_BYTES).hex()
         for to, peer, role in (
             (initiator, responder, PeerRole.INITIATOR),
             (responder, initiator, PeerRole.RESPONDER),

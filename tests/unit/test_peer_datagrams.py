@@ -7,11 +7,21 @@ import os
 
 import pytest
 from holepunch_protocol import (
+    MAX_APPLICATION_DATA_BYTES,
     MAX_PEER_PAYLOAD_BYTES,
+    PROBE_TIMESTAMP_BYTES,
+    PUNCH_RESULT_MAX_ATTEMPTS,
+    PUNCH_RESULT_MAX_MS,
+    SECRET_BYTES,
+    SECRET_HEX,
+    SESSION_ID_BYTES,
+    SESSION_ID_HEX,
     ConnectRequest,
+    DataKind,
     ErrorCode,
     MappingBehaviour,
     PathKind,
+    PeerData,
     PeerIntroduction,
     PeerKind,
     PeerRole,
@@ -21,16 +31,20 @@ from holepunch_protocol import (
     RelayDatagram,
     ReplayWindow,
     decode_client_message,
+    decode_data,
+    decode_probe_timestamp,
     decode_server_message,
+    encode_data,
     encode_message,
     encode_ping,
+    encode_probe_timestamp,
     open_peer_datagram,
     peek_session_id,
     seal_peer_datagram,
 )
 
-SECRET = os.urandom(32)
-SESSION = os.urandom(16)
+SECRET = os.urandom(SECRET_BYTES)
+SESSION = os.urandom(SESSION_ID_BYTES)
 
 
 def test_sealed_datagram_opens_with_the_secret_only() -> None:
@@ -44,7 +58,7 @@ def test_sealed_datagram_opens_with_the_secret_only() -> None:
         b"hello",
     )
     assert peek_session_id(sealed) == SESSION
-    assert open_peer_datagram(os.urandom(32), sealed) is None
+    assert open_peer_datagram(os.urandom(SECRET_BYTES), sealed) is None
 
 
 @pytest.mark.parametrize("position", [0, 4, 5, 21, 29, -17, -1])
@@ -64,6 +78,81 @@ def test_payload_limit() -> None:
     seal_peer_datagram(SECRET, PeerKind.DATA, SESSION, 1, b"x" * MAX_PEER_PAYLOAD_BYTES)
     with pytest.raises(ValueError, match="payload"):
         seal_peer_datagram(SECRET, PeerKind.DATA, SESSION, 1, b"x" * (MAX_PEER_PAYLOAD_BYTES + 1))
+
+
+def test_data_payloads_round_trip() -> None:
+    assert decode_data(encode_data(DataKind.APPLICATION, b"x")) == PeerData(
+        DataKind.APPLICATION, b"x"
+    )
+    assert decode_data(encode_data(DataKind.ECHO_REQUEST, b"pad", echo_id=7)) == PeerData(
+        DataKind.ECHO_REQUEST, b"pad", 7
+    )
+    assert decode_data(encode_data(DataKind.ECHO_REPLY, echo_id=2**64 - 1)) == PeerData(
+        DataKind.ECHO_REPLY, b"", 2**64 - 1
+    )
+    assert encode_data(DataKind.APPLICATION, b"x") == b"\x00x"  # one sub-type byte
+    assert decode_data(b"") is None
+    assert decode_data(b"\x01short") is None  # an echo without its 8-byte id
+    assert decode_data(b"\x09whatever") is None
+    # Application data fills a datagram exactly.
+    largest = encode_data(DataKind.APPLICATION, b"x" * MAX_APPLICATION_DATA_BYTES)
+    assert len(largest) == MAX_PEER_PAYLOAD_BYTES
+    seal_peer_datagram(SECRET, PeerKind.DATA, SESSION, 1, largest)
+
+
+def test_probe_timestamps_round_trip_to_the_microsecond() -> None:
+    payload = encode_probe_timestamp(1234.5678905)
+    assert len(payload) == PROBE_TIMESTAMP_BYTES
+    decoded = decode_probe_timestamp(payload)
+    assert decoded is not None and abs(decoded - 1234.5678905) < 1e-6
+    assert decode_probe_timestamp(encode_probe_timestamp(-1.0)) == 0.0
+    assert decode_probe_timestamp(encode_probe_timestamp(2.0**64)) is not None  # wraps
+    assert decode_probe_timestamp(payload[:-1]) is None
+    assert decode_probe_timestamp(payload + b"\0") is None
+
+
+def test_session_ids_and_secrets_are_hex_of_the_datagram_lengths() -> None:
+    assert (SESSION_ID_HEX, SECRET_HEX) == (2 * SESSION_ID_BYTES, 2 * SECRET_BYTES)
+    introduction = PeerIntroduction(
+        session_id=SESSION.hex(),
+        peer_id="worker-b",
+        peer_udp_ip="203.0.113.5",
+        peer_udp_port=40000,
+        peer_mapping=None,
+        secret=SECRET.hex(),
+        role=PeerRole.INITIATOR,
+    )
+    assert decode_server_message(encode_message(introduction)) == introduction
+    for field, value in (("session_id", SESSION.hex()[:-2]), ("secret", SECRET.hex() + "00")):
+        fields = {**introduction.to_fields(), field: value}
+        with pytest.raises(ProtocolError, match=field):
+            decode_server_message(json.dumps(fields))
+
+
+@pytest.mark.parametrize(
+    ("attempts", "elapsed_ms", "accepted"),
+    [
+        (PUNCH_RESULT_MAX_ATTEMPTS, PUNCH_RESULT_MAX_MS, True),
+        (PUNCH_RESULT_MAX_ATTEMPTS + 1, 1, False),
+        (1, PUNCH_RESULT_MAX_MS + 1, False),
+    ],
+)
+def test_punch_result_limits(attempts: int, elapsed_ms: int, accepted: bool) -> None:
+    frame = encode_message(
+        PunchResult(
+            session_id=SESSION.hex(),
+            peer_id="worker-b",
+            status=PunchStatus.FAILED,
+            path=PathKind.NONE,
+            attempts=attempts,
+            elapsed_ms=elapsed_ms,
+        )
+    )
+    if accepted:
+        decode_client_message(frame)
+    else:
+        with pytest.raises(ProtocolError):
+            decode_client_message(frame)
 
 
 def test_replay_window_accepts_each_number_once_and_tolerates_reordering() -> None:

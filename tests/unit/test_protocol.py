@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from typing import get_args
 
 import pytest
 from holepunch_protocol import (
     MAX_FRAME_BYTES,
     AckStatus,
+    ClientMessage,
     EchoRequest,
     EchoResponse,
     ErrorCode,
@@ -16,6 +18,7 @@ from holepunch_protocol import (
     MyDetailsResponse,
     ProtocolError,
     RegisterPublicIp,
+    ServerMessage,
     UdpEndpointAck,
     UpdateUdpEndpoint,
     decode_client_message,
@@ -213,6 +216,25 @@ def test_server_messages_round_trip() -> None:
     ]
     for message in messages:
         assert decode_server_message(encode_message(message)) == message
+
+
+def test_each_side_decodes_the_types_of_its_union_and_no_others() -> None:
+    client_types = {cls.TYPE for cls in get_args(ClientMessage)}
+    server_types = {cls.TYPE for cls in get_args(ServerMessage)}
+    assert "connect_request" in client_types and "peer_introduction" in server_types
+    for decode, accepted in (
+        (decode_client_message, client_types),
+        (decode_server_message, server_types),
+    ):
+        for message_type in client_types | server_types:
+            # An empty message of a known type fails on its fields, not on its type.
+            try:
+                decode(json.dumps({"type": message_type}))
+            except ProtocolError as error:
+                known = error.code is not ErrorCode.UNKNOWN_TYPE
+            else:
+                known = True
+            assert known == (message_type in accepted), (decode.__name__, message_type)
 
 
 def test_echo_response_matches_the_original_wording() -> None:

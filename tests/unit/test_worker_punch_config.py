@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import pytest
 from holepunch_worker.config import ConfigError, load_config
+from holepunch_worker.punch import PunchTimings
 
 BASE = {"RENDEZVOUS_SERVICE_URL": "http://127.0.0.1:8080", "WORKER_ID": "w-1"}
 
 
 def test_defaults() -> None:
     config = load_config(BASE)
-    assert config.punch_interval_sec == 0.15 and config.punch_deadline_sec == 5.0
-    assert config.punch_keepalive_sec == 15.0 and config.punch_idle_timeout_sec == 45.0
-    assert config.punch_upgrade_interval_sec == 20.0 and config.peer_echo_timeout_sec == 5.0
+    assert config.punch == PunchTimings()
+    timings = config.punch
+    assert (timings.interval, timings.deadline, timings.upgrade_interval) == (0.15, 5.0, 20.0)
+    assert (timings.keepalive, timings.idle_timeout) == (15.0, 45.0)
+    assert config.peer_echo_timeout_sec == 5.0
     assert config.connect_to == ()
 
 
@@ -27,8 +30,9 @@ def test_values_and_idle_timeout_follows_keepalive() -> None:
             "CONNECT_TO": " peer-1, peer-2 ,peer-1,",
         }
     )
-    assert (config.punch_interval_sec, config.punch_deadline_sec) == (0.1, 3.0)
-    assert (config.punch_keepalive_sec, config.punch_idle_timeout_sec) == (10.0, 30.0)
+    assert config.punch == PunchTimings(
+        interval=0.1, deadline=3.0, keepalive=10.0, upgrade_interval=15.0, idle_timeout=30.0
+    )
     assert config.connect_to == ("peer-1", "peer-2")
 
 

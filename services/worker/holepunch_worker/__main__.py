@@ -12,7 +12,7 @@ import signal
 import sys
 import traceback
 
-from holepunch_logging import configure_logging, log_event
+from holepunch_logging import WorkerEvent, configure_logging, log_event
 
 from holepunch_worker.config import ConfigError, WorkerConfig, load_config
 from holepunch_worker.worker import Worker
@@ -32,7 +32,7 @@ async def _serve(config: WorkerConfig, logger: logging.Logger) -> None:
     def request_stop(signum: signal.Signals) -> None:
         log_event(
             logger,
-            "shutdown_requested",
+            WorkerEvent.SHUTDOWN_REQUESTED,
             f"received {signum.name}, shutting down",
             worker_id=config.worker_id,
             reason=signum.name,
@@ -52,7 +52,7 @@ def main() -> int:
         configure_logging(SERVICE_NAME)
         log_event(
             logger,
-            "config_invalid",
+            WorkerEvent.CONFIG_INVALID,
             f"invalid configuration: {error}",
             level=logging.ERROR,
             variable=error.variable,
@@ -62,7 +62,7 @@ def main() -> int:
     configure_logging(SERVICE_NAME, config.log_level)
     log_event(
         logger,
-        "worker_starting",
+        WorkerEvent.WORKER_STARTING,
         "worker starting",
         worker_id=config.worker_id,
         rendezvous_url=config.rendezvous_url,
@@ -73,7 +73,7 @@ def main() -> int:
     except Exception as error:
         log_event(
             logger,
-            "worker_failed",
+            WorkerEvent.WORKER_FAILED,
             f"worker failed: {error!r}",
             level=logging.ERROR,
             worker_id=config.worker_id,

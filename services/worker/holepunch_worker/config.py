@@ -16,6 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 from holepunch_env import LOG_LEVELS, ConfigError, env_float, env_int, env_log_level, env_text
 from holepunch_protocol import AuthMode, ProtocolError, validate_worker_id
 
+from holepunch_worker.punch import IDLE_TIMEOUT_KEEPALIVES, PunchTimings
+
 __all__ = [
     "DEFAULT_STUN_SERVERS",
     "LOG_LEVELS",
@@ -61,18 +63,13 @@ class WorkerConfig:
     reconnect_max_delay_sec: float
     public_ip_echo_url: str | None
     log_level: str
-    # Hole punching (punch.py).
-    punch_interval_sec: float = 0.15
-    punch_deadline_sec: float = 5.0
-    punch_keepalive_sec: float = 15.0
-    punch_upgrade_interval_sec: float = 20.0
-    punch_idle_timeout_sec: float = 45.0
-    peer_echo_timeout_sec: float = 5.0
-    connect_to: tuple[str, ...] = ()
-    auth_mode: AuthMode = AuthMode.NONE
-    rendezvous_token: str | None = None
+    punch: PunchTimings
+    peer_echo_timeout_sec: float
+    connect_to: tuple[str, ...]
+    auth_mode: AuthMode
+    rendezvous_token: str | None
     # AUTH_MODE=iam: the ID token's audience, the rendezvous URL as http(s).
-    id_token_audience: str | None = None
+    id_token_audience: str | None
 
 
 def _seconds(environ: Mapping[str, str], name: str, default: float, *, maximum: float) -> float:
@@ -220,13 +217,6 @@ def load_config(
             f"must be at least RECONNECT_INITIAL_DELAY_SEC ({initial_delay:g})",
         )
 
-    keepalive = _seconds(environ, "PUNCH_KEEPALIVE_SEC", 15.0, maximum=25)
-    idle_timeout = _seconds(environ, "PUNCH_IDLE_TIMEOUT_SEC", 3 * keepalive, maximum=3600)
-    if idle_timeout <= keepalive:
-        raise ConfigError(
-            "PUNCH_IDLE_TIMEOUT_SEC", f"must be more than PUNCH_KEEPALIVE_SEC ({keepalive:g})"
-        )
-
     return WorkerConfig(
         worker_id=worker_id,
         rendezvous_url=rendezvous_url,
@@ -243,16 +233,32 @@ def load_config(
         reconnect_max_delay_sec=max_delay,
         public_ip_echo_url=_echo_url(environ),
         log_level=log_level,
-        punch_interval_sec=_seconds(environ, "PUNCH_INTERVAL_SEC", 0.15, maximum=5),
-        punch_deadline_sec=_seconds(environ, "PUNCH_DEADLINE_SEC", 5.0, maximum=120),
-        punch_keepalive_sec=keepalive,
-        punch_upgrade_interval_sec=_seconds(
-            environ, "PUNCH_UPGRADE_INTERVAL_SEC", 20.0, maximum=3600
-        ),
-        punch_idle_timeout_sec=idle_timeout,
+        punch=_punch_timings(environ),
         peer_echo_timeout_sec=_seconds(environ, "PEER_ECHO_TIMEOUT_SEC", 5.0, maximum=60),
         connect_to=_connect_to(environ, worker_id),
         **_auth(environ, base_url),
+    )
+
+
+def _punch_timings(environ: Mapping[str, str]) -> PunchTimings:
+    """The PUNCH_* variables over PunchTimings' defaults."""
+    default = PunchTimings()
+    keepalive = _seconds(environ, "PUNCH_KEEPALIVE_SEC", default.keepalive, maximum=25)
+    idle_timeout = _seconds(
+        environ, "PUNCH_IDLE_TIMEOUT_SEC", IDLE_TIMEOUT_KEEPALIVES * keepalive, maximum=3600
+    )
+    if idle_timeout <= keepalive:
+        raise ConfigError(
+            "PUNCH_IDLE_TIMEOUT_SEC", f"must be more than PUNCH_KEEPALIVE_SEC ({keepalive:g})"
+        )
+    return PunchTimings(
+        interval=_seconds(environ, "PUNCH_INTERVAL_SEC", default.interval, maximum=5),
+        deadline=_seconds(environ, "PUNCH_DEADLINE_SEC", default.deadline, maximum=120),
+        keepalive=keepalive,
+        upgrade_interval=_seconds(
+            environ, "PUNCH_UPGRADE_INTERVAL_SEC", default.upgrade_interval, maximum=3600
+        ),
+        idle_timeout=idle_timeout,
     )
 
 

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
 
-from holepunch_logging import log_event
+from holepunch_logging import WorkerEvent, log_event
 
 __all__ = ["ApiHandler", "ApiResponse", "StatusProvider", "respond", "start_http_server"]
 
@@ -126,7 +126,7 @@ async def start_http_server(
         except Exception as error:  # a bug in the status provider must not kill the loop
             log_event(
                 logger,
-                "http_error",
+                WorkerEvent.HTTP_ERROR,
                 f"HTTP handler failed: {error!r}",
                 level=logging.ERROR,
                 reason=repr(error),

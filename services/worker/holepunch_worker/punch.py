@@ -26,35 +26,43 @@ One session, from its introduction:
 - Each side reports a `PunchResult` when its outcome changes (connected, relayed,
   failed), waiting up to `rtt_wait` for a PROBE_ACK so that the report carries an RTT.
 
-DATA payloads start with a one-byte sub-type: 0 application bytes, 1 echo request and
-2 echo reply (both followed by an 8-byte echo id). An echo request is answered on the
-path it came by.
+The datagrams' payloads (PROBE timestamps, DATA sub-types) are defined with the
+datagram format in `holepunch_protocol.peer_datagrams`. An echo request is answered on
+the path it came by.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-import struct
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from holepunch_logging import WorkerEvent
 from holepunch_protocol import (
-    MAX_PEER_PAYLOAD_BYTES,
+    MAX_APPLICATION_DATA_BYTES,
+    PUNCH_RESULT_MAX_ATTEMPTS,
+    PUNCH_RESULT_MAX_MS,
+    DataKind,
     PathKind,
+    PeerDatagram,
     PeerIntroduction,
     PeerKind,
     PunchResult,
     PunchStatus,
     ReplayWindow,
+    decode_data,
+    decode_probe_timestamp,
+    encode_data,
+    encode_probe_timestamp,
     open_peer_datagram,
     peek_session_id,
     seal_peer_datagram,
 )
-from holepunch_protocol.peer_datagrams import PeerDatagram
 
 __all__ = [
+    "IDLE_TIMEOUT_KEEPALIVES",
     "Action",
     "Delivered",
     "DropReason",
@@ -67,28 +75,31 @@ __all__ = [
     "SendRelay",
     "SendUdp",
     "SessionState",
-    "decode_data",
-    "encode_data",
 ]
 
 Address = tuple[str, int]
 
-_TIMESTAMP = struct.Struct("!Q")
-_ECHO = struct.Struct("!BQ")
-DATA_APPLICATION = 0
-DATA_ECHO_REQUEST = 1
-DATA_ECHO_REPLY = 2
 MAX_PENDING_ECHOES = 64
 MAX_PLAUSIBLE_RTT_SEC = 60.0
+_KEEPALIVE_SEC = 15.0  # well under Cloud NAT's 30 s UDP idle timeout
+# Unless set on its own, a session ends after this many keepalive periods of silence.
+IDLE_TIMEOUT_KEEPALIVES = 3
 
 
 @dataclass(frozen=True, slots=True)
 class PunchTimings:
+    """Every timer of the punch sessions, in seconds, with its one default.
+
+    The worker's config builds it from the PUNCH_* variables (docs/punching.md); the
+    ones without a variable keep their default here.
+    """
+
     interval: float = 0.15  # between punch probes
     deadline: float = 5.0  # punching gives up (then relay); the relay too, as long again
-    keepalive: float = 15.0  # well under Cloud NAT's 30 s UDP idle timeout
+    keepalive: float = _KEEPALIVE_SEC
     upgrade_interval: float = 20.0  # relayed: a direct probe burst this often
-    idle_timeout: float = 45.0  # nothing from the peer this long: the session ends
+    # Nothing from the peer this long: the session ends.
+    idle_timeout: float = IDLE_TIMEOUT_KEEPALIVES * _KEEPALIVE_SEC
     upgrade_burst: int = 8  # probes per upgrade burst, `interval` apart
     relay_probe_interval: float = 0.5  # relay probes until the relay is confirmed
     rtt_wait: float = 1.0  # how long a report waits for an RTT measurement
@@ -141,7 +152,7 @@ class EchoReplied:
 
 @dataclass(frozen=True, slots=True)
 class LogEvent:
-    event: str
+    event: WorkerEvent
     message: str
     level: int = logging.INFO
     fields: dict[str, Any] = field(default_factory=dict)
@@ -164,28 +175,6 @@ class DropReason(enum.StrEnum):
     REPLAY = "replay"
     WRONG_SESSION = "wrong_session"  # relayed under another session's id
     MALFORMED = "malformed"  # authentic, but a payload we cannot use
-
-
-def encode_data(sub_type: int, payload: bytes = b"", echo_id: int = 0) -> bytes:
-    if sub_type == DATA_APPLICATION:
-        return bytes([DATA_APPLICATION]) + payload
-    return _ECHO.pack(sub_type, echo_id) + payload
-
-
-def decode_data(payload: bytes) -> tuple[int, int, bytes] | None:
-    """(sub-type, echo id, rest) of a DATA payload, or None."""
-    if not payload:
-        return None
-    if payload[0] == DATA_APPLICATION:
-        return DATA_APPLICATION, 0, payload[1:]
-    if payload[0] in (DATA_ECHO_REQUEST, DATA_ECHO_REPLY) and len(payload) >= _ECHO.size:
-        sub_type, echo_id = _ECHO.unpack_from(payload)
-        return sub_type, echo_id, payload[_ECHO.size :]
-    return None
-
-
-def _timestamp(now: float) -> bytes:
-    return _TIMESTAMP.pack(max(0, int(now * 1_000_000)) % 2**64)
 
 
 def _ms(seconds: float) -> float:
@@ -321,7 +310,7 @@ class PunchSession:
         intro = self.introduction
         actions: list[Action] = [
             LogEvent(
-                "peer_introduced",
+                WorkerEvent.PEER_INTRODUCED,
                 f"introduced to peer {self.peer_id} as {intro.role.value}",
                 fields=self._fields(
                     role=intro.role.value,
@@ -332,7 +321,7 @@ class PunchSession:
                 ),
             ),
             LogEvent(
-                "punch_started",
+                WorkerEvent.PUNCH_STARTED,
                 f"punching towards {self.introduced_addr[0]}:{self.introduced_addr[1]}",
                 fields=self._fields(
                     peer_udp_ip=self.introduced_addr[0],
@@ -383,7 +372,9 @@ class PunchSession:
                     and self._next_relay_probe is not None
                     and now >= self._next_relay_probe
                 ):
-                    actions += self._send(PeerKind.PROBE, _timestamp(now), PathKind.RELAY, now)
+                    actions += self._send(
+                        PeerKind.PROBE, encode_probe_timestamp(now), PathKind.RELAY, now
+                    )
                     self._next_relay_probe = now + t.relay_probe_interval
                 if self._next_upgrade is not None and now >= self._next_upgrade:
                     actions += self._start_burst(now)
@@ -412,14 +403,15 @@ class PunchSession:
         self._echoes[echo_id] = now
         while len(self._echoes) > MAX_PENDING_ECHOES:
             del self._echoes[next(iter(self._echoes))]
-        payload = encode_data(DATA_ECHO_REQUEST, echo_id=echo_id)
+        payload = encode_data(DataKind.ECHO_REQUEST, echo_id=echo_id)
         return echo_id, self._send(PeerKind.DATA, payload, self.path, now)
 
     def send_data(self, payload: bytes, now: float) -> list[Action] | None:
         """Application bytes on the current path; None with no usable path."""
-        if not self._can_send(self.path) or len(payload) >= MAX_PEER_PAYLOAD_BYTES:
+        if not self._can_send(self.path) or len(payload) > MAX_APPLICATION_DATA_BYTES:
             return None
-        return self._send(PeerKind.DATA, encode_data(DATA_APPLICATION, payload), self.path, now)
+        data = encode_data(DataKind.APPLICATION, payload)
+        return self._send(PeerKind.DATA, data, self.path, now)
 
     def end(self, now: float, reason: str) -> list[Action]:
         if self.ended:
@@ -429,7 +421,7 @@ class PunchSession:
         self._report_due = None
         return [
             LogEvent(
-                "punch_session_ended",
+                WorkerEvent.PUNCH_SESSION_ENDED,
                 f"session with {self.peer_id} ended: {reason}",
                 fields=self._fields(
                     reason=reason,
@@ -485,7 +477,7 @@ class PunchSession:
             self.rtt_ms.pop(PathKind.DIRECT, None)
             actions.append(
                 LogEvent(
-                    "punch_path_changed",
+                    WorkerEvent.PUNCH_PATH_CHANGED,
                     f"peer {self.peer_id} now at {addr[0]}:{addr[1]} (was {old[0]}:{old[1]})",
                     fields=self._fields(
                         from_ip=old[0],
@@ -512,7 +504,7 @@ class PunchSession:
                 assert self._relay_since is not None
                 actions.append(
                     LogEvent(
-                        "relay_upgraded",
+                        WorkerEvent.RELAY_UPGRADED,
                         f"upgraded the session with {self.peer_id} from relay to direct",
                         fields=self._fields(
                             peer_udp_ip=addr[0],
@@ -537,30 +529,30 @@ class PunchSession:
                 actions += self._probe_udp(now)  # for our own RTT measurement
             return actions
         if kind is PeerKind.PROBE_ACK:
-            if len(payload) != _TIMESTAMP.size:
+            sent_at = decode_probe_timestamp(payload)
+            if sent_at is None:
                 self._drop(DropReason.MALFORMED)
                 return []
-            (sent_us,) = _TIMESTAMP.unpack(payload)
-            rtt = now - sent_us / 1_000_000
+            rtt = now - sent_at
             if 0 <= rtt <= MAX_PLAUSIBLE_RTT_SEC:
                 self.rtt_ms[via] = _ms(rtt)
             return []
         if kind is PeerKind.DATA:
-            decoded = decode_data(payload)
-            if decoded is None:
+            data = decode_data(payload)
+            if data is None:
                 self._drop(DropReason.MALFORMED)
                 return []
-            sub_type, echo_id, rest = decoded
-            if sub_type == DATA_ECHO_REQUEST:
-                reply = encode_data(DATA_ECHO_REPLY, rest, echo_id=echo_id)
+            if data.kind is DataKind.ECHO_REQUEST:
+                reply = encode_data(DataKind.ECHO_REPLY, data.payload, echo_id=data.echo_id)
                 return self._send(PeerKind.DATA, reply, via, now, to=addr)
-            if sub_type == DATA_ECHO_REPLY:
-                sent_at = self._echoes.pop(echo_id, None)
-                if sent_at is None:
+            if data.kind is DataKind.ECHO_REPLY:
+                echo_sent_at = self._echoes.pop(data.echo_id, None)
+                if echo_sent_at is None:
                     return []
-                return [EchoReplied(self.peer_id, echo_id, _ms(now - sent_at), via)]
+                rtt_ms = _ms(now - echo_sent_at)
+                return [EchoReplied(self.peer_id, data.echo_id, rtt_ms, via)]
             self.delivered += 1
-            return [Delivered(self.peer_id, rest, via)]
+            return [Delivered(self.peer_id, data.payload, via)]
         return []  # KEEPALIVE: its arrival is all that matters
 
     def _drop(self, reason: DropReason) -> None:
@@ -604,13 +596,13 @@ class PunchSession:
 
     def _probe_udp(self, now: float) -> list[Action]:
         self.attempts += 1
-        return self._send(PeerKind.PROBE, _timestamp(now), PathKind.DIRECT, now)
+        return self._send(PeerKind.PROBE, encode_probe_timestamp(now), PathKind.DIRECT, now)
 
     def _start_burst(self, now: float) -> list[Action]:
         self._burst_left = self._t.upgrade_burst
         self._next_probe = now
         self._last_burst_at = now
-        actions = self._send(PeerKind.PROBE, _timestamp(now), PathKind.RELAY, now)
+        actions = self._send(PeerKind.PROBE, encode_probe_timestamp(now), PathKind.RELAY, now)
         actions += self._probe_udp(now)
         self._burst_left -= 1
         self._next_probe = now + self._t.interval
@@ -642,7 +634,7 @@ class PunchSession:
     def _punch_failed(self, now: float) -> list[Action]:
         return [
             LogEvent(
-                "punch_failed",
+                WorkerEvent.PUNCH_FAILED,
                 f"no direct path to {self.peer_id} after {self.attempts} probes; trying the relay",
                 level=logging.WARNING,
                 fields=self._fields(
@@ -661,8 +653,8 @@ class PunchSession:
             peer_id=self.peer_id,
             status=PunchStatus.FAILED,
             path=PathKind.NONE,
-            attempts=min(self.attempts, 1_000_000),
-            elapsed_ms=min(_ms(now - self.started_at), 86_400_000),
+            attempts=min(self.attempts, PUNCH_RESULT_MAX_ATTEMPTS),
+            elapsed_ms=min(_ms(now - self.started_at), PUNCH_RESULT_MAX_MS),
         )
         self.path = PathKind.NONE
         self._reported = (PunchStatus.FAILED, PathKind.NONE)
@@ -687,15 +679,15 @@ class PunchSession:
             peer_id=self.peer_id,
             status=status,
             path=self.path,
-            attempts=min(self.attempts, 1_000_000),
-            elapsed_ms=min(elapsed, 86_400_000),
+            attempts=min(self.attempts, PUNCH_RESULT_MAX_ATTEMPTS),
+            elapsed_ms=min(elapsed, PUNCH_RESULT_MAX_MS),
             rtt_ms=rtt,
             peer_udp_ip=self.peer_addr[0] if direct else None,
             peer_udp_port=self.peer_addr[1] if direct else None,
         )
         if direct:
             log = LogEvent(
-                "punch_connected",
+                WorkerEvent.PUNCH_CONNECTED,
                 f"direct path to {self.peer_id} at {self.peer_addr[0]}:{self.peer_addr[1]}",
                 fields=self._fields(
                     peer_udp_ip=self.peer_addr[0],
@@ -709,7 +701,7 @@ class PunchSession:
             )
         else:
             log = LogEvent(
-                "relay_started",
+                WorkerEvent.RELAY_STARTED,
                 f"relaying datagrams to {self.peer_id} through the rendezvous",
                 fields=self._fields(
                     reason=self._relay_reason,
@@ -834,7 +826,7 @@ class PunchSessions:
             self._last_drop_summary = now
             actions.append(
                 LogEvent(
-                    "peer_datagram_dropped",
+                    WorkerEvent.PEER_DATAGRAM_DROPPED,
                     f"dropped {sum(new.values())} peer datagrams",
                     fields={
                         "count": sum(new.values()),

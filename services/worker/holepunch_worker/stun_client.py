@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aioice import stun
-from holepunch_logging import log_event
+from holepunch_logging import WorkerEvent, log_event
 from holepunch_protocol import MappingBehaviour, ProtocolError, parse_ip_literal
 
 from holepunch_worker.config import StunServerAddress
@@ -120,7 +120,7 @@ async def _query(
 ) -> StunResult:
     log_event(
         logger,
-        "stun_request",
+        WorkerEvent.STUN_REQUEST,
         f"STUN binding request to {server}",
         worker_id=worker_id,
         server=str(server),
@@ -131,7 +131,7 @@ async def _query(
     except StunError as error:
         log_event(
             logger,
-            "stun_failed",
+            WorkerEvent.STUN_FAILED,
             f"STUN binding to {server} failed: {error}",
             level=logging.WARNING,
             worker_id=worker_id,
@@ -141,7 +141,7 @@ async def _query(
         raise
     log_event(
         logger,
-        "stun_result",
+        WorkerEvent.STUN_RESULT,
         f"STUN {server} sees this socket as {mapped[0]}:{mapped[1]}",
         worker_id=worker_id,
         server=str(server),

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, cast
 
 from aioice import stun
-from holepunch_logging import log_event
+from holepunch_logging import WorkerEvent, log_event
 from holepunch_protocol import pong_for, pong_token
 from holepunch_protocol.peer_datagrams import PEER_MAGIC
 
@@ -120,7 +120,7 @@ class WorkerDatagramProtocol(asyncio.DatagramProtocol):
         self.counters.socket_errors += 1
         log_event(
             self._logger,
-            "udp_socket_error",
+            WorkerEvent.UDP_SOCKET_ERROR,
             f"UDP socket error: {exc}",
             level=logging.DEBUG,
             worker_id=self._worker_id,
@@ -137,16 +137,18 @@ class WorkerDatagramProtocol(asyncio.DatagramProtocol):
             if pong is not None and self._transport is not None:
                 self._transport.sendto(pong, source)
                 self.counters.pings_answered += 1
-                self._debug("udp_ping_answered", "answered a ping", source)
+                self._debug(WorkerEvent.UDP_PING_ANSWERED, "answered a ping", source)
         elif kind is DatagramKind.PEER and self.peer_handler is not None:
             self.counters.peer_datagrams += 1
             self.peer_handler(data, source)
         elif kind is DatagramKind.PONG:
             self.counters.pongs_received += 1
-            self._debug("udp_pong_received", "received a pong", source)
+            self._debug(WorkerEvent.UDP_PONG_RECEIVED, "received a pong", source)
         else:
             self.counters.dropped_other += 1
-            self._debug("udp_datagram_dropped", "dropped a datagram", source, kind=kind.value)
+            self._debug(
+                WorkerEvent.UDP_DATAGRAM_DROPPED, "dropped a datagram", source, kind=kind.value
+            )
 
     def send_datagram(self, data: bytes, addr: TransportAddress) -> None:
         if self._transport is not None:
@@ -175,17 +177,23 @@ class WorkerDatagramProtocol(asyncio.DatagramProtocol):
         pending = self._transactions.get(data[8:20])
         if pending is None or pending.server != source:
             self.counters.dropped_unexpected_stun += 1
-            self._debug("udp_datagram_dropped", "dropped an unexpected STUN message", source)
+            self._debug(
+                WorkerEvent.UDP_DATAGRAM_DROPPED, "dropped an unexpected STUN message", source
+            )
             return
         try:
             message = stun.parse_message(data)
         except Exception:  # aioice raises ValueError, struct.error, IndexError... on garbage
             self.counters.dropped_malformed_stun += 1
-            self._debug("udp_datagram_dropped", "dropped a malformed STUN message", source)
+            self._debug(
+                WorkerEvent.UDP_DATAGRAM_DROPPED, "dropped a malformed STUN message", source
+            )
             return
         if message.message_class not in (stun.Class.RESPONSE, stun.Class.ERROR):
             self.counters.dropped_unexpected_stun += 1
-            self._debug("udp_datagram_dropped", "dropped an unexpected STUN message", source)
+            self._debug(
+                WorkerEvent.UDP_DATAGRAM_DROPPED, "dropped an unexpected STUN message", source
+            )
             return
         self.counters.stun_responses += 1
         pending.transaction.response_received(message, source)
@@ -203,7 +211,9 @@ class WorkerDatagramProtocol(asyncio.DatagramProtocol):
         if self._transport is not None:
             self._transport.close()
 
-    def _debug(self, event: str, message: str, source: TransportAddress, **fields: Any) -> None:
+    def _debug(
+        self, event: WorkerEvent, message: str, source: TransportAddress, **fields: Any
+    ) -> None:
         log_event(
             self._logger,
             event,

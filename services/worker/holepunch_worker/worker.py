@@ -18,7 +18,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
-from holepunch_logging import log_event
+from holepunch_logging import WorkerEvent, log_event
 from holepunch_protocol import (
     MAX_FRAME_BYTES,
     ConnectRequest,
@@ -50,7 +50,6 @@ from holepunch_worker.punch import (
     EchoReplied,
     LogEvent,
     PunchSessions,
-    PunchTimings,
     Report,
     SendRelay,
     SendUdp,
@@ -107,15 +106,7 @@ class Worker:
         self._mapped: TransportAddress | None = None
         self._mapping: MappingBehaviour | None = None
         self._public_ip: str | None = None
-        self._punch = PunchSessions(
-            PunchTimings(
-                interval=config.punch_interval_sec,
-                deadline=config.punch_deadline_sec,
-                keepalive=config.punch_keepalive_sec,
-                upgrade_interval=config.punch_upgrade_interval_sec,
-                idle_timeout=config.punch_idle_timeout_sec,
-            )
-        )
+        self._punch = PunchSessions(config.punch)
         self._punch_changed = asyncio.Event()
         self._endpoint_acked = asyncio.Event()
         self._echo_waiters: dict[tuple[str, int], asyncio.Future[EchoReplied]] = {}
@@ -132,7 +123,7 @@ class Worker:
         self._udp.peer_handler = self._peer_datagram
         local_ip, local_port = self._udp.local_address
         self._log(
-            "udp_socket_bound",
+            WorkerEvent.UDP_SOCKET_BOUND,
             f"UDP socket bound to {local_ip}:{local_port}",
             udp_ip=local_ip,
             udp_port=local_port,
@@ -141,7 +132,7 @@ class Worker:
             HTTP_BIND_HOST, config.http_port, self.status, self._logger, self._api
         )
         http_port = http_server.sockets[0].getsockname()[1]
-        self._log("http_listening", f"HTTP listening on port {http_port}", port=http_port)
+        self._log(WorkerEvent.HTTP_LISTENING, f"HTTP listening on port {http_port}", port=http_port)
 
         tasks = [
             asyncio.create_task(self._stun_loop(), name="stun"),
@@ -167,7 +158,9 @@ class Worker:
             self._apply(self._punch.close_all(self._now()))
             self._udp.close()
             http_server.close()
-            self._log("worker_shutdown", "worker stopped", udp_ip=local_ip, udp_port=local_port)
+            self._log(
+                WorkerEvent.WORKER_SHUTDOWN, "worker stopped", udp_ip=local_ip, udp_port=local_port
+            )
 
     # ------------------------------------------------------------------ status
 
@@ -224,7 +217,7 @@ class Worker:
             self._apply(self._punch.datagram_received(data, addr, self._now()))
         except Exception as error:  # nothing a peer sends may stop the socket
             self._log(
-                "peer_datagram_failed",
+                WorkerEvent.PEER_DATAGRAM_FAILED,
                 f"handling a peer datagram failed: {error!r}",
                 level=logging.ERROR,
                 reason=repr(error),
@@ -259,7 +252,7 @@ class Worker:
             elif isinstance(action, Delivered):
                 self._peer_data_received += 1
                 self._log(
-                    "peer_data_received",
+                    WorkerEvent.PEER_DATA_RECEIVED,
                     f"{len(action.payload)} bytes from {action.peer_id}",
                     level=logging.DEBUG,
                     peer_id=action.peer_id,
@@ -275,7 +268,7 @@ class Worker:
             return False
         self._outbox.put_nowait(encode_message(ConnectRequest(peer_id=peer_id)))
         self._log(
-            "connect_requested",
+            WorkerEvent.CONNECT_REQUESTED,
             f"asked the rendezvous to introduce {peer_id}",
             peer_id=peer_id,
             source=source,
@@ -372,7 +365,7 @@ class Worker:
             dropped = self._udp.counters.dropped
             if dropped > dropped_logged:
                 self._log(
-                    "udp_datagram_dropped",
+                    WorkerEvent.UDP_DATAGRAM_DROPPED,
                     f"dropped {dropped - dropped_logged} unexpected UDP datagrams",
                     count=dropped - dropped_logged,
                     total=dropped,
@@ -386,7 +379,7 @@ class Worker:
         changed = (mapped, mapping) != (self._mapped, self._mapping)
         self._mapped, self._mapping = mapped, mapping
         self._log(
-            "mapping_classified",
+            WorkerEvent.MAPPING_CLASSIFIED,
             f"mapping {mapping.value}, public endpoint {mapped[0]}:{mapped[1]}",
             level=logging.INFO if changed else logging.DEBUG,
             mapping=mapping.value,
@@ -411,14 +404,14 @@ class Worker:
             ip = await fetch_public_ip(url)
         except (OSError, ValueError) as error:
             self._log(
-                "public_ip_lookup_failed",
+                WorkerEvent.PUBLIC_IP_LOOKUP_FAILED,
                 f"public IP lookup failed: {error}",
                 level=logging.WARNING,
                 reason=str(error),
             )
             return
         self._public_ip = ip
-        self._log("public_ip_found", f"echo service sees public IP {ip}", public_ip=ip)
+        self._log(WorkerEvent.PUBLIC_IP_FOUND, f"echo service sees public IP {ip}", public_ip=ip)
         if self._outbox is not None:
             self._outbox.put_nowait(encode_message(RegisterPublicIp(ip=ip)))
 
@@ -446,7 +439,7 @@ class Worker:
                 )
             except (OSError, TimeoutError, WebSocketException, CredentialsError) as error:
                 self._log(
-                    "rendezvous_connect_failed",
+                    WorkerEvent.RENDEZVOUS_CONNECT_FAILED,
                     f"cannot connect to the rendezvous: {error}",
                     level=logging.WARNING,
                     reason=str(error) or type(error).__name__,
@@ -462,7 +455,7 @@ class Worker:
                     )
                 elif ending is SessionEnd.REFUSED:
                     self._log(
-                        "rendezvous_refused",
+                        WorkerEvent.RENDEZVOUS_REFUSED,
                         f"the rendezvous refused this worker ({websocket.close_code}: "
                         f"{websocket.close_reason}); waiting the longest reconnect delay",
                         level=logging.WARNING,
@@ -474,7 +467,7 @@ class Worker:
                     )
                 elif ending is SessionEnd.REPLACED:
                     self._log(
-                        "worker_id_taken",
+                        WorkerEvent.WORKER_ID_TAKEN,
                         "another connection took this worker_id over; "
                         "waiting the longest reconnect delay",
                         level=logging.WARNING,
@@ -487,7 +480,7 @@ class Worker:
             delay = next(delays)
             self._rendezvous_state = RendezvousState.WAITING_TO_RECONNECT
             self._log(
-                "reconnect_scheduled",
+                WorkerEvent.RECONNECT_SCHEDULED,
                 f"reconnecting to the rendezvous in {delay:.2f} s",
                 delay_s=round(delay, 3),
                 attempt=attempt,
@@ -500,7 +493,9 @@ class Worker:
         self._rendezvous_state = RendezvousState.CONNECTED
         self._connected_since = time.time()
         self._log(
-            "rendezvous_connected", "connected to the rendezvous", url=self._config.rendezvous_url
+            WorkerEvent.RENDEZVOUS_CONNECTED,
+            "connected to the rendezvous",
+            url=self._config.rendezvous_url,
         )
         outbox: asyncio.Queue[str] = asyncio.Queue()
         self._outbox = outbox
@@ -537,7 +532,7 @@ class Worker:
             self._connected_since = None
             await websocket.close(code=close_code, reason=close_reason)
             self._log(
-                "rendezvous_disconnected",
+                WorkerEvent.RENDEZVOUS_DISCONNECTED,
                 "disconnected from the rendezvous",
                 code=websocket.close_code,
                 reason=websocket.close_reason,
@@ -568,7 +563,7 @@ class Worker:
             message = decode_server_message(frame)
         except ProtocolError as error:
             self._log(
-                "rendezvous_frame_invalid",
+                WorkerEvent.RENDEZVOUS_FRAME_INVALID,
                 f"ignored an invalid frame from the rendezvous: {error.detail}",
                 level=logging.WARNING,
                 reason=error.detail,
@@ -579,7 +574,7 @@ class Worker:
             self._last_ack_at, self._last_ack_status = time.time(), message.status.value
             report = outcome.report
             self._log(
-                "endpoint_ack",
+                WorkerEvent.ENDPOINT_ACK,
                 f"rendezvous answered the endpoint report: {message.status.value}",
                 level=logging.INFO if outcome.accepted and report else logging.WARNING,
                 status=message.status.value,
@@ -597,7 +592,7 @@ class Worker:
             self._apply(self._punch.relay_received(message.session_id, message.data, self._now()))
         elif isinstance(message, ErrorMessage):
             self._log(
-                "rendezvous_error",
+                WorkerEvent.RENDEZVOUS_ERROR,
                 f"rendezvous reported an error: {message.code}",
                 level=logging.WARNING,
                 code=message.code,
@@ -605,7 +600,7 @@ class Worker:
             )
         else:
             self._log(
-                "rendezvous_message",
+                WorkerEvent.RENDEZVOUS_MESSAGE,
                 f"received {message.TYPE}",
                 level=logging.DEBUG,
                 message_type=message.TYPE,
@@ -618,7 +613,7 @@ class Worker:
                 return
             self._outbox.put_nowait(encode_message(report))
             self._log(
-                "endpoint_reported",
+                WorkerEvent.ENDPOINT_REPORTED,
                 f"reported UDP endpoint {report.udp_ip}:{report.udp_port}",
                 udp_ip=report.udp_ip,
                 udp_port=report.udp_port,
@@ -628,7 +623,7 @@ class Worker:
             )
         elif isinstance(action, ReconnectNeeded):
             self._log(
-                "rendezvous_unresponsive",
+                WorkerEvent.RENDEZVOUS_UNRESPONSIVE,
                 f"reconnecting: {action.reason}",
                 level=logging.WARNING,
                 reason=action.reason,
@@ -638,7 +633,9 @@ class Worker:
 
     # ------------------------------------------------------------------ logging
 
-    def _log(self, event: str, message: str, *, level: int = logging.INFO, **fields: Any) -> None:
+    def _log(
+        self, event: WorkerEvent, message: str, *, level: int = logging.INFO, **fields: Any
+    ) -> None:
         log_event(
             self._logger, event, message, level=level, worker_id=self._config.worker_id, **fields
         )

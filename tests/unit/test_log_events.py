@@ -1,0 +1,85 @@
+"""The log event catalogue (holepunch_logging.events) is the services' exact list.
+
+Read from the sources of the installed packages, wherever they live: each name a
+service logs is in its enum, and each member of the enum is logged by its service.
+"""
+
+from __future__ import annotations
+
+import ast
+import enum
+import re
+from pathlib import Path
+from types import ModuleType
+
+import holepunch_devtools.stun_server
+import holepunch_rendezvous
+import holepunch_worker
+import pytest
+from holepunch_logging import DevEvent, RendezvousEvent, WorkerEvent
+
+SNAKE_CASE = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
+CATALOGUES: dict[type[enum.StrEnum], ModuleType] = {
+    RendezvousEvent: holepunch_rendezvous,
+    WorkerEvent: holepunch_worker,
+    DevEvent: holepunch_devtools.stun_server,
+}
+# Calls that take an event name, and the position of that argument.
+EVENT_ARGUMENT = {"log_event": 1, "_log": 0, "_debug": 0, "LogEvent": 0, "Event": 0}
+
+
+def sources(module: ModuleType) -> list[Path]:
+    assert module.__file__ is not None
+    path = Path(module.__file__)
+    return sorted(path.parent.rglob("*.py")) if path.name == "__init__.py" else [path]
+
+
+def literal_event_names(path: Path) -> set[str]:
+    """The event names written as string literals in `path`'s logging calls."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.Call):
+            continue
+        callee = node.func
+        name = callee.attr if isinstance(callee, ast.Attribute) else getattr(callee, "id", "")
+        position = EVENT_ARGUMENT.get(name)
+        if position is None or len(node.args) <= position:
+            continue
+        argument = node.args[position]
+        if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
+            names.add(argument.value)
+    return names
+
+
+@pytest.mark.parametrize("catalogue", list(CATALOGUES), ids=lambda c: c.__name__)
+def test_members_are_snake_case_names_of_their_own(catalogue: type[enum.StrEnum]) -> None:
+    for name, member in catalogue.__members__.items():
+        assert SNAKE_CASE.fullmatch(member.value), member.value
+        # A repeated value would make a silent alias of an earlier member.
+        assert member.value == name.lower(), f"{catalogue.__name__}.{name} = {member.value!r}"
+
+
+@pytest.mark.parametrize("catalogue", list(CATALOGUES), ids=lambda c: c.__name__)
+def test_every_name_a_service_logs_is_catalogued(catalogue: type[enum.StrEnum]) -> None:
+    known = {member.value for member in catalogue}
+    for path in sources(CATALOGUES[catalogue]):
+        unknown = literal_event_names(path) - known
+        assert not unknown, f"{path} logs {sorted(unknown)}, not in {catalogue.__name__}"
+
+
+@pytest.mark.parametrize("catalogue", list(CATALOGUES), ids=lambda c: c.__name__)
+def test_every_catalogued_event_is_logged_by_its_service(catalogue: type[enum.StrEnum]) -> None:
+    text = "".join(path.read_text(encoding="utf-8") for path in sources(CATALOGUES[catalogue]))
+    # As the member, or (code not yet converted to the enum) as the literal name.
+    unused = [
+        member.value
+        for member in catalogue
+        if f"{catalogue.__name__}.{member.name}" not in text and f'"{member.value}"' not in text
+    ]
+    assert not unused, f"{catalogue.__name__} lists events nothing logs: {unused}"
+
+
+def test_the_worker_logs_only_enum_members() -> None:
+    # mypy holds the worker to WorkerEvent; this says so where the catalogue is tested.
+    for path in sources(holepunch_worker):
+        assert not literal_event_names(path), path
