@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import struct
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +40,14 @@ from holepunch_devtools.natlab import (
 )
 from holepunch_devtools.processes import ServiceProcess
 from holepunch_devtools.punch_bench import WORKERS, Capture, lab_spec, wait_registered
-from holepunch_protocol import PeerKind, peek_session_id, seal_peer_datagram
+from holepunch_protocol import (
+    SECRET_BYTES,
+    SESSION_ID_BYTES,
+    PeerKind,
+    encode_probe_timestamp,
+    peek_session_id,
+    seal_peer_datagram,
+)
 
 from tests.e2e.conftest import WORKER_TEST_ENV, eventually
 
@@ -293,13 +299,15 @@ async def test_datagrams_from_strangers_are_dropped_and_counted(punch_lab: Punch
 
     before = await punch_lab.status(b)
     session_before = next(s for s in before["sessions"] if s["session_id"] == session_id)
-    wrong_secret = os.urandom(32)
-    timestamp = struct.pack("!Q", 1)
+    wrong_secret = os.urandom(SECRET_BYTES)
+    timestamp = encode_probe_timestamp(1)
     strangers = [
         b"hello, worker",
         seal_peer_datagram(wrong_secret, PeerKind.PROBE, key, 10**6, timestamp),
         seal_peer_datagram(wrong_secret, PeerKind.DATA, key, 10**6 + 1, b"\x00attack"),
-        seal_peer_datagram(wrong_secret, PeerKind.PROBE, os.urandom(16), 1, timestamp),
+        seal_peer_datagram(
+            wrong_secret, PeerKind.PROBE, os.urandom(SESSION_ID_BYTES), 1, timestamp
+        ),
         genuine[-1],  # a replay, from another address
     ]
     await asyncio.to_thread(_send_from_stranger, lab, punch_lab.endpoint(b), strangers)

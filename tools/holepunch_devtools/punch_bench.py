@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from holepunch_protocol import open_peer_datagram, peek_session_id
+from holepunch_worker.punch import PunchTimings
 
 from holepunch_devtools.natlab import (
     RENDEZVOUS_PORT,
@@ -613,7 +614,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--delay-ms", type=int, default=25, help="nat5's delay each way")
     parser.add_argument("--loss-pct", type=float, default=10.0, help="nat5's loss each way")
     parser.add_argument(
-        "--punch-deadline", type=float, default=5.0, help="the workers' PUNCH_DEADLINE_SEC"
+        "--punch-deadline",
+        type=float,
+        default=PunchTimings().deadline,
+        help="the workers' PUNCH_DEADLINE_SEC",
     )
     parser.add_argument("--json-out", type=Path, help="also write every sample as JSON here")
     return parser

@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import Any, cast
 
 from aioice import stun
-from holepunch_logging import configure_logging, log_event
+from holepunch_logging import DevEvent, configure_logging, log_event
 
 __all__ = [
     "DEFAULT_LISTEN",
@@ -91,7 +91,7 @@ class _StunServerProtocol(asyncio.DatagramProtocol):
             self._counters.ignored += 1
             log_event(
                 _logger,
-                "stun_datagram_ignored",
+                DevEvent.STUN_DATAGRAM_IGNORED,
                 "ignored a datagram that is not a Binding request",
                 level=logging.DEBUG,
                 peer_ip=client[0],
@@ -102,7 +102,7 @@ class _StunServerProtocol(asyncio.DatagramProtocol):
         self._counters.answered += 1
         log_event(
             _logger,
-            "stun_binding_answered",
+            DevEvent.STUN_BINDING_ANSWERED,
             f"answered a Binding request from {client[0]}:{client[1]}",
             level=logging.DEBUG,
             udp_ip=client[0],
@@ -160,7 +160,7 @@ async def start_stun_server(addresses: Iterable[Address]) -> StunServerHandle:
     for host, port in bound:
         log_event(
             _logger,
-            "stun_server_listening",
+            DevEvent.STUN_SERVER_LISTENING,
             f"STUN server on {host}:{port}",
             udp_ip=host,
             udp_port=port,
@@ -196,7 +196,7 @@ async def _serve(addresses: Sequence[Address]) -> None:
         handle.close()
         log_event(
             _logger,
-            "stun_server_stopped",
+            DevEvent.STUN_SERVER_STOPPED,
             "STUN server stopped",
             answered=handle.counters.answered,
             ignored=handle.counters.ignored,
@@ -229,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:
         log_event(
             _logger,
-            "stun_server_failed",
+            DevEvent.STUN_SERVER_FAILED,
             f"cannot listen: {error}",
             level=logging.ERROR,
             reason=str(error),
