@@ -1,7 +1,7 @@
 """Fixtures of the offline infrastructure checks: parsed Terraform, tool lookup, one checkov run.
 
 Missing tools skip, or fail under HOLEPUNCH_STRICT_TESTS=1 (CI), through
-tests/support/strict.py. tfcheck is the exception: it is used only when present.
+tests/support/strict.py.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from tests.support.strict import skip_or_fail
 REPO = Path(__file__).resolve().parents[2]
 TF_DIR = REPO / "infra" / "terraform"
 SCRIPTS = REPO / "scripts"
-TFCHECK = REPO.parent / "shared" / "tools" / "tfcheck" / "tfcheck.py"
 CHECKOV = REPO / ".venv-checkov" / "bin" / "checkov"
 
 _META_KEYS = {"__is_block__", "__comments__", "__inline_comments__"}
