@@ -87,6 +87,17 @@ class Terraform:
                 return file
         raise AssertionError(f"{rtype}.{name} not declared")
 
+    def blocks(self, kind: str) -> list[dict[str, Any]]:
+        """Every unlabelled top-level block of KIND (such as `moved`)."""
+        return [block for _, block in self._blocks(kind)]
+
+    def module(self, name: str) -> dict[str, Any]:
+        calls: dict[str, dict[str, Any]] = {}
+        for _, block in self._blocks("module"):
+            calls.update(block)
+        assert name in calls, f"module.{name} not declared (have {sorted(calls)})"
+        return calls[name]
+
     @property
     def variables(self) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
@@ -112,14 +123,25 @@ class Terraform:
         return self.variables[variable]["default"]
 
 
-@pytest.fixture(scope="session")
-def tf() -> Terraform:
+def load_terraform(directory: Path) -> Terraform:
     hcl2 = require_module("hcl2", "install the dev extras (python-hcl2>=8,<9)")
     files = {}
-    for path in sorted(TF_DIR.glob("*.tf")):
+    for path in sorted(directory.glob("*.tf")):
         with path.open(encoding="utf-8") as handle:
             files[path.name] = unquote(hcl2.load(handle))
     return Terraform(files)
+
+
+@pytest.fixture(scope="session")
+def tf() -> Terraform:
+    """The root module (infra/terraform/*.tf)."""
+    return load_terraform(TF_DIR)
+
+
+@pytest.fixture(scope="session")
+def module_tf() -> Terraform:
+    """modules/cloud-run-service."""
+    return load_terraform(TF_DIR / "modules" / "cloud-run-service")
 
 
 @pytest.fixture(scope="session")
