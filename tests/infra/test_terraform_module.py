@@ -31,8 +31,15 @@ VPC = {"egress": "ALL_TRAFFIC", "network": "projects/p/global/networks/n", "subn
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    names = ("rendezvous_revision", "rendezvous_container", "rendezvous_secret_env")
-    names += ("worker_revision", "worker_container", "worker_env", "worker_secret_env")
+    names = (
+        "rendezvous_revision",
+        "rendezvous_container",
+        "rendezvous_secret_env",
+        "worker_revision",
+        "worker_container",
+        "worker_env",
+        "worker_secret_env",
+    )
     extra = "".join(f'output "{name}" {{ value = local.{name} }}\n' for name in names)
     return tfeval.module(tmp_path_factory.mktemp("settings"), extra)
 
