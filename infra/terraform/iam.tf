@@ -33,8 +33,8 @@ locals {
     worker     = google_service_account.worker.name
   }
   services = {
-    rendezvous = google_cloud_run_v2_service.rendezvous.name
-    worker     = google_cloud_run_v2_service.worker.name
+    rendezvous = module.rendezvous.name
+    worker     = module.worker.name
   }
   build_member = "serviceAccount:${google_service_account.build.email}"
 

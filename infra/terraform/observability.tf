@@ -1,29 +1,4 @@
-# Observability as code: log-based metrics for the services' events (from log_queries.json) and a dashboard.
-locals {
-  # The same catalogue drives scripts/logs and scripts/verify (scripts/holepunch_logs_queries.py).
-  log_catalog = jsondecode(file("${path.module}/log_queries.json"))
-
-  service_names = {
-    rendezvous = var.rendezvous_service_name
-    worker     = var.worker_service_name
-  }
-
-  # One counter per catalogue query that declares a metric, selecting on the resource
-  # type, the service name and jsonPayload.event, exactly as scripts/logs does.
-  log_metrics = {
-    for key, q in local.log_catalog.queries : q.metric.name => {
-      query       = key
-      title       = q.metric.title
-      description = q.description
-      labels      = q.metric.labels
-      filter = join(" AND ", [
-        "resource.type=\"${local.log_catalog.resource_type}\"",
-        "resource.labels.service_name=\"${local.service_names[q.service]}\"",
-        length(q.events) == 1 ? "jsonPayload.event=\"${q.events[0]}\"" : "jsonPayload.event=(${join(" OR ", formatlist("\"%s\"", q.events))})",
-      ])
-    } if can(q.metric)
-  }
-}
+# Observability as code: log-based metrics for the services' events (local.log_metrics, locals.tf, from log_queries.json) and a dashboard.
 
 resource "google_logging_metric" "events" {
   for_each = local.log_metrics

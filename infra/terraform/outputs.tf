@@ -69,12 +69,12 @@ output "region" {
 
 output "rendezvous_service_name" {
   description = "Name of the rendezvous Cloud Run service."
-  value       = google_cloud_run_v2_service.rendezvous.name
+  value       = module.rendezvous.name
 }
 
 output "rendezvous_url" {
   description = "HTTPS URL of the rendezvous (workers connect to wss://<host>/ws/register/<worker_id>)."
-  value       = google_cloud_run_v2_service.rendezvous.uri
+  value       = module.rendezvous.uri
 }
 
 output "shared_registry" {
@@ -90,10 +90,10 @@ output "shared_registry" {
 
 output "verify_command" {
   description = "Runs the deployment checklist against the live services."
-  value       = "scripts/verify --project=${var.project_id} --region=${var.region} --url=${google_cloud_run_v2_service.rendezvous.uri}"
+  value       = "scripts/verify --project=${var.project_id} --region=${var.region} --url=${module.rendezvous.uri}"
 }
 
 output "worker_service_name" {
   description = "Name of the worker Cloud Run service."
-  value       = google_cloud_run_v2_service.worker.name
+  value       = module.worker.name
 }

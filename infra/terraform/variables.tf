@@ -170,7 +170,7 @@ variable "nat_udp_idle_timeout_sec" {
 }
 
 variable "placeholder_image" {
-  description = "Public image both services start from on the first apply, before Cloud Build has pushed ours. It answers 200 on every path, so the /healthz startup probe passes. Later applies ignore the image (Cloud Build owns it)."
+  description = "Public image both services start from on the first apply, before Cloud Build has pushed ours. It answers 200 on every path, so the startup probes pass. Later applies ignore the image (Cloud Build owns it)."
   type        = string
   default     = "us-docker.pkg.dev/cloudrun/container/hello"
   nullable    = false
@@ -281,6 +281,11 @@ variable "rendezvous_min_instances" {
     condition     = var.rendezvous_min_instances >= 1 && var.rendezvous_min_instances <= 100 && floor(var.rendezvous_min_instances) == var.rendezvous_min_instances
     error_message = "rendezvous_min_instances must be a whole number from 1 to 100."
   }
+
+  validation {
+    condition     = var.rendezvous_min_instances <= var.rendezvous_max_instances
+    error_message = "rendezvous_min_instances must not exceed rendezvous_max_instances."
+  }
 }
 
 variable "rendezvous_public" {
@@ -388,6 +393,11 @@ variable "stun_refresh_sec" {
     condition     = var.stun_refresh_sec >= 1 && var.stun_refresh_sec <= 3600
     error_message = "stun_refresh_sec must be from 1 to 3600 seconds."
   }
+
+  validation {
+    condition     = var.stun_refresh_sec < var.nat_udp_idle_timeout_sec
+    error_message = "stun_refresh_sec must be below nat_udp_idle_timeout_sec, or Cloud NAT drops the worker's UDP mapping between refreshes."
+  }
 }
 
 variable "stun_servers" {
@@ -450,6 +460,11 @@ variable "worker_min_instances" {
   validation {
     condition     = var.worker_min_instances >= 1 && var.worker_min_instances <= 100 && floor(var.worker_min_instances) == var.worker_min_instances
     error_message = "worker_min_instances must be a whole number from 1 to 100."
+  }
+
+  validation {
+    condition     = var.worker_min_instances <= var.worker_max_instances
+    error_message = "worker_min_instances must not exceed worker_max_instances."
   }
 }
 

@@ -1,7 +1,7 @@
 """Fixtures of the offline infrastructure checks: parsed Terraform, tool lookup, one checkov run.
 
 Missing tools skip, or fail under HOLEPUNCH_STRICT_TESTS=1 (CI), through
-tests/support/strict.py. tfcheck is the exception: it is used only when present.
+tests/support/strict.py.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from tests.support.strict import skip_or_fail
 REPO = Path(__file__).resolve().parents[2]
 TF_DIR = REPO / "infra" / "terraform"
 SCRIPTS = REPO / "scripts"
-TFCHECK = REPO.parent / "shared" / "tools" / "tfcheck" / "tfcheck.py"
 CHECKOV = REPO / ".venv-checkov" / "bin" / "checkov"
 
 _META_KEYS = {"__is_block__", "__comments__", "__inline_comments__"}
@@ -88,6 +87,17 @@ class Terraform:
                 return file
         raise AssertionError(f"{rtype}.{name} not declared")
 
+    def blocks(self, kind: str) -> list[dict[str, Any]]:
+        """Every unlabelled top-level block of KIND (such as `moved`)."""
+        return [block for _, block in self._blocks(kind)]
+
+    def module(self, name: str) -> dict[str, Any]:
+        calls: dict[str, dict[str, Any]] = {}
+        for _, block in self._blocks("module"):
+            calls.update(block)
+        assert name in calls, f"module.{name} not declared (have {sorted(calls)})"
+        return calls[name]
+
     @property
     def variables(self) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
@@ -113,14 +123,25 @@ class Terraform:
         return self.variables[variable]["default"]
 
 
-@pytest.fixture(scope="session")
-def tf() -> Terraform:
+def load_terraform(directory: Path) -> Terraform:
     hcl2 = require_module("hcl2", "install the dev extras (python-hcl2>=8,<9)")
     files = {}
-    for path in sorted(TF_DIR.glob("*.tf")):
+    for path in sorted(directory.glob("*.tf")):
         with path.open(encoding="utf-8") as handle:
             files[path.name] = unquote(hcl2.load(handle))
     return Terraform(files)
+
+
+@pytest.fixture(scope="session")
+def tf() -> Terraform:
+    """The root module (infra/terraform/*.tf)."""
+    return load_terraform(TF_DIR)
+
+
+@pytest.fixture(scope="session")
+def module_tf() -> Terraform:
+    """modules/cloud-run-service."""
+    return load_terraform(TF_DIR / "modules" / "cloud-run-service")
 
 
 @pytest.fixture(scope="session")

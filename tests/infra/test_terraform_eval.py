@@ -12,6 +12,16 @@ from tests.infra import tfeval
 from tests.infra.conftest import SCRIPTS, TF_DIR
 
 GOOD = {"project_id": "demo-project-1"}
+BASE_APIS = (
+    "artifactregistry",
+    "cloudbuild",
+    "compute",
+    "iam",
+    "logging",
+    "monitoring",
+    "run",
+    "storage",
+)
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +91,10 @@ def test_defaults_with_a_project_id_are_valid(variables_module: Path) -> None:
         ),
         ("shared_registry", {"reserved_ip_range": "10.9.0"}, "shared_registry.reserved_ip_range"),
         ("shared_registry", {"ttl_sec": 1}, "shared_registry.ttl_sec must be"),
+        ("worker_min_instances", 3, "worker_min_instances must not exceed worker_max_instances"),
+        # A refresh slower than the NAT's UDP timeout loses the mapping between refreshes.
+        ("stun_refresh_sec", 30, "stun_refresh_sec must be below nat_udp_idle_timeout_sec"),
+        ("nat_udp_idle_timeout_sec", 20, "stun_refresh_sec must be below nat_udp_idle_timeout_sec"),
     ],
 )
 def test_bad_values_fail_at_plan(
@@ -157,6 +171,20 @@ def test_several_rendezvous_instances_pass_with_the_shared_registry(
     assert rc == 0, out
 
 
+def test_rendezvous_min_instances_must_not_exceed_max(variables_module: Path) -> None:
+    values = {
+        **GOOD,
+        "rendezvous_min_instances": 3,
+        "rendezvous_max_instances": 2,
+        "shared_registry": {"enabled": True},
+    }
+    rc, out = tfeval.plan(variables_module, values)
+    assert rc != 0, "min 3 > max 2 was accepted"
+    assert "rendezvous_min_instances must not exceed rendezvous_max_instances" in " ".join(
+        out.split()
+    ), out
+
+
 def test_shared_registry_configured_but_off_keeps_one_instance(variables_module: Path) -> None:
     values = {
         **GOOD,
@@ -173,19 +201,24 @@ def test_token_mode_and_debug_with_an_admin_token_pass(variables_module: Path) -
     assert rc == 0, out
 
 
+LOCALS = (
+    "apis",
+    "images",
+    "rendezvous_env",
+    "registry_env",
+    "rendezvous_secret_env",
+    "worker_secret_env",
+    "worker_env",
+    "rendezvous_revision",
+    "rendezvous_container",
+    "worker_revision",
+    "worker_container",
+)
+
+
 @pytest.fixture(scope="module")
 def env_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    extra = tfeval.locals_block("run.tf", "rendezvous_env")
-    extra += tfeval.locals_block("apis.tf", "apis")
-    for name in (
-        "rendezvous_env",
-        "registry_env",
-        "rendezvous_probe_path",
-        "rendezvous_secret_env",
-        "worker_secret_env",
-        "apis",
-    ):
-        extra += f'\noutput "{name}" {{ value = local.{name} }}\n'
+    extra = "".join(f'output "{name}" {{ value = local.{name} }}\n' for name in LOCALS)
     return tfeval.module(tmp_path_factory.mktemp("env"), extra)
 
 
@@ -203,27 +236,133 @@ def test_iam_defaults_give_the_services_no_secret(env_module: Path) -> None:
         "RELAY_BYTES_PER_SEC": "65536",
     }
     assert out["rendezvous_secret_env"] == {} and out["worker_secret_env"] == {}
-    assert "secretmanager.googleapis.com" not in out["apis"]
-    # No shared registry: no Redis, today's /healthz probes, no registry settings.
-    assert "redis.googleapis.com" not in out["apis"]
+    assert set(out["apis"]) == {f"{name}.googleapis.com" for name in BASE_APIS}
+    # No shared registry: no Redis, no Secret Manager, no registry settings.
     assert out["registry_env"] == {}
-    assert out["rendezvous_probe_path"] == "/healthz"
 
 
-def test_shared_registry_probes_livez_and_enables_memorystore(env_module: Path) -> None:
+def test_shared_registry_enables_memorystore_and_its_settings(env_module: Path) -> None:
     values = {
         **GOOD,
         "rendezvous_max_instances": 4,
         "shared_registry": {"enabled": True, "ttl_sec": 20},
     }
     out = tfeval.outputs(env_module, values)
-    # /healthz is 503 while Redis is away: a liveness probe on it would restart instances.
-    assert out["rendezvous_probe_path"] == "/livez"
     assert out["registry_env"] == {"REGISTRY_TTL_SEC": "20"}
+    assert out["rendezvous_container"]["env"]["REGISTRY_TTL_SEC"] == "20"
     assert "REGISTRY_URL" not in out["rendezvous_env"], "REGISTRY_URL holds the auth string"
     assert {"redis.googleapis.com", "secretmanager.googleapis.com"} <= set(out["apis"])
     # The registry URL is Terraform's own secret: no user secret appears in the env maps.
     assert out["rendezvous_secret_env"] == {}
+    assert out["rendezvous_revision"]["max_instance_count"] == 4
+
+
+@pytest.mark.parametrize("shared_registry", [{}, {"enabled": True}])
+def test_rendezvous_probes_livez_in_every_configuration(
+    env_module: Path, shared_registry: dict[str, Any]
+) -> None:
+    """/healthz answers 503 while Redis is away: a liveness probe on it would restart instances."""
+    container = tfeval.outputs(env_module, {**GOOD, "shared_registry": shared_registry})[
+        "rendezvous_container"
+    ]
+    assert container["startup_probe"] == {
+        "path": "/livez",
+        "period_seconds": 5,
+        "timeout_seconds": 3,
+        "failure_threshold": 12,
+    }
+    assert container["liveness_probe"] == {
+        "path": "/livez",
+        "period_seconds": 30,
+        "timeout_seconds": 5,
+        "failure_threshold": 3,
+    }
+
+
+def test_service_settings_from_the_defaults(env_module: Path) -> None:
+    out = tfeval.outputs(env_module, GOOD)
+    placeholder = "us-docker.pkg.dev/cloudrun/container/hello"
+    # Each WebSocket is a request: one instance holds up to 1000, each for up to an hour.
+    assert out["rendezvous_revision"] == {
+        "min_instance_count": 1,
+        "max_instance_count": 1,
+        "timeout": "3600s",
+        "max_concurrency": 1000,
+        "session_affinity": True,
+    }
+    rendezvous = out["rendezvous_container"]
+    assert (rendezvous["image"], rendezvous["port"]) == (placeholder, 8080)
+    assert rendezvous["resources"] == {
+        "cpu": "1",
+        "memory": "512Mi",
+        "cpu_idle": True,
+        "startup_cpu_boost": True,
+    }
+    assert rendezvous["env"] == out["rendezvous_env"]
+    assert out["worker_revision"] == {"min_instance_count": 1, "max_instance_count": 2}
+    worker = out["worker_container"]
+    assert (worker["image"], worker["port"]) == (placeholder, 8080)
+    # CPU always allocated: the WebSocket, STUN refresh and UDP socket run between requests.
+    assert worker["resources"] == {
+        "cpu": "1",
+        "memory": "512Mi",
+        "cpu_idle": False,
+        "startup_cpu_boost": True,
+    }
+    # Direct VPC egress can take a minute to work: the worker gets two to start.
+    assert worker["startup_probe"] == {
+        "path": "/",
+        "period_seconds": 5,
+        "timeout_seconds": 3,
+        "failure_threshold": 24,
+    }
+    assert "liveness_probe" not in worker
+    # RENDEZVOUS_SERVICE_URL is the rendezvous's URL, added by the module call in run.tf.
+    assert out["worker_env"] == {
+        "LOG_LEVEL": "INFO",
+        "STUN_SERVERS": "stun.l.google.com:19302,stun1.l.google.com:19302",
+        "STUN_REFRESH_SEC": "20",
+        "AUTH_MODE": "iam",
+    }
+    assert out["images"] == {
+        "rendezvous": "us-central1-docker.pkg.dev/demo-project-1/holepunch/rendezvous",
+        "worker": "us-central1-docker.pkg.dev/demo-project-1/holepunch/worker",
+    }
+
+
+def test_service_settings_follow_the_variables(env_module: Path) -> None:
+    values = {
+        **GOOD,
+        "region": "europe-west4",
+        "artifact_repository_id": "images",
+        "placeholder_image": "example.org/hello",
+        "log_level": "DEBUG",
+        "rendezvous_concurrency": 250,
+        "rendezvous_min_instances": 2,
+        "rendezvous_max_instances": 3,
+        "shared_registry": {"enabled": True},
+        "rendezvous_resources": {"cpu": "2"},
+        "worker_resources": {"memory": "1Gi"},
+        "worker_min_instances": 2,
+        "worker_max_instances": 5,
+        "stun_servers": ["stun.example.org:3478"],
+        "stun_refresh_sec": 10,
+    }
+    out = tfeval.outputs(env_module, values)
+    assert out["rendezvous_revision"]["max_concurrency"] == 250
+    assert (
+        out["rendezvous_revision"]["min_instance_count"],
+        out["rendezvous_revision"]["max_instance_count"],
+    ) == (2, 3)
+    assert out["rendezvous_container"]["image"] == "example.org/hello"
+    assert out["rendezvous_container"]["resources"]["cpu"] == "2"
+    assert out["rendezvous_container"]["resources"]["memory"] == "512Mi"
+    assert out["worker_container"]["resources"]["memory"] == "1Gi"
+    assert out["worker_revision"] == {"min_instance_count": 2, "max_instance_count": 5}
+    assert out["worker_env"]["STUN_SERVERS"] == "stun.example.org:3478"
+    assert out["worker_env"]["STUN_REFRESH_SEC"] == "10"
+    assert out["worker_env"]["LOG_LEVEL"] == out["rendezvous_env"]["LOG_LEVEL"] == "DEBUG"
+    assert out["images"]["worker"] == "europe-west4-docker.pkg.dev/demo-project-1/images/worker"
 
 
 def test_token_mode_reads_the_tokens_from_secret_manager(env_module: Path) -> None:
@@ -259,9 +398,8 @@ def test_log_metric_filters_equal_the_saved_queries(tmp_path: Path) -> None:
         sys.path.remove(str(SCRIPTS))
     catalogue = load_catalogue()
     names = {"rendezvous": "rdv-x", "worker": "wrk-y"}
-    extra = tfeval.locals_block("observability.tf", "log_catalog")
-    extra += '\noutput "metrics" { value = local.log_metrics }\n'
-    module = tfeval.module(tmp_path / "tf", extra, copy=("log_queries.json",))
+    extra = 'output "metrics" { value = local.log_metrics }\n'
+    module = tfeval.module(tmp_path / "tf", extra)
     metrics = tfeval.outputs(
         module,
         {

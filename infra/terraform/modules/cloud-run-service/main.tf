@@ -1,0 +1,115 @@
+# One Cloud Run v2 service whose image is owned by Cloud Build, not by Terraform.
+#
+# The containers start from the image given here (a placeholder on the first apply) and
+# every later apply ignores the image and the fields gcloud sets when it deploys one, so
+# Terraform never rolls a deployed image back.
+resource "google_cloud_run_v2_service" "service" {
+  name                = var.name
+  location            = var.region
+  description         = var.description
+  ingress             = var.ingress
+  deletion_protection = var.deletion_protection
+  labels              = var.labels
+
+  template {
+    service_account                  = var.service_account
+    timeout                          = var.revision.timeout
+    max_instance_request_concurrency = var.revision.max_concurrency
+    session_affinity                 = var.revision.session_affinity
+
+    scaling {
+      min_instance_count = var.revision.min_instance_count
+      max_instance_count = var.revision.max_instance_count
+    }
+
+    dynamic "vpc_access" {
+      for_each = var.vpc_access == null ? [] : [var.vpc_access]
+      content {
+        egress = vpc_access.value.egress
+        network_interfaces {
+          network    = vpc_access.value.network
+          subnetwork = vpc_access.value.subnetwork
+        }
+      }
+    }
+
+    dynamic "containers" {
+      for_each = var.containers
+      content {
+        name  = containers.key
+        image = containers.value.image
+
+        ports {
+          container_port = containers.value.port
+        }
+
+        resources {
+          limits = {
+            cpu    = containers.value.resources.cpu
+            memory = containers.value.resources.memory
+          }
+          cpu_idle          = containers.value.resources.cpu_idle
+          startup_cpu_boost = containers.value.resources.startup_cpu_boost
+        }
+
+        dynamic "env" {
+          for_each = containers.value.env
+          content {
+            name  = env.key
+            value = env.value
+          }
+        }
+
+        # Read by Cloud Run from Secret Manager when an instance starts: the values never
+        # pass through Terraform or its state.
+        dynamic "env" {
+          for_each = containers.value.env_from_secrets
+          content {
+            name = env.key
+            value_source {
+              secret_key_ref {
+                secret  = env.value.secret
+                version = env.value.version
+              }
+            }
+          }
+        }
+
+        dynamic "startup_probe" {
+          for_each = containers.value.startup_probe == null ? [] : [containers.value.startup_probe]
+          content {
+            http_get {
+              path = startup_probe.value.path
+            }
+            period_seconds    = startup_probe.value.period_seconds
+            timeout_seconds   = startup_probe.value.timeout_seconds
+            failure_threshold = startup_probe.value.failure_threshold
+          }
+        }
+
+        dynamic "liveness_probe" {
+          for_each = containers.value.liveness_probe == null ? [] : [containers.value.liveness_probe]
+          content {
+            http_get {
+              path = liveness_probe.value.path
+            }
+            period_seconds    = liveness_probe.value.period_seconds
+            timeout_seconds   = liveness_probe.value.timeout_seconds
+            failure_threshold = liveness_probe.value.failure_threshold
+          }
+        }
+      }
+    }
+  }
+
+  lifecycle {
+    ignore_changes = [
+      client,
+      client_version,
+      template[0].annotations,
+      template[0].labels,
+      template[0].revision,
+      template[0].containers[0].image,
+    ]
+  }
+}
