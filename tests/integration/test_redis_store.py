@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as redis_asyncio
 from holepunch_protocol import MappingBehaviour, UpdateUdpEndpoint
+from holepunch_rendezvous.auth import WorkerOwnership
 from holepunch_rendezvous.config import ConfigError, RendezvousConfig
 from holepunch_rendezvous.registry import Registry, UdpEndpoint, WorkerRecord
 from holepunch_rendezvous.store import (
@@ -105,7 +106,7 @@ def test_registry_url_and_ttl_come_from_the_environment() -> None:
     assert "secret" not in str(bad.value)  # a password in the URL is never logged
     with pytest.raises(ConfigError, match="REGISTRY_TTL_SEC"):
         RendezvousConfig.from_env({**base, "REGISTRY_TTL_SEC": "1"})
-    assert isinstance(build_store(Registry(), None, 15.0), MemoryStore)
+    assert isinstance(build_store(Registry(), None, 15.0, WorkerOwnership()), MemoryStore)
 
 
 async def test_a_registration_is_two_round_trips_and_a_page_one(

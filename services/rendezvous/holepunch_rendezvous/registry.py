@@ -73,6 +73,9 @@ class EndpointUpdate:
 
 @dataclass(frozen=True, slots=True)
 class Page:
+    """Some records in worker_id order; `count`: how many workers there are in all."""
+
+    count: int
     records: list[WorkerRecord]
     next_cursor: str | None
 
@@ -105,16 +108,14 @@ class Registry:
         now: float,
     ) -> WorkerRecord | None:
         """Make `connection_id` the worker's current connection; return the replaced record."""
-        previous = self._records.get(worker_id)
+        return self.add(WorkerRecord(worker_id, connection_id, observed_ip, observed_port, now))
+
+    def add(self, record: WorkerRecord) -> WorkerRecord | None:
+        """Make `record` its worker's current one; return the record it replaced."""
+        previous = self._records.get(record.worker_id)
         if previous is None:
-            bisect.insort(self._sorted_ids, worker_id)
-        self._records[worker_id] = WorkerRecord(
-            worker_id=worker_id,
-            connection_id=connection_id,
-            observed_ip=observed_ip,
-            observed_port=observed_port,
-            connected_at=now,
-        )
+            bisect.insort(self._sorted_ids, record.worker_id)
+        self._records[record.worker_id] = record
         return previous
 
     def disconnect(self, worker_id: str, connection_id: int) -> bool:
@@ -152,4 +153,5 @@ class Registry:
         stop = len(self._sorted_ids) if limit is None else min(start + limit, len(self._sorted_ids))
         ids = self._sorted_ids[start:stop]
         next_cursor = ids[-1] if ids and stop < len(self._sorted_ids) else None
-        return Page(records=[self._records[i] for i in ids], next_cursor=next_cursor)
+        records = [self._records[i] for i in ids]
+        return Page(count=len(self._records), records=records, next_cursor=next_cursor)
