@@ -11,6 +11,7 @@ import redis.asyncio as redis_asyncio
 from holepunch_protocol import MappingBehaviour, UpdateUdpEndpoint
 from holepunch_rendezvous.auth import WorkerOwnership
 from holepunch_rendezvous.config import ConfigError, RendezvousConfig
+from holepunch_rendezvous.punch_sessions import PunchSessions
 from holepunch_rendezvous.registry import Registry, UdpEndpoint, WorkerRecord
 from holepunch_rendezvous.store import (
     MemoryStore,
@@ -196,3 +197,35 @@ async def test_republishing_yields_to_a_newer_connection_elsewhere(
         assert await raw.hget("holepunch:w:stayed", "inst") == "inst-a"
     finally:
         await a.stop()
+
+
+async def test_every_key_and_channel_is_named_under_the_store_prefix(
+    redis_server: RedisServer, raw: redis_asyncio.Redis
+) -> None:
+    before = set(await raw.keys("*"))
+    events = Recorder()
+    store = RedisStore(Registry(), redis_server.url, ttl_sec=3.0, prefix="p2:", instance_id="i2")
+    await store.start(events.events())
+    try:
+        assert store.ready, store.not_ready_reason
+        await register(store, "w1", 1, 41000)
+        session = PunchSessions().create("w1", "w2", 1.0, relay_first=False)
+        await store.save_session(session)
+        written = set(await raw.keys("*")) - before
+        assert written == {
+            "p2:w:w1",
+            "p2:ids",
+            "p2:own:w1",
+            "p2:i:i2",
+            "p2:instances",
+            f"p2:s:{session.session_id}",
+            "p2:ws:w1",
+            "p2:ws:w2",
+        }
+        assert await store.route("w1", "frame")  # published on p2:ch:i2, to itself
+        await eventually(lambda: events.delivered == [("w1", "frame")], what="routed")
+        store.registry.disconnect("w1", 1)
+        await store.remove("w1")
+        assert not await raw.exists("p2:w:w1", f"p2:s:{session.session_id}", "p2:ws:w1")
+    finally:
+        await store.stop()

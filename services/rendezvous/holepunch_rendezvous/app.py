@@ -59,7 +59,7 @@ from holepunch_rendezvous.punch_sessions import (
     TokenBucket,
 )
 from holepunch_rendezvous.registry import Page, Registry, WorkerRecord
-from holepunch_rendezvous.store import RegistryStore, StoreEvents, build_store
+from holepunch_rendezvous.store import Claim, RegistryStore, StoreEvents, build_store
 
 __all__ = ["CLOSE_GOING_AWAY", "CLOSE_REPLACED", "Rendezvous", "build_asgi_app", "create_app"]
 
@@ -451,7 +451,21 @@ async def _admit(rendezvous: Rendezvous, websocket: WebSocket) -> _Connection | 
             "worker_id belongs to another identity",
         )
         return None
+    return _register(rendezvous, websocket, record, identity, claim, address_key)
 
+
+def _register(
+    rendezvous: Rendezvous,
+    websocket: WebSocket,
+    record: WorkerRecord,
+    identity: str,
+    claim: Claim,
+    address_key: str,
+) -> _Connection:
+    """Make an admitted connection the worker's current one, and close the one it replaced
+    here (one replaced on another instance is closed there)."""
+    worker_id, connection_id = record.worker_id, record.connection_id
+    observed_ip, observed_port = record.observed_ip, record.observed_port
     registry = rendezvous.registry
     rendezvous.connections_per_address[address_key] += 1
     replaced = registry.add(record)
