@@ -112,15 +112,14 @@ def lookups_for(
 ) -> Lookups:
     """What `handle_message` will look up for this message (nothing for a replaced
     connection: it is refused before any look-up)."""
-    if not registry.is_current(worker_id, connection_id):
-        return NO_LOOKUPS
     match message:
         case ConnectRequest():
-            return Lookups(worker_ids=(message.peer_id,))
+            lookups = Lookups(worker_ids=(message.peer_id,))
         case RelayDatagram() | PunchResult():
-            return Lookups(session_id=message.session_id)
+            lookups = Lookups(session_id=message.session_id)
         case _:
             return NO_LOOKUPS
+    return lookups if registry.is_current(worker_id, connection_id) else NO_LOOKUPS
 
 
 def _rejection(worker_id: str, error: ProtocolError) -> Outcome:
@@ -320,7 +319,7 @@ def handle_message(
             update = registry.update_udp_endpoint(worker_id, connection_id, message, now)
             previous = update.previous
             return Outcome(
-                changed_record=registry.get(worker_id),
+                changed_record=update.record,
                 reply=UdpEndpointAck(AckStatus.SUCCESS),
                 event=Event(
                     "udp_endpoint_updated",
@@ -338,9 +337,9 @@ def handle_message(
                 ),
             )
         case RegisterPublicIp():
-            registry.register_public_ip(worker_id, connection_id, message.ip)
+            changed = registry.register_public_ip(worker_id, connection_id, message.ip)
             return Outcome(
-                changed_record=registry.get(worker_id),
+                changed_record=changed,
                 event=Event(
                     "public_ip_registered",
                     f"Worker {worker_id} reported public IP {message.ip}",

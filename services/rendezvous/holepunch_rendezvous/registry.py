@@ -63,6 +63,7 @@ class WorkerRecord:
 
 @dataclass(frozen=True, slots=True)
 class EndpointUpdate:
+    record: WorkerRecord
     previous: UdpEndpoint | None
     current: UdpEndpoint
 
@@ -133,8 +134,11 @@ class Registry:
             raise LookupError(f"connection {connection_id} no longer owns worker {worker_id!r}")
         return record
 
-    def register_public_ip(self, worker_id: str, connection_id: int, ip: str) -> None:
-        self._current(worker_id, connection_id).reported_public_ip = ip
+    def register_public_ip(self, worker_id: str, connection_id: int, ip: str) -> WorkerRecord:
+        """Note the IP the worker reports as its public one; return its (changed) record."""
+        record = self._current(worker_id, connection_id)
+        record.reported_public_ip = ip
+        return record
 
     def update_udp_endpoint(
         self, worker_id: str, connection_id: int, update: UpdateUdpEndpoint, now: float
@@ -145,7 +149,7 @@ class Registry:
         record.udp_endpoint = endpoint
         record.udp_updated_at = now
         record.udp_update_count += 1
-        return EndpointUpdate(previous=previous, current=endpoint)
+        return EndpointUpdate(record=record, previous=previous, current=endpoint)
 
     def page(self, limit: int | None = None, cursor: str | None = None) -> Page:
         """Records ordered by worker_id, starting after `cursor`, at most `limit` of them."""
