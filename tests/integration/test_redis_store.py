@@ -101,7 +101,11 @@ def test_registry_url_and_ttl_come_from_the_environment() -> None:
         {**base, "REGISTRY_URL": "redis://10.0.0.3:6379/0", "REGISTRY_TTL_SEC": "30"}
     )
     assert config.registry_url == "redis://10.0.0.3:6379/0"
-    assert (config.registry_ttl_sec, config.registry_heartbeat_sec) == (30.0, 10.0)
+    shared = build_store(
+        Registry(), config.registry_url, config.registry_ttl_sec, WorkerOwnership()
+    )
+    assert isinstance(shared, RedisStore)  # made, not connected: nothing listens there
+    assert (shared.ttl_sec, shared.heartbeat_sec) == (30.0, 10.0)
     with pytest.raises(ConfigError, match="REGISTRY_URL") as bad:
         RendezvousConfig.from_env({**base, "REGISTRY_URL": "http://user:secret@host"})
     assert "secret" not in str(bad.value)  # a password in the URL is never logged

@@ -17,6 +17,7 @@ from holepunch_env import (
 )
 
 from holepunch_rendezvous.auth import AuthMode
+from holepunch_rendezvous.punch_sessions import DEFAULT_RELAY_LIMITS
 
 __all__ = ["DEFAULT_TRUSTED_PROXIES", "ConfigError", "RendezvousConfig"]
 
@@ -114,17 +115,14 @@ class RendezvousConfig:
     debug_endpoints: bool = False
     max_messages_per_sec: float = 50.0
     max_connections_per_address: int = 1000
-    relay_datagrams_per_sec: float = 100.0
-    relay_bytes_per_sec: float = 64 * 1024.0
+    # Per punch session; the defaults are RelayLimits's own.
+    relay_datagrams_per_sec: float = DEFAULT_RELAY_LIMITS.datagrams_per_sec
+    relay_bytes_per_sec: float = DEFAULT_RELAY_LIMITS.bytes_per_sec
     # None: the in-process registry (one instance). redis://...: shared by every instance.
     registry_url: str | None = None
-    # How long a worker's shared entry outlives the last heartbeat of its instance; the
-    # instance refreshes it every third of this.
+    # How long a worker's shared entry outlives the last heartbeat of its instance (the
+    # store's heartbeat comes every third of this).
     registry_ttl_sec: float = 15.0
-
-    @property
-    def registry_heartbeat_sec(self) -> float:
-        return self.registry_ttl_sec / 3
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RendezvousConfig:

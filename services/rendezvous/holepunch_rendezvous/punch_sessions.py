@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 
 from holepunch_protocol import PunchResult
 
-__all__ = ["PunchSessionRecord", "PunchSessions", "RelayLimits", "TokenBucket"]
+__all__ = [
+    "DEFAULT_RELAY_LIMITS",
+    "PunchSessionRecord",
+    "PunchSessions",
+    "RelayLimits",
+    "TokenBucket",
+]
 
 
 @dataclass(slots=True)
@@ -39,8 +45,13 @@ class TokenBucket:
 
 @dataclass(frozen=True, slots=True)
 class RelayLimits:
+    """How much one punch session may relay through the rendezvous."""
+
     datagrams_per_sec: float = 100.0
     bytes_per_sec: float = 64 * 1024.0
+
+
+DEFAULT_RELAY_LIMITS = RelayLimits()
 
 
 @dataclass(slots=True)
@@ -92,7 +103,7 @@ class PunchSessions:
         keep_ended: int = 1000,
         random_hex: Callable[[int], str] = _random_hex,
     ) -> None:
-        self.limits = limits or RelayLimits()
+        self.limits = limits or DEFAULT_RELAY_LIMITS
         self._active: dict[str, PunchSessionRecord] = {}
         self._by_worker: dict[str, set[str]] = {}
         self._ended: deque[PunchSessionRecord] = deque(maxlen=keep_ended)
