@@ -22,9 +22,9 @@ from holepunch_protocol import (
     open_peer_datagram,
     seal_peer_datagram,
 )
+from holepunch_rendezvous.handler import handle_binary_frame, handle_text_frame
+from holepunch_rendezvous.punch_sessions import PunchSessions
 from holepunch_rendezvous.registry import Registry
-from holepunch_rendezvous.session import handle_binary_frame, handle_text_frame
-from holepunch_rendezvous.sessions import PunchSessions
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

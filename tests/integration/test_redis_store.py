@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as redis_asyncio
 from holepunch_protocol import MappingBehaviour, UpdateUdpEndpoint
+from holepunch_rendezvous.auth import WorkerOwnership
 from holepunch_rendezvous.config import ConfigError, RendezvousConfig
+from holepunch_rendezvous.punch_sessions import PunchSessions
 from holepunch_rendezvous.registry import Registry, UdpEndpoint, WorkerRecord
 from holepunch_rendezvous.store import (
     MemoryStore,
@@ -99,13 +101,17 @@ def test_registry_url_and_ttl_come_from_the_environment() -> None:
         {**base, "REGISTRY_URL": "redis://10.0.0.3:6379/0", "REGISTRY_TTL_SEC": "30"}
     )
     assert config.registry_url == "redis://10.0.0.3:6379/0"
-    assert (config.registry_ttl_sec, config.registry_heartbeat_sec) == (30.0, 10.0)
+    shared = build_store(
+        Registry(), config.registry_url, config.registry_ttl_sec, WorkerOwnership()
+    )
+    assert isinstance(shared, RedisStore)  # made, not connected: nothing listens there
+    assert (shared.ttl_sec, shared.heartbeat_sec) == (30.0, 10.0)
     with pytest.raises(ConfigError, match="REGISTRY_URL") as bad:
         RendezvousConfig.from_env({**base, "REGISTRY_URL": "http://user:secret@host"})
     assert "secret" not in str(bad.value)  # a password in the URL is never logged
     with pytest.raises(ConfigError, match="REGISTRY_TTL_SEC"):
         RendezvousConfig.from_env({**base, "REGISTRY_TTL_SEC": "1"})
-    assert isinstance(build_store(Registry(), None, 15.0), MemoryStore)
+    assert isinstance(build_store(Registry(), None, 15.0, WorkerOwnership()), MemoryStore)
 
 
 async def test_a_registration_is_two_round_trips_and_a_page_one(
@@ -195,3 +201,35 @@ async def test_republishing_yields_to_a_newer_connection_elsewhere(
         assert await raw.hget("holepunch:w:stayed", "inst") == "inst-a"
     finally:
         await a.stop()
+
+
+async def test_every_key_and_channel_is_named_under_the_store_prefix(
+    redis_server: RedisServer, raw: redis_asyncio.Redis
+) -> None:
+    before = set(await raw.keys("*"))
+    events = Recorder()
+    store = RedisStore(Registry(), redis_server.url, ttl_sec=3.0, prefix="p2:", instance_id="i2")
+    await store.start(events.events())
+    try:
+        assert store.ready, store.not_ready_reason
+        await register(store, "w1", 1, 41000)
+        session = PunchSessions().create("w1", "w2", 1.0, relay_first=False)
+        await store.save_session(session)
+        written = set(await raw.keys("*")) - before
+        assert written == {
+            "p2:w:w1",
+            "p2:ids",
+            "p2:own:w1",
+            "p2:i:i2",
+            "p2:instances",
+            f"p2:s:{session.session_id}",
+            "p2:ws:w1",
+            "p2:ws:w2",
+        }
+        assert await store.route("w1", "frame")  # published on p2:ch:i2, to itself
+        await eventually(lambda: events.delivered == [("w1", "frame")], what="routed")
+        store.registry.disconnect("w1", 1)
+        await store.remove("w1")
+        assert not await raw.exists("p2:w:w1", f"p2:s:{session.session_id}", "p2:ws:w1")
+    finally:
+        await store.stop()

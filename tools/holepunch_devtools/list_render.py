@@ -1,6 +1,6 @@
 """How long the rendezvous takes to render `/debug/list_workers`, in-process.
 
-The body only (`Rendezvous.describe` for every record, then `FastJSONResponse`), no HTTP
+The body only (`Rendezvous.listing`, the app's own, then `FastJSONResponse`), no HTTP
 and no load generator, so it isolates the formatting cost: the first listing of the
 records, and later ones (best of `--repeat`), of `--workers` records that each have an
 endpoint. `python -m holepunch_devtools.list_render --workers 5000`.
@@ -31,12 +31,10 @@ def render_times_ms(workers: int, repeat: int) -> tuple[float, float, bytes]:
             "203.0.113.7", 1024 + i % 60000, MappingBehaviour.ENDPOINT_INDEPENDENT
         )
         rendezvous.registry.update_udp_endpoint(worker_id, i, endpoint, started + 5 + i / 1e3)
-    records = list(rendezvous.registry.page(limit=None, cursor=None).records)
+    page = rendezvous.registry.page(limit=None, cursor=None)
 
     def listing() -> bytes:
-        workers_body = {record.worker_id: rendezvous.describe(record) for record in records}
-        body = {"connected_workers_count": len(records), "workers": workers_body}
-        return bytes(FastJSONResponse(body).body)
+        return bytes(FastJSONResponse(rendezvous.listing(page, paged=False)).body)
 
     first = timeit.timeit(listing, number=1)
     later = min(timeit.repeat(listing, number=1, repeat=repeat))

@@ -1,4 +1,9 @@
-"""Starlette glue: HTTP routes and the worker WebSocket, moving frames to `session`."""
+"""Starlette glue: HTTP routes and the worker WebSocket, moving frames to `handler`.
+
+Each frame is decoded once and handled by the pure handler; its `Outcome` is then applied
+by one driver (`Rendezvous.handle` and `Rendezvous.deliver`) to whichever store is
+configured, the same way for every backend.
+"""
 
 from __future__ import annotations
 
@@ -11,22 +16,17 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
 import orjson
 from holepunch_logging import log_event
 from holepunch_protocol import (
+    ClientMessage,
     CloseCode,
-    ConnectRequest,
     ErrorCode,
     ErrorMessage,
-    PeerIntroduction,
     ProtocolError,
-    PunchResult,
-    RegisterPublicIp,
-    RelayDatagram,
-    UpdateUdpEndpoint,
-    decode_client_message,
     encode_message,
     iso_timestamp,
     validate_worker_id,
@@ -41,18 +41,25 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from holepunch_rendezvous.auth import AuthError, WorkerOwnership, authenticate, is_admin
 from holepunch_rendezvous.config import RendezvousConfig
-from holepunch_rendezvous.registry import Registry, WorkerRecord
-from holepunch_rendezvous.session import (
+from holepunch_rendezvous.handler import (
+    NO_LOOKUPS,
     Event,
+    Lookups,
     Outcome,
-    RecordLookup,
+    decode_frame,
     handle_binary_frame,
     handle_message,
-    handle_text_frame,
     introduce,
+    lookups_for,
 )
-from holepunch_rendezvous.sessions import PunchSession, PunchSessions, RelayLimits, TokenBucket
-from holepunch_rendezvous.store import RegistryStore, StoreEvents, build_store
+from holepunch_rendezvous.punch_sessions import (
+    PunchSessionRecord,
+    PunchSessions,
+    RelayLimits,
+    TokenBucket,
+)
+from holepunch_rendezvous.registry import Page, Registry, WorkerRecord
+from holepunch_rendezvous.store import Claim, RegistryStore, StoreEvents, build_store
 
 __all__ = ["CLOSE_GOING_AWAY", "CLOSE_REPLACED", "Rendezvous", "build_asgi_app", "create_app"]
 
@@ -78,23 +85,12 @@ def _log(event: Event) -> None:
     log_event(logger, event.name, event.message, level=event.level, **event.fields)
 
 
-class _Records:
-    """Records for `introduce`: the local registry first, then records fetched from the
-    shared registry."""
-
-    def __init__(self, registry: Registry, fetched: list[WorkerRecord | None]) -> None:
-        self._registry = registry
-        self._fetched = {record.worker_id: record for record in fetched if record is not None}
-
-    def get(self, worker_id: str, /) -> WorkerRecord | None:
-        return self._registry.get(worker_id) or self._fetched.get(worker_id)
-
-
 class Rendezvous:
     """Live state of one rendezvous process: the registry and each connection's socket.
 
     `registry` holds the workers connected to this process; `store` is where the registry
     is read by everyone (the same registry in memory, or Redis shared by every instance).
+    The app reaches the store only through `RegistryStore`'s methods, whatever its backend.
     """
 
     def __init__(
@@ -102,13 +98,17 @@ class Rendezvous:
     ) -> None:
         self.config = config or RendezvousConfig()
         self.registry = Registry()
+        self.ownership = WorkerOwnership()
         self.store: RegistryStore = build_store(
-            self.registry, self.config.registry_url, self.config.registry_ttl_sec
+            self.registry,
+            self.config.registry_url,
+            self.config.registry_ttl_sec,
+            self.ownership,
+            clock,
         )
         self.sessions = PunchSessions(
             RelayLimits(self.config.relay_datagrams_per_sec, self.config.relay_bytes_per_sec)
         )
-        self.ownership = WorkerOwnership()
         self.connections_per_address: collections.Counter[str] = collections.Counter()
         self.connections: dict[int, WebSocket] = {}
         self.clock = clock
@@ -177,18 +177,57 @@ class Rendezvous:
         sockets = list(self.connections.values())
         await asyncio.gather(*(_close_quietly(ws, code, reason) for ws in sockets))
 
+    async def handle(self, worker_id: str, connection_id: int, message: ClientMessage) -> Outcome:
+        """The driver: fetch what the message needs from the store, handle it, and publish
+        what it changed (before the reply, so an ack means every instance sees it)."""
+        lookups = lookups_for(self.registry, worker_id, connection_id, message)
+        peers = (
+            self.registry
+            if lookups is NO_LOOKUPS
+            else await self.store.prepare(lookups, self.sessions)
+        )
+        outcome = handle_message(
+            self.registry, self.sessions, worker_id, connection_id, message, self.clock(), peers
+        )
+        await self.publish(outcome)
+        return outcome
+
+    async def publish(self, outcome: Outcome) -> None:
+        if outcome.changed_record is not None:
+            await self.store.save(outcome.changed_record)
+        if outcome.created_session is not None:
+            await self.store.save_session(outcome.created_session)
+
     async def deliver(self, outcome: Outcome) -> None:
-        """Send each delivery to its worker's current connection, if it still has one."""
+        """Send each delivery to its worker's current connection, here or (through the
+        store) on another instance; a worker with no connection left gets nothing."""
         for delivery in outcome.deliveries:
+            frame = encode_message(delivery.message)
             record = self.registry.get(delivery.worker_id)
-            if record is None and self.store.shared:  # connected to another instance?
-                await self.store.route(delivery.worker_id, encode_message(delivery.message))
+            if record is None:
+                await self.store.route(delivery.worker_id, frame)
                 continue
-            websocket = None if record is None else self.connections.get(record.connection_id)
+            websocket = self.connections.get(record.connection_id)
             if websocket is None or websocket.application_state is not WebSocketState.CONNECTED:
                 continue
             with contextlib.suppress(RuntimeError, OSError):  # it is closing: nothing to do
-                await websocket.send_text(encode_message(delivery.message))
+                await websocket.send_text(frame)
+
+    def listing(self, page: Page, *, paged: bool) -> dict[str, Any]:
+        """The `/debug/list_workers` body for a page of records. A record not in this
+        process's registry is connected to another instance (its connection is open there).
+        `paged`: the request asked for a page, so the body says where the next one starts."""
+        registry = self.registry
+        workers = {}
+        for record in page.records:
+            local = registry.get(record.worker_id)
+            workers[record.worker_id] = (
+                self.describe(local) if local is not None else self.describe(record, remote=True)
+            )
+        body: dict[str, Any] = {"connected_workers_count": page.count, "workers": workers}
+        if paged:
+            body["next_cursor"] = page.next_cursor
+        return body
 
     def describe(self, record: WorkerRecord, *, remote: bool = False) -> dict[str, Any]:
         """`remote`: a record another instance published (its connection is open there)."""
@@ -311,76 +350,8 @@ async def list_workers(request: Request) -> Response:
             return _bad_request(f"limit must be an integer in 1..{MAX_LIST_LIMIT}")
         limit = int(raw_limit)
     cursor = request.query_params.get("cursor") or None
-    if rendezvous.store.shared:
-        return await _list_shared_workers(rendezvous, limit, cursor)
-    page = rendezvous.registry.page(limit=limit, cursor=cursor)
-    body: dict[str, Any] = {
-        "connected_workers_count": len(rendezvous.registry),
-        "workers": {record.worker_id: rendezvous.describe(record) for record in page.records},
-    }
-    if limit is not None or cursor is not None:
-        body["next_cursor"] = page.next_cursor
-    return FastJSONResponse(body)
-
-
-async def _list_shared_workers(
-    rendezvous: Rendezvous, limit: int | None, cursor: str | None
-) -> Response:
     page = await rendezvous.store.page(limit, cursor)
-    registry = rendezvous.registry
-    workers = {}
-    for record in page.records:
-        local = registry.get(record.worker_id)
-        if local is not None:
-            workers[record.worker_id] = rendezvous.describe(local)
-        else:
-            workers[record.worker_id] = rendezvous.describe(record, remote=True)
-    body: dict[str, Any] = {"connected_workers_count": page.count, "workers": workers}
-    if limit is not None or cursor is not None:
-        body["next_cursor"] = page.next_cursor
-    return FastJSONResponse(body)
-
-
-async def _handle_shared(
-    rendezvous: Rendezvous, worker_id: str, connection_id: int, text: str
-) -> Outcome:
-    """`handle_text_frame` with the shared registry: fetch what the pure handler needs
-    from Redis first (a peer on another instance, a session made there), publish what it
-    changed after (before the reply, so an ack means every instance sees the change)."""
-    registry, sessions, store = rendezvous.registry, rendezvous.sessions, rendezvous.store
-    now = rendezvous.clock()
-    try:
-        message = decode_client_message(text)
-    except ProtocolError:
-        return handle_text_frame(registry, sessions, worker_id, connection_id, text, now)
-    peers = None
-    if registry.is_current(worker_id, connection_id):
-        if isinstance(message, ConnectRequest) and registry.get(message.peer_id) is None:
-            peers = _Records(registry, [await store.lookup(message.peer_id)])
-        elif isinstance(message, RelayDatagram | PunchResult) and (
-            sessions.get(message.session_id) is None
-        ):
-            session = await store.load_session(message.session_id)
-            if session is not None:
-                sessions.adopt(session)
-    outcome = handle_message(registry, sessions, worker_id, connection_id, message, now, peers)
-    if isinstance(message, UpdateUdpEndpoint | RegisterPublicIp):
-        record = registry.get(worker_id)
-        if record is not None and record.connection_id == connection_id:
-            await store.save(record)
-    elif isinstance(message, ConnectRequest):
-        await _save_introduced_session(rendezvous, outcome)
-    return outcome
-
-
-async def _save_introduced_session(rendezvous: Rendezvous, outcome: Outcome) -> None:
-    if not outcome.deliveries:
-        return
-    introduction = outcome.deliveries[0].message
-    if isinstance(introduction, PeerIntroduction):
-        session = rendezvous.sessions.get(introduction.session_id)
-        if session is not None:
-            await rendezvous.store.save_session(session)
+    return FastJSONResponse(rendezvous.listing(page, paged=limit is not None or cursor is not None))
 
 
 async def _refuse(
@@ -402,16 +373,44 @@ async def _refuse(
     await websocket.close(code=close_code, reason=reason)
 
 
+@dataclass(frozen=True, slots=True)
+class _Connection:
+    """A worker's WebSocket connection, admitted: its record is in the registry."""
+
+    websocket: WebSocket
+    worker_id: str
+    connection_id: int
+    identity: str
+    address_key: str
+
+
 async def register_worker(websocket: WebSocket) -> None:
+    """A worker's connection: admit it, serve its frames, and clean up exactly once."""
     rendezvous = _rendezvous(websocket)
+    await websocket.accept()
+    connection = await _admit(rendezvous, websocket)
+    if connection is None:
+        return
+    close_code: int | None = None
+    close_reason: str | None = None
+    try:
+        close_code, close_reason = await _receive_loop(rendezvous, connection)
+    except (RuntimeError, OSError) as error:
+        close_reason = f"connection lost: {error}"
+    finally:
+        await _clean_up(rendezvous, connection, close_code, close_reason)
+
+
+async def _admit(rendezvous: Rendezvous, websocket: WebSocket) -> _Connection | None:
+    """Check the worker_id, the caller and its address, and claim the id; None (and the
+    socket closed with the reason) if any of them says no."""
     config = rendezvous.config
     worker_id: str = websocket.path_params["worker_id"]
-    await websocket.accept()
     try:
         validate_worker_id(worker_id)
     except ProtocolError as error:
         await _refuse(websocket, worker_id, error, CLOSE_POLICY_VIOLATION, "invalid worker_id")
-        return
+        return None
     try:
         identity = authenticate(config.auth_mode, websocket.headers, config.rendezvous_token)
     except AuthError as error:
@@ -422,7 +421,7 @@ async def register_worker(websocket: WebSocket) -> None:
             CloseCode.UNAUTHENTICATED,
             "authentication required",
         )
-        return
+        return None
     client = websocket.client
     observed_ip, observed_port = (client.host, client.port) if client else (None, None)
     address_key = observed_ip or "unknown"
@@ -437,26 +436,11 @@ async def register_worker(websocket: WebSocket) -> None:
             CloseCode.TOO_MANY_CONNECTIONS,
             "too many connections from this address",
         )
-        return
-    registry = rendezvous.registry
+        return None
     connection_id = rendezvous.next_connection_id()
-    shared = rendezvous.store.shared
-    replaced_elsewhere = None
-    accepted = True
-    if shared:
-        # Redis holds who owns the id; this process's own table only while Redis is away.
-        record = WorkerRecord(
-            worker_id, connection_id, observed_ip, observed_port, rendezvous.clock()
-        )
-        claim = await rendezvous.store.connect(record, identity)
-        accepted = claim.accepted
-        if not claim.checked:
-            accepted = rendezvous.ownership.claim(worker_id, identity, rendezvous.clock())
-        if claim.replaced_instance is not None:
-            replaced_elsewhere = claim
-    else:
-        accepted = rendezvous.ownership.claim(worker_id, identity, rendezvous.clock())
-    if not accepted:
+    record = WorkerRecord(worker_id, connection_id, observed_ip, observed_port, rendezvous.clock())
+    claim = await rendezvous.store.connect(record, identity)
+    if not claim.accepted:
         await _refuse(
             websocket,
             worker_id,
@@ -466,12 +450,25 @@ async def register_worker(websocket: WebSocket) -> None:
             CloseCode.FORBIDDEN,
             "worker_id belongs to another identity",
         )
-        return
+        return None
+    return _register(rendezvous, websocket, record, identity, claim, address_key)
 
+
+def _register(
+    rendezvous: Rendezvous,
+    websocket: WebSocket,
+    record: WorkerRecord,
+    identity: str,
+    claim: Claim,
+    address_key: str,
+) -> _Connection:
+    """Make an admitted connection the worker's current one, and close the one it replaced
+    here (one replaced on another instance is closed there)."""
+    worker_id, connection_id = record.worker_id, record.connection_id
+    observed_ip, observed_port = record.observed_ip, record.observed_port
+    registry = rendezvous.registry
     rendezvous.connections_per_address[address_key] += 1
-    replaced = registry.connect(
-        worker_id, connection_id, observed_ip, observed_port, rendezvous.clock()
-    )
+    replaced = registry.add(record)
     rendezvous.connections[connection_id] = websocket
     log_event(
         logger,
@@ -500,101 +497,103 @@ async def register_worker(websocket: WebSocket) -> None:
         old_websocket = rendezvous.connections.get(replaced.connection_id)
         if old_websocket is not None:
             rendezvous.close_in_background(old_websocket, CLOSE_REPLACED, CLOSE_REPLACED_REASON)
-    elif replaced_elsewhere is not None:
-        # The old instance closes it (4409) when Redis passes it the message.
+    elif claim.replaced_instance is not None:
+        # The old instance closes it (4409) when the store passes it the message.
         log_event(
             logger,
             "worker_replaced",
             f"Worker {worker_id}: this connection replaced connection "
-            f"{replaced_elsewhere.replaced_connection_id} on instance "
-            f"{replaced_elsewhere.replaced_instance}",
+            f"{claim.replaced_connection_id} on instance {claim.replaced_instance}",
             level=logging.WARNING,
             worker_id=worker_id,
             connection_id=connection_id,
-            replaced_connection_id=replaced_elsewhere.replaced_connection_id,
-            replaced_instance_id=replaced_elsewhere.replaced_instance,
+            replaced_connection_id=claim.replaced_connection_id,
+            replaced_instance_id=claim.replaced_instance,
             reason=CLOSE_REPLACED_REASON,
         )
+    return _Connection(websocket, worker_id, connection_id, identity, address_key)
 
-    close_code: int | None = None
-    close_reason: str | None = None
+
+async def _receive_loop(
+    rendezvous: Rendezvous, connection: _Connection
+) -> tuple[int | None, str | None]:
+    """Serve the connection's frames until it closes; its close code and reason."""
+    config = rendezvous.config
+    websocket, worker_id = connection.websocket, connection.worker_id
     budget = TokenBucket(config.max_messages_per_sec, 2 * config.max_messages_per_sec)
     limited = False
-    try:
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                close_code = message.get("code")
-                close_reason = message.get("reason") or None
-                break
-            if not budget.allow(1, rendezvous.clock()):
-                if not limited:  # once per episode: a flood must not flood the logs too
-                    limited = True
-                    log_event(
-                        logger,
-                        "connection_rate_limited",
-                        f"Worker {worker_id} exceeds {config.max_messages_per_sec} messages/s",
-                        level=logging.WARNING,
-                        worker_id=worker_id,
-                        reason="message rate limit",
-                    )
-                refusal = ErrorMessage(
-                    ErrorCode.RATE_LIMITED.value,
-                    f"more than {config.max_messages_per_sec:g} messages per second",
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return message.get("code"), message.get("reason") or None
+        if not budget.allow(1, rendezvous.clock()):
+            if not limited:  # once per episode: a flood must not flood the logs too
+                limited = True
+                log_event(
+                    logger,
+                    "connection_rate_limited",
+                    f"Worker {worker_id} exceeds {config.max_messages_per_sec} messages/s",
+                    level=logging.WARNING,
+                    worker_id=worker_id,
+                    reason="message rate limit",
                 )
-                await websocket.send_text(encode_message(refusal))
-                continue
-            limited = False
-            text = message.get("text")
-            if text is not None and shared:
-                outcome = await _handle_shared(rendezvous, worker_id, connection_id, text)
-            elif text is not None:
-                outcome = handle_text_frame(
-                    registry,
-                    rendezvous.sessions,
-                    worker_id,
-                    connection_id,
-                    text,
-                    rendezvous.clock(),
-                )
+            refusal = ErrorMessage(
+                ErrorCode.RATE_LIMITED.value,
+                f"more than {config.max_messages_per_sec:g} messages per second",
+            )
+            await websocket.send_text(encode_message(refusal))
+            continue
+        limited = False
+        text = message.get("text")
+        if text is None:
+            outcome = handle_binary_frame(worker_id)
+        else:
+            decoded = decode_frame(worker_id, text)
+            if isinstance(decoded, Outcome):
+                outcome = decoded
             else:
-                outcome = handle_binary_frame(worker_id)
-            if outcome.event is not None:
-                _log(outcome.event)
-            if outcome.reply is not None:
-                if websocket.application_state is not WebSocketState.CONNECTED:
-                    break  # we are closing it (replaced or shutting down)
-                await websocket.send_text(encode_message(outcome.reply))
-            if outcome.deliveries:
-                await rendezvous.deliver(outcome)
-    except (RuntimeError, OSError) as error:
-        close_reason = f"connection lost: {error}"
-    finally:
-        rendezvous.connections_per_address[address_key] -= 1
-        if rendezvous.connections_per_address[address_key] <= 0:
-            del rendezvous.connections_per_address[address_key]
-        if not shared:
-            rendezvous.ownership.claim(worker_id, identity, rendezvous.clock())  # renew
-        rendezvous.connections.pop(connection_id, None)
-        was_current = registry.disconnect(worker_id, connection_id)
-        if was_current:
-            rendezvous.sessions.end_sessions_of(worker_id, rendezvous.clock())
-            if shared:
-                await rendezvous.store.remove(worker_id)
-        log_event(
-            logger,
-            "worker_disconnected",
-            f"Worker {worker_id} disconnected (code {close_code})",
-            worker_id=worker_id,
-            connection_id=connection_id,
-            code=close_code,
-            reason=close_reason,
-            removed_from_registry=was_current,
-            workers=len(registry),
-        )
+                outcome = await rendezvous.handle(worker_id, connection.connection_id, decoded)
+        if outcome.event is not None:
+            _log(outcome.event)
+        if outcome.reply is not None:
+            if websocket.application_state is not WebSocketState.CONNECTED:
+                return None, None  # we are closing it (replaced or shutting down)
+            await websocket.send_text(encode_message(outcome.reply))
+        if outcome.deliveries:
+            await rendezvous.deliver(outcome)
 
 
-def _describe_session(session: PunchSession) -> dict[str, Any]:
+async def _clean_up(
+    rendezvous: Rendezvous,
+    connection: _Connection,
+    close_code: int | None,
+    close_reason: str | None,
+) -> None:
+    """Forget the connection; remove the worker if this was still its connection."""
+    worker_id, connection_id = connection.worker_id, connection.connection_id
+    counts = rendezvous.connections_per_address
+    counts[connection.address_key] -= 1
+    if counts[connection.address_key] <= 0:
+        del counts[connection.address_key]
+    rendezvous.connections.pop(connection_id, None)
+    was_current = rendezvous.registry.disconnect(worker_id, connection_id)
+    if was_current:
+        rendezvous.sessions.end_sessions_of(worker_id, rendezvous.clock())
+    await rendezvous.store.disconnected(worker_id, connection.identity, removed=was_current)
+    log_event(
+        logger,
+        "worker_disconnected",
+        f"Worker {worker_id} disconnected (code {close_code})",
+        worker_id=worker_id,
+        connection_id=connection_id,
+        code=close_code,
+        reason=close_reason,
+        removed_from_registry=was_current,
+        workers=len(rendezvous.registry),
+    )
+
+
+def _describe_session(session: PunchSessionRecord) -> dict[str, Any]:
     return {
         "initiator": session.initiator,
         "responder": session.responder,
@@ -636,15 +635,10 @@ async def admin_introduce(request: Request) -> Response:
             return _bad_request(f"{name} must be a worker_id string")
     assert isinstance(initiator, str) and isinstance(responder, str)
     rendezvous = _rendezvous(request)
-    store = rendezvous.store
-    peers: RecordLookup = rendezvous.registry
-    if store.shared:
-        peers = _Records(
-            rendezvous.registry, [await store.lookup(initiator), await store.lookup(responder)]
-        )
+    lookups = Lookups(worker_ids=(initiator, responder))
+    peers = await rendezvous.store.prepare(lookups, rendezvous.sessions)
     outcome = introduce(peers, rendezvous.sessions, initiator, responder, rendezvous.clock())
-    if store.shared:
-        await _save_introduced_session(rendezvous, outcome)
+    await rendezvous.publish(outcome)
     if outcome.event is not None:
         _log(outcome.event)
     if isinstance(outcome.reply, ErrorMessage):
@@ -653,8 +647,8 @@ async def admin_introduce(request: Request) -> Response:
             {"error": outcome.reply.code, "detail": outcome.reply.detail}, status_code=status
         )
     await rendezvous.deliver(outcome)
-    introduced = outcome.deliveries[0].message
-    return JSONResponse({"session_id": getattr(introduced, "session_id", None)})
+    session = outcome.created_session
+    return JSONResponse({"session_id": None if session is None else session.session_id})
 
 
 WORKER_SOCKET_ROUTE = WebSocketRoute("/ws/register/{worker_id}", register_worker)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from holepunch_protocol import AuthMode
 
 __all__ = [
+    "OWNERSHIP_TTL_SEC",
     "AuthError",
     "AuthMode",
     "WorkerOwnership",
@@ -35,6 +36,9 @@ __all__ = [
 
 
 ANONYMOUS = "anonymous"
+# How long a worker_id stays bound to its identity after its last connection ended, in
+# this process's table and in the shared registry alike.
+OWNERSHIP_TTL_SEC = 86_400.0
 SHARED_TOKEN_IDENTITY = "token"
 
 
@@ -101,7 +105,7 @@ def is_admin(mode: AuthMode, headers: Mapping[str, str], admin_token: str | None
 class WorkerOwnership:
     """worker_id -> identity, kept `ttl` seconds after last use, at most `capacity` ids."""
 
-    def __init__(self, ttl: float = 86_400.0, capacity: int = 1_000_000) -> None:
+    def __init__(self, ttl: float = OWNERSHIP_TTL_SEC, capacity: int = 1_000_000) -> None:
         self._ttl = ttl
         self._capacity = capacity
         self._owners: OrderedDict[str, tuple[str, float]] = OrderedDict()

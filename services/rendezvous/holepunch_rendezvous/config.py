@@ -17,6 +17,7 @@ from holepunch_env import (
 )
 
 from holepunch_rendezvous.auth import AuthMode
+from holepunch_rendezvous.punch_sessions import DEFAULT_RELAY_LIMITS
 
 __all__ = ["DEFAULT_TRUSTED_PROXIES", "ConfigError", "RendezvousConfig"]
 
@@ -79,8 +80,10 @@ def _registry_url(env: Mapping[str, str]) -> str | None:
     return raw
 
 
-def _networks(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
-    raw = env_text(env, name) or default
+def _networks(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = env_text(env, name)
+    if raw is None:
+        return default
     entries = tuple(entry.strip() for entry in raw.split(",") if entry.strip())
     for entry in entries:
         try:
@@ -112,52 +115,76 @@ class RendezvousConfig:
     debug_endpoints: bool = False
     max_messages_per_sec: float = 50.0
     max_connections_per_address: int = 1000
-    relay_datagrams_per_sec: float = 100.0
-    relay_bytes_per_sec: float = 64 * 1024.0
+    # Per punch session; the defaults are RelayLimits's own.
+    relay_datagrams_per_sec: float = DEFAULT_RELAY_LIMITS.datagrams_per_sec
+    relay_bytes_per_sec: float = DEFAULT_RELAY_LIMITS.bytes_per_sec
     # None: the in-process registry (one instance). redis://...: shared by every instance.
     registry_url: str | None = None
-    # How long a worker's shared entry outlives the last heartbeat of its instance; the
-    # instance refreshes it every third of this.
+    # How long a worker's shared entry outlives the last heartbeat of its instance (the
+    # store's heartbeat comes every third of this).
     registry_ttl_sec: float = 15.0
-
-    @property
-    def registry_heartbeat_sec(self) -> float:
-        return self.registry_ttl_sec / 3
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RendezvousConfig:
+        """The configuration from environment variables; an unset (or blank) variable
+        takes the field's default above, the only place defaults are written."""
+        default = cls()
         return cls(
-            host=_ip_literal(env, "HOST", "0.0.0.0"),
-            port=env_int(env, "PORT", 8080, minimum=1, maximum=65535),
-            log_level=env_log_level(env),
-            trust_proxy_headers=env_bool(env, "TRUST_PROXY_HEADERS", False),
-            trusted_proxies=_networks(env, "TRUSTED_PROXIES", DEFAULT_TRUSTED_PROXIES),
-            shutdown_grace_sec=env_float(env, "SHUTDOWN_GRACE_SEC", 8.0, minimum=1.0, maximum=9.5),
+            host=_ip_literal(env, "HOST", default.host),
+            port=env_int(env, "PORT", default.port, minimum=1, maximum=65535),
+            log_level=env_log_level(env, default=default.log_level),
+            trust_proxy_headers=env_bool(env, "TRUST_PROXY_HEADERS", default.trust_proxy_headers),
+            trusted_proxies=_networks(env, "TRUSTED_PROXIES", default.trusted_proxies),
+            shutdown_grace_sec=env_float(
+                env, "SHUTDOWN_GRACE_SEC", default.shutdown_grace_sec, minimum=1.0, maximum=9.5
+            ),
             ws_implementation=env_choice(
-                env, "WS_IMPLEMENTATION", "websockets-sansio", WS_IMPLEMENTATIONS
+                env, "WS_IMPLEMENTATION", default.ws_implementation, WS_IMPLEMENTATIONS
             ),
             ws_ping_interval_sec=env_float(
-                env, "WS_PING_INTERVAL_SEC", 20.0, minimum=1.0, maximum=3600.0
+                env,
+                "WS_PING_INTERVAL_SEC",
+                default.ws_ping_interval_sec,
+                minimum=1.0,
+                maximum=3600.0,
             ),
             ws_ping_timeout_sec=env_float(
-                env, "WS_PING_TIMEOUT_SEC", 20.0, minimum=1.0, maximum=3600.0
+                env, "WS_PING_TIMEOUT_SEC", default.ws_ping_timeout_sec, minimum=1.0, maximum=3600.0
             ),
             auth_mode=(auth_mode := _auth_mode(env)),
             rendezvous_token=_secret(env, "RENDEZVOUS_TOKEN", required=auth_mode is AuthMode.TOKEN),
             admin_token=_secret(env, "ADMIN_TOKEN", required=False),
-            debug_endpoints=env_bool(env, "DEBUG_ENDPOINTS", False),
+            debug_endpoints=env_bool(env, "DEBUG_ENDPOINTS", default.debug_endpoints),
             max_messages_per_sec=env_float(
-                env, "MAX_MESSAGES_PER_SEC", 50.0, minimum=1.0, maximum=100_000.0
+                env,
+                "MAX_MESSAGES_PER_SEC",
+                default.max_messages_per_sec,
+                minimum=1.0,
+                maximum=100_000.0,
             ),
             max_connections_per_address=env_int(
-                env, "MAX_CONNECTIONS_PER_ADDRESS", 1000, minimum=1, maximum=1_000_000
+                env,
+                "MAX_CONNECTIONS_PER_ADDRESS",
+                default.max_connections_per_address,
+                minimum=1,
+                maximum=1_000_000,
             ),
             relay_datagrams_per_sec=env_float(
-                env, "RELAY_DATAGRAMS_PER_SEC", 100.0, minimum=1.0, maximum=1e6
+                env,
+                "RELAY_DATAGRAMS_PER_SEC",
+                default.relay_datagrams_per_sec,
+                minimum=1.0,
+                maximum=1e6,
             ),
             relay_bytes_per_sec=env_float(
-                env, "RELAY_BYTES_PER_SEC", 65536.0, minimum=1200.0, maximum=1e9
+                env,
+                "RELAY_BYTES_PER_SEC",
+                default.relay_bytes_per_sec,
+                minimum=1200.0,
+                maximum=1e9,
             ),
             registry_url=_registry_url(env),
-            registry_ttl_sec=env_float(env, "REGISTRY_TTL_SEC", 15.0, minimum=3.0, maximum=3600.0),
+            registry_ttl_sec=env_float(
+                env, "REGISTRY_TTL_SEC", default.registry_ttl_sec, minimum=3.0, maximum=3600.0
+            ),
         )

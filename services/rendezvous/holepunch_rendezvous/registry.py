@@ -63,6 +63,7 @@ class WorkerRecord:
 
 @dataclass(frozen=True, slots=True)
 class EndpointUpdate:
+    record: WorkerRecord
     previous: UdpEndpoint | None
     current: UdpEndpoint
 
@@ -73,6 +74,9 @@ class EndpointUpdate:
 
 @dataclass(frozen=True, slots=True)
 class Page:
+    """Some records in worker_id order; `count`: how many workers there are in all."""
+
+    count: int
     records: list[WorkerRecord]
     next_cursor: str | None
 
@@ -105,16 +109,14 @@ class Registry:
         now: float,
     ) -> WorkerRecord | None:
         """Make `connection_id` the worker's current connection; return the replaced record."""
-        previous = self._records.get(worker_id)
+        return self.add(WorkerRecord(worker_id, connection_id, observed_ip, observed_port, now))
+
+    def add(self, record: WorkerRecord) -> WorkerRecord | None:
+        """Make `record` its worker's current one; return the record it replaced."""
+        previous = self._records.get(record.worker_id)
         if previous is None:
-            bisect.insort(self._sorted_ids, worker_id)
-        self._records[worker_id] = WorkerRecord(
-            worker_id=worker_id,
-            connection_id=connection_id,
-            observed_ip=observed_ip,
-            observed_port=observed_port,
-            connected_at=now,
-        )
+            bisect.insort(self._sorted_ids, record.worker_id)
+        self._records[record.worker_id] = record
         return previous
 
     def disconnect(self, worker_id: str, connection_id: int) -> bool:
@@ -132,8 +134,11 @@ class Registry:
             raise LookupError(f"connection {connection_id} no longer owns worker {worker_id!r}")
         return record
 
-    def register_public_ip(self, worker_id: str, connection_id: int, ip: str) -> None:
-        self._current(worker_id, connection_id).reported_public_ip = ip
+    def register_public_ip(self, worker_id: str, connection_id: int, ip: str) -> WorkerRecord:
+        """Note the IP the worker reports as its public one; return its (changed) record."""
+        record = self._current(worker_id, connection_id)
+        record.reported_public_ip = ip
+        return record
 
     def update_udp_endpoint(
         self, worker_id: str, connection_id: int, update: UpdateUdpEndpoint, now: float
@@ -144,7 +149,7 @@ class Registry:
         record.udp_endpoint = endpoint
         record.udp_updated_at = now
         record.udp_update_count += 1
-        return EndpointUpdate(previous=previous, current=endpoint)
+        return EndpointUpdate(record=record, previous=previous, current=endpoint)
 
     def page(self, limit: int | None = None, cursor: str | None = None) -> Page:
         """Records ordered by worker_id, starting after `cursor`, at most `limit` of them."""
@@ -152,4 +157,5 @@ class Registry:
         stop = len(self._sorted_ids) if limit is None else min(start + limit, len(self._sorted_ids))
         ids = self._sorted_ids[start:stop]
         next_cursor = ids[-1] if ids and stop < len(self._sorted_ids) else None
-        return Page(records=[self._records[i] for i in ids], next_cursor=next_cursor)
+        records = [self._records[i] for i in ids]
+        return Page(count=len(self._records), records=records, next_cursor=next_cursor)

@@ -3,7 +3,12 @@
 Every instance keeps the workers connected *to it* in its own sans-I/O `Registry` (the
 source of truth for its connections, and all that `MemoryStore` needs). `RedisStore`
 publishes those records to Redis, so that any instance can list them, introduce them and
-route messages to them:
+route messages to them. The app drives either store the same way (`RegistryStore`):
+claim a worker_id on connect, fetch what a message needs before the pure handler runs,
+publish what the handler changed, route deliveries for workers connected elsewhere, and
+release the id on disconnect. A new backend is one more `RegistryStore` class.
+
+Redis keys (names built only by `RedisKeys`, for Python and, as the table `K`, for Lua):
 
     {prefix}w:{worker_id}      hash: the record, plus `inst` (instance) and `conn`; PX ttl,
                                refreshed by the owning instance's heartbeat
@@ -15,10 +20,10 @@ route messages to them:
     {prefix}ws:{worker_id}     set: the worker's session ids; PX session ttl
     {prefix}ch:{instance}      pub/sub channel: deliveries and closes for that instance
 
-Each write is one Lua script (one round trip, atomic): a registration is two (claim the
-id and publish the record; then its endpoint), a relayed datagram to another instance
-one. The scripts build key names from the prefix, so this needs a single Redis (as
-Memorystore's Basic and Standard tiers are), not Redis Cluster.
+Each write is one Lua script (one round trip, atomic; the scripts are `lua/*.lua`): a
+registration is two (claim the id and publish the record; then its endpoint), a relayed
+datagram to another instance one. The scripts build key names within a script, so this
+needs a single Redis (as Memorystore's Basic and Standard tiers are), not Redis Cluster.
 
 When Redis fails, the instance keeps serving its own connections from its registry,
 reports itself not ready, and replays what it missed when Redis answers again: its
@@ -32,9 +37,11 @@ import abc
 import asyncio
 import collections
 import contextlib
+import importlib.resources
 import json
 import logging
 import os
+import re
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -45,23 +52,25 @@ import orjson
 from holepunch_logging import log_event
 from holepunch_protocol import MappingBehaviour
 
-from holepunch_rendezvous.registry import Registry, UdpEndpoint, WorkerRecord
-from holepunch_rendezvous.sessions import PunchSession
+from holepunch_rendezvous.auth import OWNERSHIP_TTL_SEC, WorkerOwnership
+from holepunch_rendezvous.handler import Lookups, RecordLookup
+from holepunch_rendezvous.punch_sessions import PunchSessionRecord, PunchSessions
+from holepunch_rendezvous.registry import Page, Registry, UdpEndpoint, WorkerRecord
 
 __all__ = [
     "Claim",
     "MemoryStore",
+    "RedisKeys",
     "RedisStore",
     "RegistryStore",
-    "SharedPage",
     "StoreEvents",
+    "build_store",
     "decode_record",
     "encode_record",
 ]
 
 logger = logging.getLogger("holepunch.rendezvous")
 
-OWNERSHIP_TTL_SEC = 86_400.0
 SESSION_TTL_SEC = 3_600.0
 RETRY_DELAY_SEC = 0.5
 PUBLISH_BATCH = 500
@@ -72,20 +81,13 @@ REDIS_TIMEOUT_SEC = 2.0
 class Claim:
     """The answer to a registration: refused (another identity owns the id), or accepted,
     naming the connection it replaced on another instance, if any. `checked` is False
-    when the store could not tell (Redis away): the caller decides with its own table, and
-    the claim is made in Redis on recovery."""
+    when the shared store could not tell (Redis away): the instance decided with its own
+    table, and the claim is made in Redis on recovery."""
 
     accepted: bool
     replaced_instance: str | None = None
     replaced_connection_id: int | None = None
     checked: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class SharedPage:
-    count: int
-    records: list[WorkerRecord]
-    next_cursor: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,13 +100,22 @@ class StoreEvents:
 
 
 class RegistryStore(abc.ABC):
-    """The registry as the app sees it. `shared` tells the app whether it must await the
-    store at all: the in-memory store never needs it, so that path has no extra awaits."""
+    """The registry as the app sees it, whatever holds it.
 
-    shared: ClassVar[bool]
+    `registry` is this process's own table of its connections, which the app changes
+    through the pure handler; the store publishes those changes wherever it keeps them,
+    and finds what lives elsewhere. `ownership` is this process's table of worker_id
+    owners (the only one in memory; the fallback while a shared store is away).
+    """
 
-    def __init__(self, registry: Registry) -> None:
+    backend: ClassVar[str]
+
+    def __init__(
+        self, registry: Registry, ownership: WorkerOwnership, clock: Callable[[], float]
+    ) -> None:
         self.registry = registry
+        self.ownership = ownership
+        self.clock = clock
 
     @property
     def ready(self) -> bool:
@@ -121,60 +132,60 @@ class RegistryStore(abc.ABC):
         """End background work and release connections."""
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": "memory" if not self.shared else "redis"}
+        return {"backend": self.backend}
 
     @abc.abstractmethod
-    async def connect(self, record: WorkerRecord, identity: str) -> Claim: ...
+    async def connect(self, record: WorkerRecord, identity: str) -> Claim:
+        """Claim `record.worker_id` for `identity`, before the record enters the registry."""
 
     @abc.abstractmethod
-    async def save(self, record: WorkerRecord) -> None: ...
+    async def disconnected(self, worker_id: str, identity: str, *, removed: bool) -> None:
+        """A connection ended; `removed`: it was the worker's current one, now gone."""
 
     @abc.abstractmethod
-    async def remove(self, worker_id: str) -> None: ...
+    async def prepare(self, lookups: Lookups, sessions: PunchSessions) -> RecordLookup:
+        """Fetch what a message needs from elsewhere: the session (into `sessions`) and
+        the records of the workers it names (returned, local ones first)."""
 
     @abc.abstractmethod
-    async def lookup(self, worker_id: str) -> WorkerRecord | None: ...
+    async def save(self, record: WorkerRecord) -> None:
+        """Publish a record the handler changed."""
 
     @abc.abstractmethod
-    async def page(self, limit: int | None, cursor: str | None) -> SharedPage: ...
+    async def save_session(self, session: PunchSessionRecord) -> None:
+        """Publish a session the handler created."""
 
     @abc.abstractmethod
-    async def save_session(self, session: PunchSession) -> None: ...
+    async def page(self, limit: int | None, cursor: str | None) -> Page:
+        """Every worker's record in worker_id order, a page at a time."""
 
     @abc.abstractmethod
-    async def load_session(self, session_id: str) -> PunchSession | None: ...
-
-    @abc.abstractmethod
-    async def route(self, worker_id: str, frame: str) -> bool: ...
+    async def route(self, worker_id: str, frame: str) -> bool:
+        """Send a frame to a worker connected to another instance; False if none has it."""
 
 
 class MemoryStore(RegistryStore):
-    """Today's registry: this process only. The app reads and writes `registry` directly
-    (`shared` is False); these methods exist for code written against the interface."""
+    """This process only: the registry is the whole store, nothing is published."""
 
-    shared = False
+    backend = "memory"
 
     async def connect(self, record: WorkerRecord, identity: str) -> Claim:
-        return Claim(accepted=True, checked=False)  # the app keeps ownership itself
+        return Claim(accepted=self.ownership.claim(record.worker_id, identity, self.clock()))
+
+    async def disconnected(self, worker_id: str, identity: str, *, removed: bool) -> None:
+        self.ownership.claim(worker_id, identity, self.clock())  # renew the binding
+
+    async def prepare(self, lookups: Lookups, sessions: PunchSessions) -> RecordLookup:
+        return self.registry
 
     async def save(self, record: WorkerRecord) -> None:
         return None
 
-    async def remove(self, worker_id: str) -> None:
+    async def save_session(self, session: PunchSessionRecord) -> None:
         return None
 
-    async def lookup(self, worker_id: str) -> WorkerRecord | None:
-        return self.registry.get(worker_id)
-
-    async def page(self, limit: int | None, cursor: str | None) -> SharedPage:
-        page = self.registry.page(limit=limit, cursor=cursor)
-        return SharedPage(len(self.registry), page.records, page.next_cursor)
-
-    async def save_session(self, session: PunchSession) -> None:
-        return None
-
-    async def load_session(self, session_id: str) -> PunchSession | None:
-        return None
+    async def page(self, limit: int | None, cursor: str | None) -> Page:
+        return self.registry.page(limit=limit, cursor=cursor)
 
     async def route(self, worker_id: str, frame: str) -> bool:
         return False
@@ -234,143 +245,62 @@ def decode_record(worker_id: str, text: str | None) -> WorkerRecord | None:
         return None
 
 
-# --- Lua scripts: each one round trip, atomic ----------------------------------------------
+# --- Redis key names and the Lua scripts -------------------------------------------------
 
-# ARGV: prefix, worker_id, instance, identity, ttl_ms, ownership_ttl_ms, conn, record,
-# republish ('1': an entry another instance holds wins, it is newer than ours)
-# -> {0} refused; {2} yielded; {1, replaced instance or "", replaced connection or ""}
-CONNECT_SCRIPT = """
-local p, wid, inst, identity = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local own = p .. 'own:' .. wid
-local owner = redis.call('GET', own)
-if owner and owner ~= identity then return {0} end
-local key = p .. 'w:' .. wid
-local old = redis.call('HMGET', key, 'inst', 'conn')
-if ARGV[9] == '1' and old[1] and old[1] ~= inst then return {2} end
-redis.call('SET', own, identity, 'PX', ARGV[6])
-redis.call('HSET', key, 'inst', inst, 'conn', ARGV[7], 'rec', ARGV[8])
-redis.call('PEXPIRE', key, ARGV[5])
-redis.call('ZADD', p .. 'ids', 0, wid)
-redis.call('SADD', p .. 'i:' .. inst, wid)
-if old[1] and old[1] ~= inst then
-  redis.call('SREM', p .. 'i:' .. old[1], wid)
-  redis.call('PUBLISH', p .. 'ch:' .. old[1],
-    cjson.encode({op = 'close', w = wid, c = tonumber(old[2])}))
-end
-return {1, old[1] or '', old[2] or ''}
-"""
+# What follows the prefix in each kind of key; see the module docstring.
+KEY_NAMESPACES = {
+    "worker": "w:",
+    "ids": "ids",
+    "owner": "own:",
+    "held": "i:",
+    "instances": "instances",
+    "session": "s:",
+    "worker_sessions": "ws:",
+    "channel": "ch:",
+}
+# Written into Lua source as a literal: nothing that could end or escape the string.
+PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_.:{}-]*")
 
-# ARGV: prefix, worker_id, instance, ttl_ms, conn, record -> 1 written, 0 not ours
-SAVE_SCRIPT = """
-local key = ARGV[1] .. 'w:' .. ARGV[2]
-if redis.call('HGET', key, 'inst') ~= ARGV[3] then return 0 end
-redis.call('HSET', key, 'conn', ARGV[5], 'rec', ARGV[6])
-redis.call('PEXPIRE', key, ARGV[4])
-return 1
-"""
 
-# ARGV: prefix, start ('-' or '(' .. cursor), limit (0: all) -> {index size, ids,
-# records, more}. Ids whose record expired (their instance died) are left out and
-# dropped from the index on the way.
-PAGE_SCRIPT = """
-local p, limit = ARGV[1], tonumber(ARGV[3])
-local index = p .. 'ids'
-local ids
-if limit > 0 then
-  ids = redis.call('ZRANGE', index, ARGV[2], '+', 'BYLEX', 'LIMIT', 0, limit + 1)
-else
-  ids = redis.call('ZRANGE', index, ARGV[2], '+', 'BYLEX')
-end
-local more = 0
-if limit > 0 and #ids > limit then
-  more = 1
-  ids[#ids] = nil
-end
-local found, records, last = {}, {}, ''
-for _, wid in ipairs(ids) do
-  last = wid
-  local record = redis.call('HGET', p .. 'w:' .. wid, 'rec')
-  if record then
-    found[#found + 1] = wid
-    records[#records + 1] = record
-  else
-    redis.call('ZREM', index, wid)
-  end
-end
-return {redis.call('ZCARD', index), found, records, more, last}
-"""
+class RedisKeys:
+    """Every Redis key name, from one prefix: for Python, and for the Lua scripts as the
+    table `K` (`K.worker .. worker_id`)."""
 
-# ARGV: prefix, worker_id, instance, ownership_ttl_ms -> 1 removed, 0 not ours. An entry
-# that already expired (this instance was cut off from Redis for longer than the TTL)
-# still has its index entry removed.
-REMOVE_SCRIPT = """
-local p, wid, inst = ARGV[1], ARGV[2], ARGV[3]
-redis.call('SREM', p .. 'i:' .. inst, wid)
-redis.call('PEXPIRE', p .. 'own:' .. wid, ARGV[4])
-local key = p .. 'w:' .. wid
-local owner = redis.call('HGET', key, 'inst')
-if owner and owner ~= inst then return 0 end
-redis.call('DEL', key)
-redis.call('ZREM', p .. 'ids', wid)
-local sessions = p .. 'ws:' .. wid
-for _, sid in ipairs(redis.call('SMEMBERS', sessions)) do
-  redis.call('DEL', p .. 's:' .. sid)
-end
-redis.call('DEL', sessions)
-return 1
-"""
+    def __init__(self, prefix: str) -> None:
+        if not PREFIX_PATTERN.fullmatch(prefix):
+            raise ValueError(f"Redis key prefix {prefix!r}: letters, digits and _.:{{}}- only")
+        self.namespaces = {name: prefix + suffix for name, suffix in KEY_NAMESPACES.items()}
+        self.ids = self.namespaces["ids"]
+        self.instances = self.namespaces["instances"]
 
-# ARGV: prefix, instance, ttl_ms, worker_id... -> {worker ids missing from Redis, dead
-# instances swept}. Refreshes this instance's entries (only those it still owns) and
-# removes the index entries of instances whose last heartbeat is older than the TTL:
-# their hashes have expired by then, since both were set from the same heartbeat.
-HEARTBEAT_SCRIPT = """
-local p, inst, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', p .. 'instances', now, inst)
-local missing = {}
-for i = 4, #ARGV do
-  local key = p .. 'w:' .. ARGV[i]
-  local owner = redis.call('HGET', key, 'inst')
-  if owner == inst then
-    redis.call('PEXPIRE', key, ttl)
-  elseif not owner then
-    missing[#missing + 1] = ARGV[i]
-  end
-end
-local dead = redis.call('ZRANGEBYSCORE', p .. 'instances', '-inf', now - ttl)
-for _, d in ipairs(dead) do
-  local held = p .. 'i:' .. d
-  for _, wid in ipairs(redis.call('SMEMBERS', held)) do
-    local key = p .. 'w:' .. wid
-    local owner = redis.call('HGET', key, 'inst')
-    if owner == d then
-      redis.call('DEL', key)
-      owner = false
-    end
-    if not owner then redis.call('ZREM', p .. 'ids', wid) end
-  end
-  redis.call('DEL', held)
-  redis.call('ZREM', p .. 'instances', d)
-end
-return {missing, #dead}
-"""
+    def worker(self, worker_id: str) -> str:
+        return self.namespaces["worker"] + worker_id
 
-# ARGV: prefix, worker_id, message -> the instance it was published to, or false
-ROUTE_SCRIPT = """
-local inst = redis.call('HGET', ARGV[1] .. 'w:' .. ARGV[2], 'inst')
-if not inst then return false end
-redis.call('PUBLISH', ARGV[1] .. 'ch:' .. inst, ARGV[3])
-return inst
-"""
+    def session(self, session_id: str) -> str:
+        return self.namespaces["session"] + session_id
 
-# ARGV: prefix, instance: a clean stop forgets the instance (its workers are gone).
-FORGET_INSTANCE_SCRIPT = """
-redis.call('DEL', ARGV[1] .. 'i:' .. ARGV[2])
-redis.call('ZREM', ARGV[1] .. 'instances', ARGV[2])
-return 1
-"""
+    def worker_sessions(self, worker_id: str) -> str:
+        return self.namespaces["worker_sessions"] + worker_id
+
+    def channel(self, instance_id: str) -> str:
+        return self.namespaces["channel"] + instance_id
+
+    def lua_prelude(self) -> str:
+        fields = ", ".join(f"{name} = '{value}'" for name, value in self.namespaces.items())
+        return f"local K = {{{fields}}}\n"
+
+
+def _read_lua_scripts() -> dict[str, str]:
+    folder = importlib.resources.files(__package__).joinpath("lua")
+    return {
+        entry.name.removesuffix(".lua"): entry.read_text(encoding="utf-8")
+        for entry in folder.iterdir()
+        if entry.name.endswith(".lua")
+    }
+
+
+# Read once, when the module is imported; each script is one round trip and atomic.
+LUA_SCRIPTS = _read_lua_scripts()
 
 
 def _instance_id() -> str:
@@ -386,20 +316,21 @@ def _ms(seconds: float) -> str:
 class RedisStore(RegistryStore):
     """The registry shared through Redis (redis.asyncio): see the module docstring."""
 
-    shared = True
+    backend = "redis"
 
     def __init__(
         self,
         registry: Registry,
         url: str,
         *,
-        ttl_sec: float = 15.0,
+        ttl_sec: float,
         heartbeat_sec: float | None = None,
         prefix: str = "holepunch:",
         instance_id: str | None = None,
+        ownership: WorkerOwnership | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(registry)
+        super().__init__(registry, ownership or WorkerOwnership(), clock)
         # Imported here: a memory-only deployment never loads the client.
         import redis.asyncio as redis_asyncio
         from redis.backoff import NoBackoff
@@ -408,9 +339,8 @@ class RedisStore(RegistryStore):
         self.url = url
         self.ttl_sec = ttl_sec
         self.heartbeat_sec = heartbeat_sec if heartbeat_sec is not None else ttl_sec / 3
-        self.prefix = prefix
+        self.keys = RedisKeys(prefix)
         self.instance_id = instance_id or _instance_id()
-        self.clock = clock
         # Bounded waits, no silent retries: a failed call marks Redis unavailable and the
         # maintenance loop takes over.
         self._client: Any = redis_asyncio.from_url(  # type: ignore[no-untyped-call]
@@ -421,23 +351,19 @@ class RedisStore(RegistryStore):
             retry=Retry(NoBackoff(), 0),
             health_check_interval=30,
         )
-        self._connect = self._client.register_script(CONNECT_SCRIPT)
-        self._save = self._client.register_script(SAVE_SCRIPT)
-        self._remove = self._client.register_script(REMOVE_SCRIPT)
-        self._heartbeat = self._client.register_script(HEARTBEAT_SCRIPT)
-        self._route = self._client.register_script(ROUTE_SCRIPT)
-        self._forget = self._client.register_script(FORGET_INSTANCE_SCRIPT)
-        self._page = self._client.register_script(PAGE_SCRIPT)
-        self._scripts = [
-            self._connect,
-            self._save,
-            self._remove,
-            self._heartbeat,
-            self._route,
-            self._forget,
-            self._page,
-        ]
-        self._channel = f"{prefix}ch:{self.instance_id}"
+        prelude = self.keys.lua_prelude()
+        self._scripts = {
+            name: self._client.register_script(prelude + source)
+            for name, source in LUA_SCRIPTS.items()
+        }
+        self._connect = self._scripts["connect"]
+        self._save = self._scripts["save"]
+        self._remove = self._scripts["remove"]
+        self._heartbeat = self._scripts["heartbeat"]
+        self._route = self._scripts["route"]
+        self._forget = self._scripts["forget_instance"]
+        self._page = self._scripts["page"]
+        self._channel = self.keys.channel(self.instance_id)
         self._identities: dict[str, str] = {}  # worker_id -> identity, for re-publishing
         self._pending_removals: set[str] = set()
         self._available = False  # until the first heartbeat answers
@@ -528,7 +454,7 @@ class RedisStore(RegistryStore):
         self._tasks = []
         if self._available:
             with contextlib.suppress(Exception):
-                await self._call("forget", self._forget, [self.prefix, self.instance_id])
+                await self._call("forget", self._forget, [self.instance_id])
         with contextlib.suppress(Exception):
             await self._client.aclose()
 
@@ -537,17 +463,21 @@ class RedisStore(RegistryStore):
     async def connect(self, record: WorkerRecord, identity: str) -> Claim:
         self._identities[record.worker_id] = identity
         self._pending_removals.discard(record.worker_id)
-        if not self._available:
-            return Claim(accepted=True, checked=False)  # claimed in Redis on recovery
-        try:
-            return await self._claim(record, identity)
-        except Exception as error:  # redis errors, timeouts, OSError
-            self._failed(error)
-            return Claim(accepted=True, checked=False)
+        if self._available:
+            try:
+                return await self._claim(record, identity)
+            except Exception as error:  # redis errors, timeouts, OSError
+                self._failed(error)
+        # Redis is away: this process's own table decides; claimed in Redis on recovery.
+        accepted = self.ownership.claim(record.worker_id, identity, self.clock())
+        return Claim(accepted=accepted, checked=False)
+
+    async def disconnected(self, worker_id: str, identity: str, *, removed: bool) -> None:
+        if removed:
+            await self.remove(worker_id)
 
     def _claim_args(self, record: WorkerRecord, identity: str, republish: bool) -> list[Any]:
         return [
-            self.prefix,
             record.worker_id,
             self.instance_id,
             identity,
@@ -578,7 +508,6 @@ class RedisStore(RegistryStore):
                 "save",
                 self._save,
                 [
-                    self.prefix,
                     record.worker_id,
                     self.instance_id,
                     _ms(self.ttl_sec),
@@ -598,11 +527,25 @@ class RedisStore(RegistryStore):
             await self._call(
                 "remove",
                 self._remove,
-                [self.prefix, worker_id, self.instance_id, _ms(OWNERSHIP_TTL_SEC)],
+                [worker_id, self.instance_id, _ms(OWNERSHIP_TTL_SEC)],
             )
         except Exception as error:
             self._pending_removals.add(worker_id)
             self._failed(error)
+
+    async def prepare(self, lookups: Lookups, sessions: PunchSessions) -> RecordLookup:
+        if lookups.session_id is not None and sessions.get(lookups.session_id) is None:
+            session = await self.load_session(lookups.session_id)
+            if session is not None:
+                sessions.adopt(session)
+        fetched = [
+            await self.lookup(worker_id)
+            for worker_id in lookups.worker_ids
+            if self.registry.get(worker_id) is None
+        ]
+        if not fetched:
+            return self.registry
+        return _LocalFirst(self.registry, fetched)
 
     async def lookup(self, worker_id: str) -> WorkerRecord | None:
         local = self.registry.get(worker_id)
@@ -610,25 +553,23 @@ class RedisStore(RegistryStore):
             return local
         try:
             self.round_trips["lookup"] += 1
-            text = await self._client.hget(f"{self.prefix}w:{worker_id}", "rec")
+            text = await self._client.hget(self.keys.worker(worker_id), "rec")
         except Exception as error:
             self._failed(error)
             return None
         return decode_record(worker_id, text)
 
-    async def page(self, limit: int | None, cursor: str | None) -> SharedPage:
+    async def page(self, limit: int | None, cursor: str | None) -> Page:
         if not self._available:
-            page = self.registry.page(limit=limit, cursor=cursor)
-            return SharedPage(len(self.registry), page.records, page.next_cursor)
+            return self.registry.page(limit=limit, cursor=cursor)
         start = "-" if cursor is None else f"({cursor}"
         try:
             count, ids, texts, more, last = await self._call(
-                "page", self._page, [self.prefix, start, limit or 0]
+                "page", self._page, [start, limit or 0]
             )
         except Exception as error:
             self._failed(error)
-            page = self.registry.page(limit=limit, cursor=cursor)
-            return SharedPage(len(self.registry), page.records, page.next_cursor)
+            return self.registry.page(limit=limit, cursor=cursor)
         records = [
             record
             for worker_id, text in zip(ids, texts, strict=True)
@@ -636,14 +577,14 @@ class RedisStore(RegistryStore):
         ]
         if limit is None and cursor is None:
             count = len(records)  # exact, even before the index is swept
-        return SharedPage(int(count), records, last if int(more) and last else None)
+        return Page(int(count), records, last if int(more) and last else None)
 
     # --- sessions and deliveries -------------------------------------------------------
 
-    async def save_session(self, session: PunchSession) -> None:
+    async def save_session(self, session: PunchSessionRecord) -> None:
         if not self._available:
             return
-        key = f"{self.prefix}s:{session.session_id}"
+        key = self.keys.session(session.session_id)
         ttl = int(SESSION_TTL_SEC * 1000)
         try:
             self.round_trips["save_session"] += 1
@@ -660,23 +601,23 @@ class RedisStore(RegistryStore):
                 )
                 pipe.pexpire(key, ttl)
                 for worker_id in session.members():
-                    pipe.sadd(f"{self.prefix}ws:{worker_id}", session.session_id)
-                    pipe.pexpire(f"{self.prefix}ws:{worker_id}", ttl)
+                    pipe.sadd(self.keys.worker_sessions(worker_id), session.session_id)
+                    pipe.pexpire(self.keys.worker_sessions(worker_id), ttl)
                 await pipe.execute()
         except Exception as error:
             self._failed(error)
 
-    async def load_session(self, session_id: str) -> PunchSession | None:
+    async def load_session(self, session_id: str) -> PunchSessionRecord | None:
         if not self._available:
             return None
         try:
             self.round_trips["load_session"] += 1
-            fields = await self._client.hgetall(f"{self.prefix}s:{session_id}")
+            fields = await self._client.hgetall(self.keys.session(session_id))
         except Exception as error:
             self._failed(error)
             return None
         try:
-            return PunchSession(
+            return PunchSessionRecord(
                 session_id=session_id,
                 secret=fields["secret"],
                 initiator=fields["initiator"],
@@ -693,7 +634,7 @@ class RedisStore(RegistryStore):
             return False
         message = json.dumps({"op": "deliver", "w": worker_id, "f": frame})
         try:
-            instance = await self._call("route", self._route, [self.prefix, worker_id, message])
+            instance = await self._call("route", self._route, [worker_id, message])
         except Exception as error:
             self._failed(error)
             return False
@@ -721,7 +662,7 @@ class RedisStore(RegistryStore):
         missing, _swept = await self._call(
             "heartbeat",
             self._heartbeat,
-            [self.prefix, self.instance_id, _ms(self.ttl_sec), *self._local_ids()],
+            [self.instance_id, _ms(self.ttl_sec), *self._local_ids()],
         )
         if missing:  # e.g. Redis restarted between two heartbeats, losing its data
             await self._publish(missing)
@@ -765,7 +706,7 @@ class RedisStore(RegistryStore):
         # concurrent first call fail with NOSCRIPT and retry.
         self.round_trips["script_load"] += 1
         async with self._client.pipeline(transaction=False) as pipe:
-            for script in self._scripts:
+            for script in self._scripts.values():
                 pipe.script_load(script.script)
             await pipe.execute()
         # Entries of workers that left while Redis was away, then everyone still here.
@@ -774,12 +715,10 @@ class RedisStore(RegistryStore):
                 await self._call(
                     "remove",
                     self._remove,
-                    [self.prefix, worker_id, self.instance_id, _ms(OWNERSHIP_TTL_SEC)],
+                    [worker_id, self.instance_id, _ms(OWNERSHIP_TTL_SEC)],
                 )
             self._pending_removals.discard(worker_id)
-        await self._call(
-            "heartbeat", self._heartbeat, [self.prefix, self.instance_id, _ms(self.ttl_sec)]
-        )
+        await self._call("heartbeat", self._heartbeat, [self.instance_id, _ms(self.ttl_sec)])
         # Writes resume before the local workers are published again, so that an update
         # arriving meanwhile is not lost; readiness waits for the whole registry.
         self._available = True
@@ -846,7 +785,25 @@ class RedisStore(RegistryStore):
             )
 
 
-def build_store(registry: Registry, url: str | None, ttl_sec: float) -> RegistryStore:
+class _LocalFirst:
+    """Records for the handler: the local registry first, then records fetched from Redis."""
+
+    def __init__(self, registry: Registry, fetched: list[WorkerRecord | None]) -> None:
+        self._registry = registry
+        self._fetched = {record.worker_id: record for record in fetched if record is not None}
+
+    def get(self, worker_id: str, /) -> WorkerRecord | None:
+        return self._registry.get(worker_id) or self._fetched.get(worker_id)
+
+
+def build_store(
+    registry: Registry,
+    url: str | None,
+    ttl_sec: float,
+    ownership: WorkerOwnership,
+    clock: Callable[[], float] = time.time,
+) -> RegistryStore:
+    """`url` None: the in-memory store; redis://...: the store shared through Redis."""
     if url is None:
-        return MemoryStore(registry)
-    return RedisStore(registry, url, ttl_sec=ttl_sec)
+        return MemoryStore(registry, ownership, clock)
+    return RedisStore(registry, url, ttl_sec=ttl_sec, ownership=ownership, clock=clock)

@@ -1,8 +1,11 @@
 """What the rendezvous does with one frame from one worker: pure, no I/O.
 
-`handle_text_frame` decodes and validates the frame, applies it to the registry, and
-returns the reply to send and the event to log. The WebSocket layer only moves frames
-and log lines; every decision is here, testable without a socket.
+`decode_frame` decodes and validates a frame once; `lookups_for` says what handling it
+needs from beyond this process (records of other workers, a session made elsewhere);
+`handle_message` applies it to the registry and the sessions and returns an `Outcome`:
+everything the I/O layer must do (the reply, the event to log, the messages for other
+workers, and the record or session to publish). The WebSocket layer only does it; every
+decision is here, testable without a socket.
 """
 
 from __future__ import annotations
@@ -35,18 +38,22 @@ from holepunch_protocol import (
     decode_client_message,
 )
 
+from holepunch_rendezvous.punch_sessions import PunchSessionRecord, PunchSessions
 from holepunch_rendezvous.registry import Registry, UdpEndpoint, WorkerRecord
-from holepunch_rendezvous.sessions import PunchSessions
 
 __all__ = [
+    "NO_LOOKUPS",
     "Delivery",
     "Event",
+    "Lookups",
     "Outcome",
     "RecordLookup",
+    "decode_frame",
     "handle_binary_frame",
     "handle_message",
     "handle_text_frame",
     "introduce",
+    "lookups_for",
 ]
 
 
@@ -74,9 +81,45 @@ class Delivery:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
+    """Everything a handled message asks of the I/O layer.
+
+    `changed_record`: the sender's record, changed (to publish before the reply, so that
+    an ack means every instance sees the change); `created_session`: the punch session
+    an introduction made (to publish likewise).
+    """
+
     reply: ServerMessage | None = None
     event: Event | None = None
     deliveries: tuple[Delivery, ...] = ()
+    changed_record: WorkerRecord | None = None
+    created_session: PunchSessionRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lookups:
+    """What handling a message needs from beyond this process, if it is not here: the
+    records of `worker_ids`, and the session `session_id`."""
+
+    worker_ids: tuple[str, ...] = ()
+    session_id: str | None = None
+
+
+NO_LOOKUPS = Lookups()
+
+
+def lookups_for(
+    registry: Registry, worker_id: str, connection_id: int, message: ClientMessage
+) -> Lookups:
+    """What `handle_message` will look up for this message (nothing for a replaced
+    connection: it is refused before any look-up)."""
+    match message:
+        case ConnectRequest():
+            lookups = Lookups(worker_ids=(message.peer_id,))
+        case RelayDatagram() | PunchResult():
+            lookups = Lookups(session_id=message.session_id)
+        case _:
+            return NO_LOOKUPS
+    return lookups if registry.is_current(worker_id, connection_id) else NO_LOOKUPS
 
 
 def _rejection(worker_id: str, error: ProtocolError) -> Outcome:
@@ -178,6 +221,7 @@ def introduce(
             Delivery(initiator, introduction(responder, b, PeerRole.INITIATOR)),
             Delivery(responder, introduction(initiator, a, PeerRole.RESPONDER)),
         ),
+        created_session=session,
     )
 
 
@@ -229,6 +273,14 @@ def _relay(sessions: PunchSessions, worker_id: str, datagram: RelayDatagram, now
     return Outcome(deliveries=(Delivery(peer, datagram),))
 
 
+def decode_frame(worker_id: str, frame: str) -> ClientMessage | Outcome:
+    """The frame's message, or the outcome of refusing it."""
+    try:
+        return decode_client_message(frame)
+    except ProtocolError as error:
+        return _rejection(worker_id, error)
+
+
 def handle_text_frame(
     registry: Registry,
     sessions: PunchSessions,
@@ -237,10 +289,10 @@ def handle_text_frame(
     frame: str,
     now: float,
 ) -> Outcome:
-    try:
-        message = decode_client_message(frame)
-    except ProtocolError as error:
-        return _rejection(worker_id, error)
+    """`decode_frame` then `handle_message`, for a registry that needs no look-ups."""
+    message = decode_frame(worker_id, frame)
+    if isinstance(message, Outcome):
+        return message
     return handle_message(registry, sessions, worker_id, connection_id, message, now)
 
 
@@ -267,6 +319,7 @@ def handle_message(
             update = registry.update_udp_endpoint(worker_id, connection_id, message, now)
             previous = update.previous
             return Outcome(
+                changed_record=update.record,
                 reply=UdpEndpointAck(AckStatus.SUCCESS),
                 event=Event(
                     "udp_endpoint_updated",
@@ -284,13 +337,14 @@ def handle_message(
                 ),
             )
         case RegisterPublicIp():
-            registry.register_public_ip(worker_id, connection_id, message.ip)
+            changed = registry.register_public_ip(worker_id, connection_id, message.ip)
             return Outcome(
+                changed_record=changed,
                 event=Event(
                     "public_ip_registered",
                     f"Worker {worker_id} reported public IP {message.ip}",
                     fields={"worker_id": worker_id, "public_ip": message.ip},
-                )
+                ),
             )
         case EchoRequest():
             return Outcome(reply=EchoResponse.for_request(message, worker_id))

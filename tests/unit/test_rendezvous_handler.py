@@ -13,9 +13,9 @@ from holepunch_protocol import (
     UdpEndpointAck,
     encode_message,
 )
+from holepunch_rendezvous.handler import handle_binary_frame, handle_text_frame
+from holepunch_rendezvous.punch_sessions import PunchSessions
 from holepunch_rendezvous.registry import Registry
-from holepunch_rendezvous.session import handle_binary_frame, handle_text_frame
-from holepunch_rendezvous.sessions import PunchSessions
 
 
 def connected_registry() -> Registry:

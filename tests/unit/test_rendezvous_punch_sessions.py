@@ -14,9 +14,9 @@ from holepunch_protocol import (
     UpdateUdpEndpoint,
     encode_message,
 )
+from holepunch_rendezvous.handler import handle_text_frame, introduce
+from holepunch_rendezvous.punch_sessions import PunchSessions, RelayLimits, TokenBucket
 from holepunch_rendezvous.registry import Registry
-from holepunch_rendezvous.session import handle_text_frame, introduce
-from holepunch_rendezvous.sessions import PunchSessions, RelayLimits, TokenBucket
 
 
 def two_workers(mapping_b: MappingBehaviour = MappingBehaviour.ENDPOINT_INDEPENDENT) -> Registry:

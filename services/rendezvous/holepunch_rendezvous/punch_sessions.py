@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 
 from holepunch_protocol import PunchResult
 
-__all__ = ["PunchSession", "PunchSessions", "RelayLimits", "TokenBucket"]
+__all__ = [
+    "DEFAULT_RELAY_LIMITS",
+    "PunchSessionRecord",
+    "PunchSessions",
+    "RelayLimits",
+    "TokenBucket",
+]
 
 
 @dataclass(slots=True)
@@ -39,12 +45,17 @@ class TokenBucket:
 
 @dataclass(frozen=True, slots=True)
 class RelayLimits:
+    """How much one punch session may relay through the rendezvous."""
+
     datagrams_per_sec: float = 100.0
     bytes_per_sec: float = 64 * 1024.0
 
 
+DEFAULT_RELAY_LIMITS = RelayLimits()
+
+
 @dataclass(slots=True)
-class PunchSession:
+class PunchSessionRecord:
     session_id: str
     secret: str
     initiator: str
@@ -92,27 +103,27 @@ class PunchSessions:
         keep_ended: int = 1000,
         random_hex: Callable[[int], str] = _random_hex,
     ) -> None:
-        self.limits = limits or RelayLimits()
-        self._active: dict[str, PunchSession] = {}
+        self.limits = limits or DEFAULT_RELAY_LIMITS
+        self._active: dict[str, PunchSessionRecord] = {}
         self._by_worker: dict[str, set[str]] = {}
-        self._ended: deque[PunchSession] = deque(maxlen=keep_ended)
+        self._ended: deque[PunchSessionRecord] = deque(maxlen=keep_ended)
         self._random_hex = random_hex
 
     def __len__(self) -> int:
         return len(self._active)
 
-    def active(self) -> Iterator[PunchSession]:
+    def active(self) -> Iterator[PunchSessionRecord]:
         return iter(self._active.values())
 
-    def ended(self) -> Iterator[PunchSession]:
+    def ended(self) -> Iterator[PunchSessionRecord]:
         return iter(self._ended)
 
-    def get(self, session_id: str) -> PunchSession | None:
+    def get(self, session_id: str) -> PunchSessionRecord | None:
         return self._active.get(session_id)
 
     def create(
         self, initiator: str, responder: str, now: float, *, relay_first: bool
-    ) -> PunchSession:
+    ) -> PunchSessionRecord:
         # A new introduction of the same two workers replaces their old session, as the
         # workers themselves do: it would otherwise stay active until one disconnects.
         pair = {initiator, responder}
@@ -120,7 +131,7 @@ class PunchSessions:
             old = self._active.get(session_id)
             if old is not None and set(old.members()) == pair:
                 self._end(old, now)
-        session = PunchSession(
+        session = PunchSessionRecord(
             session_id=self._random_hex(16),
             secret=self._random_hex(32),
             initiator=initiator,
@@ -133,7 +144,7 @@ class PunchSessions:
             self._by_worker.setdefault(worker_id, set()).add(session.session_id)
         return session
 
-    def adopt(self, session: PunchSession) -> None:
+    def adopt(self, session: PunchSessionRecord) -> None:
         """Track a session made elsewhere (another instance, through the shared registry)."""
         if session.session_id in self._active:
             return
@@ -141,7 +152,7 @@ class PunchSessions:
         for worker_id in session.members():
             self._by_worker.setdefault(worker_id, set()).add(session.session_id)
 
-    def end_sessions_of(self, worker_id: str, now: float) -> list[PunchSession]:
+    def end_sessions_of(self, worker_id: str, now: float) -> list[PunchSessionRecord]:
         """End every session `worker_id` is in (it disconnected); return them."""
         ended = []
         for session_id in list(self._by_worker.get(worker_id, ())):
@@ -152,7 +163,7 @@ class PunchSessions:
         self._by_worker.pop(worker_id, None)
         return ended
 
-    def _end(self, session: PunchSession, now: float) -> None:
+    def _end(self, session: PunchSessionRecord, now: float) -> None:
         del self._active[session.session_id]
         for member in session.members():
             sessions_of_member = self._by_worker.get(member)
