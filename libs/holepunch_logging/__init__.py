@@ -117,7 +117,7 @@ def configure_logging(
 
 def log_event(
     logger: logging.Logger,
-    event: str,
+    event: RendezvousEvent | WorkerEvent | DevEvent,
     message: str,
     *,
     level: int = logging.INFO,

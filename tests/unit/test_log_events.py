@@ -1,7 +1,7 @@
 """The log event catalogue (holepunch_logging.events) is the services' exact list.
 
-Read from the sources of the installed packages, wherever they live: each name a
-service logs is in its enum, and each member of the enum is logged by its service.
+Read from the sources of the installed packages, wherever they live: no service logs a
+literal name instead of a member, and each member of the enum is logged by its service.
 """
 
 from __future__ import annotations
@@ -60,26 +60,16 @@ def test_members_are_snake_case_names_of_their_own(catalogue: type[enum.StrEnum]
 
 
 @pytest.mark.parametrize("catalogue", list(CATALOGUES), ids=lambda c: c.__name__)
-def test_every_name_a_service_logs_is_catalogued(catalogue: type[enum.StrEnum]) -> None:
-    known = {member.value for member in catalogue}
+def test_services_log_enum_members_not_literal_names(catalogue: type[enum.StrEnum]) -> None:
+    # mypy holds log_event to the enums; this also covers Event, LogEvent and the helpers.
     for path in sources(CATALOGUES[catalogue]):
-        unknown = literal_event_names(path) - known
-        assert not unknown, f"{path} logs {sorted(unknown)}, not in {catalogue.__name__}"
+        assert not literal_event_names(path), f"{path} logs a literal event name"
 
 
 @pytest.mark.parametrize("catalogue", list(CATALOGUES), ids=lambda c: c.__name__)
 def test_every_catalogued_event_is_logged_by_its_service(catalogue: type[enum.StrEnum]) -> None:
     text = "".join(path.read_text(encoding="utf-8") for path in sources(CATALOGUES[catalogue]))
-    # As the member, or (code not yet converted to the enum) as the literal name.
     unused = [
-        member.value
-        for member in catalogue
-        if f"{catalogue.__name__}.{member.name}" not in text and f'"{member.value}"' not in text
+        member.value for member in catalogue if f"{catalogue.__name__}.{member.name}" not in text
     ]
     assert not unused, f"{catalogue.__name__} lists events nothing logs: {unused}"
-
-
-def test_the_worker_logs_only_enum_members() -> None:
-    # mypy holds the worker to WorkerEvent; this says so where the catalogue is tested.
-    for path in sources(holepunch_worker):
-        assert not literal_event_names(path), path

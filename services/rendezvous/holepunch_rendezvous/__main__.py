@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 
-from holepunch_logging import configure_logging, log_event
+from holepunch_logging import RendezvousEvent, configure_logging, log_event
 
 from holepunch_rendezvous.config import ConfigError, RendezvousConfig
 from holepunch_rendezvous.server import build_server
@@ -21,7 +21,7 @@ def main() -> int:
         configure_logging("rendezvous")
         log_event(
             logging.getLogger("holepunch.rendezvous"),
-            "config_invalid",
+            RendezvousEvent.CONFIG_INVALID,
             f"Invalid configuration: {error}",
             level=logging.ERROR,
             variable=error.variable,

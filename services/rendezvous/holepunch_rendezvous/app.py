@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import orjson
-from holepunch_logging import log_event
+from holepunch_logging import RendezvousEvent, log_event
 from holepunch_protocol import (
     ClientMessage,
     CloseCode,
@@ -150,7 +150,7 @@ class Rendezvous:
             return
         log_event(
             logger,
-            "worker_replaced",
+            RendezvousEvent.WORKER_REPLACED,
             f"Worker {worker_id}: a connection on another instance replaced "
             f"connection {connection_id}",
             level=logging.WARNING,
@@ -361,7 +361,7 @@ async def _refuse(
     client = websocket.client
     log_event(
         logger,
-        "connection_rejected",
+        RendezvousEvent.CONNECTION_REJECTED,
         f"Rejected connection for {worker_id[:80]}: {error.detail}",
         level=logging.WARNING,
         code=error.code.value,
@@ -472,7 +472,7 @@ def _register(
     rendezvous.connections[connection_id] = websocket
     log_event(
         logger,
-        "worker_connected",
+        RendezvousEvent.WORKER_CONNECTED,
         f"Worker {worker_id} connected from {observed_ip}:{observed_port}",
         worker_id=worker_id,
         observed_ip=observed_ip,
@@ -484,7 +484,7 @@ def _register(
     if replaced is not None:
         log_event(
             logger,
-            "worker_replaced",
+            RendezvousEvent.WORKER_REPLACED,
             f"Worker {worker_id}: a new connection replaced connection {replaced.connection_id}",
             level=logging.WARNING,
             worker_id=worker_id,
@@ -501,7 +501,7 @@ def _register(
         # The old instance closes it (4409) when the store passes it the message.
         log_event(
             logger,
-            "worker_replaced",
+            RendezvousEvent.WORKER_REPLACED,
             f"Worker {worker_id}: this connection replaced connection "
             f"{claim.replaced_connection_id} on instance {claim.replaced_instance}",
             level=logging.WARNING,
@@ -531,7 +531,7 @@ async def _receive_loop(
                 limited = True
                 log_event(
                     logger,
-                    "connection_rate_limited",
+                    RendezvousEvent.CONNECTION_RATE_LIMITED,
                     f"Worker {worker_id} exceeds {config.max_messages_per_sec} messages/s",
                     level=logging.WARNING,
                     worker_id=worker_id,
@@ -582,7 +582,7 @@ async def _clean_up(
     await rendezvous.store.disconnected(worker_id, connection.identity, removed=was_current)
     log_event(
         logger,
-        "worker_disconnected",
+        RendezvousEvent.WORKER_DISCONNECTED,
         f"Worker {worker_id} disconnected (code {close_code})",
         worker_id=worker_id,
         connection_id=connection_id,

@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from holepunch_logging import RendezvousEvent
 from holepunch_protocol import (
     AckStatus,
     ClientMessage,
@@ -65,7 +66,7 @@ class RecordLookup(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    name: str
+    name: RendezvousEvent
     message: str
     level: int = logging.INFO
     fields: dict[str, Any] = field(default_factory=dict)
@@ -129,7 +130,7 @@ def _rejection(worker_id: str, error: ProtocolError) -> Outcome:
         return Outcome(
             reply=UdpEndpointAck(AckStatus.ERROR, error.detail),
             event=Event(
-                "udp_endpoint_rejected",
+                RendezvousEvent.UDP_ENDPOINT_REJECTED,
                 f"Rejected UDP endpoint update from worker {worker_id}: {error.detail}",
                 logging.WARNING,
                 fields,
@@ -140,7 +141,7 @@ def _rejection(worker_id: str, error: ProtocolError) -> Outcome:
     return Outcome(
         reply=ErrorMessage.from_error(error),
         event=Event(
-            "message_rejected",
+            RendezvousEvent.MESSAGE_REJECTED,
             f"Rejected message from worker {worker_id}: {error.detail}",
             logging.WARNING,
             fields,
@@ -163,7 +164,7 @@ def introduce(
         outcome = _rejection(initiator, error)
         assert outcome.event is not None
         event = Event(
-            "introduction_rejected",
+            RendezvousEvent.INTRODUCTION_REJECTED,
             f"Cannot introduce {initiator} to {responder}: {detail}",
             logging.WARNING,
             {**outcome.event.fields, "peer_id": responder},
@@ -202,7 +203,7 @@ def introduce(
 
     return Outcome(
         event=Event(
-            "peer_introduced",
+            RendezvousEvent.PEER_INTRODUCED,
             f"Introduced {initiator} ({a.ip}:{a.port}) and {responder} ({b.ip}:{b.port})",
             fields={
                 "worker_id": initiator,
@@ -235,7 +236,7 @@ def _punch_result(sessions: PunchSessions, worker_id: str, result: PunchResult) 
     session.results[worker_id] = result
     return Outcome(
         event=Event(
-            "punch_result",
+            RendezvousEvent.PUNCH_RESULT,
             f"Worker {worker_id} to {result.peer_id}: {result.status.value} "
             f"({result.path.value}, {result.attempts} attempts, {result.elapsed_ms:.0f} ms)",
             logging.INFO if result.status is not PunchStatus.FAILED else logging.WARNING,
@@ -322,7 +323,7 @@ def handle_message(
                 changed_record=update.record,
                 reply=UdpEndpointAck(AckStatus.SUCCESS),
                 event=Event(
-                    "udp_endpoint_updated",
+                    RendezvousEvent.UDP_ENDPOINT_UPDATED,
                     f"Worker {worker_id} UDP endpoint is {message.udp_ip}:{message.udp_port}",
                     fields={
                         "worker_id": worker_id,
@@ -341,7 +342,7 @@ def handle_message(
             return Outcome(
                 changed_record=changed,
                 event=Event(
-                    "public_ip_registered",
+                    RendezvousEvent.PUBLIC_IP_REGISTERED,
                     f"Worker {worker_id} reported public IP {message.ip}",
                     fields={"worker_id": worker_id, "public_ip": message.ip},
                 ),

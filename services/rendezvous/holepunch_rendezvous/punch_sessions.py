@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from holepunch_protocol import PunchResult
+from holepunch_protocol import SECRET_BYTES, SESSION_ID_BYTES, PunchResult
 
 __all__ = [
     "DEFAULT_RELAY_LIMITS",
@@ -132,8 +132,8 @@ class PunchSessions:
             if old is not None and set(old.members()) == pair:
                 self._end(old, now)
         session = PunchSessionRecord(
-            session_id=self._random_hex(16),
-            secret=self._random_hex(32),
+            session_id=self._random_hex(SESSION_ID_BYTES),
+            secret=self._random_hex(SECRET_BYTES),
             initiator=initiator,
             responder=responder,
             created_at=now,

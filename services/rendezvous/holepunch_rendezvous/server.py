@@ -10,7 +10,7 @@ import socket
 from types import FrameType
 
 import uvicorn
-from holepunch_logging import log_event
+from holepunch_logging import RendezvousEvent, log_event
 
 from holepunch_rendezvous.app import CLOSE_GOING_AWAY, Rendezvous, build_asgi_app
 from holepunch_rendezvous.auth import AuthMode
@@ -75,7 +75,7 @@ class RendezvousServer(uvicorn.Server):
         if self.started:
             log_event(
                 logger,
-                "server_started",
+                RendezvousEvent.SERVER_STARTED,
                 f"Rendezvous listening on {self.config.host}:{self.config.port}",
                 host=self.config.host,
                 port=self.config.port,
@@ -87,7 +87,7 @@ class RendezvousServer(uvicorn.Server):
             if config.auth_mode is AuthMode.NONE:
                 log_event(
                     logger,
-                    "auth_disabled",
+                    RendezvousEvent.AUTH_DISABLED,
                     "AUTH_MODE=none: anyone can register any worker_id (development only)",
                     level=logging.WARNING,
                     auth_mode=config.auth_mode.value,
@@ -97,7 +97,7 @@ class RendezvousServer(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         log_event(
             logger,
-            "server_stopping",
+            RendezvousEvent.SERVER_STOPPING,
             "Rendezvous shutting down: closing worker connections with 1001",
             workers=len(self.rendezvous.registry),
         )

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import orjson
-from holepunch_logging import log_event
+from holepunch_logging import RendezvousEvent, log_event
 from holepunch_protocol import MappingBehaviour
 
 from holepunch_rendezvous.auth import OWNERSHIP_TTL_SEC, WorkerOwnership
@@ -413,7 +413,7 @@ class RedisStore(RegistryStore):
             self._unavailable_logged = True
             log_event(
                 logger,
-                "registry_unavailable",
+                RendezvousEvent.REGISTRY_UNAVAILABLE,
                 f"Shared registry unavailable ({reason}): serving local connections only",
                 level=logging.WARNING,
                 reason=reason,
@@ -736,7 +736,7 @@ class RedisStore(RegistryStore):
         if was_down:
             log_event(
                 logger,
-                "registry_recovered",
+                RendezvousEvent.REGISTRY_RECOVERED,
                 f"Shared registry back: {published} local workers published again",
                 instance_id=self.instance_id,
                 workers=published,
@@ -778,7 +778,7 @@ class RedisStore(RegistryStore):
         except (ValueError, KeyError, TypeError):
             log_event(
                 logger,
-                "registry_message_invalid",
+                RendezvousEvent.REGISTRY_MESSAGE_INVALID,
                 "Ignored an unreadable message on this instance's channel",
                 level=logging.WARNING,
                 reason=str(data)[:200],
