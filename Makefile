@@ -7,7 +7,7 @@ CHECKOV_VENV := .venv-checkov
 APT_PACKAGES := coturn iptables iproute2 conntrack shellcheck redis-server
 DEMO_ARGS ?=
 
-.PHONY: demo test bench bench-cluster soak bench-punch lint system-deps clean
+.PHONY: demo test fuzz bench bench-cluster soak bench-punch lint system-deps clean
 
 # The runtime distribution with its dev extra, and the dev tools (tools/), which no image installs.
 $(VENV)/.installed: pyproject.toml tools/pyproject.toml
@@ -36,8 +36,16 @@ system-deps:
 demo: $(VENV)/.installed
 	$(PY) -m holepunch_devtools.demo $(DEMO_ARGS)
 
-test: $(VENV)/.installed $(CHECKOV_VENV)/.installed system-deps
-	$(PY) -m pytest -q
+# Every test, on every core: tests/conftest.py names the groups that must share a worker (the
+# NAT labs' namespaces, the one checkov report). The two virtualenvs and the apt packages are
+# set up side by side first. Timing and method: docs/testing.md.
+test:
+	$(MAKE) --no-print-directory -j3 $(VENV)/.installed $(CHECKOV_VENV)/.installed system-deps
+	$(PY) -m pytest -q -n auto --dist loadgroup
+
+# The fuzz tests with the long profile (tests/fuzz/profiles.py; `make test` runs the fast one).
+fuzz: $(VENV)/.installed
+	HOLEPUNCH_FUZZ_PROFILE=long $(PY) -m pytest -q tests/fuzz
 
 bench: $(VENV)/.installed
 	$(PY) -m holepunch_devtools.bench

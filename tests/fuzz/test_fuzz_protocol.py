@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from typing import Any
 
 from holepunch_protocol import (
@@ -28,9 +27,8 @@ from holepunch_rendezvous.registry import Registry
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+# Examples per property and deadline: the fuzz profile (tests/fuzz/profiles.py).
 FUZZ = settings(
-    max_examples=int(os.environ.get("HOLEPUNCH_FUZZ_EXAMPLES", "3000")),
-    deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 

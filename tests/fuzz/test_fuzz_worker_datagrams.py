@@ -29,9 +29,8 @@ from holepunch_worker.udp import WorkerDatagramProtocol
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+# Examples per property and deadline: the fuzz profile (tests/fuzz/profiles.py).
 FUZZ = settings(
-    max_examples=int(os.environ.get("HOLEPUNCH_FUZZ_EXAMPLES", "3000")),
-    deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 LOGGER = logging.getLogger("tests.fuzz")

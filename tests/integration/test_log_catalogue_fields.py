@@ -1,18 +1,27 @@
 """Every event and field the saved log queries and log-based metrics select on is really
 emitted: the services run as processes, and their own log lines are checked against
 infra/terraform/log_queries.json (the one list the queries and metrics are built from).
+
+Every step waits for a log line, never for a fixed time. Eight Python services start here,
+six of them at once: on a busy 2-core machine (`pytest -n auto` beside other tests) one can
+take 20 s only to import its modules, hence one generous deadline for every wait; and a
+wait that runs out says what each process was doing.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import sys
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from holepunch_devtools.processes import ServiceProcess, start_service
+from holepunch_devtools.processes import LogLine, ServiceProcess, start_service
 from holepunch_devtools.stun_server import start_stun_server
 from websockets.asyncio.client import connect
 
@@ -20,6 +29,11 @@ from tests.support.ports import free_tcp_port, free_udp_port
 from tests.support.punch_workers import FAST_PUNCHING, LyingStunServer
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+
+# The time any one awaited log line may take, from the step before it.
+EVENT_DEADLINE_SEC = 90.0
+# How many of each process's last lines a failure shows.
+RECENT_LINES = 12
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +73,52 @@ async def start_worker(worker_id: str, port: int, stun: str, **env: str) -> Serv
     )
 
 
-async def exercise_every_event() -> dict[str, list[ServiceProcess]]:
+@dataclass
+class Cast:
+    """Every process the test started, by name and kind ("rendezvous" or "worker")."""
+
+    kinds: dict[str, str] = field(default_factory=dict)
+    processes: dict[str, ServiceProcess] = field(default_factory=dict)
+
+    def add(self, kind: str, name: str, process: ServiceProcess) -> ServiceProcess:
+        self.kinds[name], self.processes[name] = kind, process
+        return process
+
+    def of_kind(self, kind: str) -> list[ServiceProcess]:
+        return [self.processes[name] for name, k in self.kinds.items() if k == kind]
+
+    async def expect(self, name: str, event: str, **fields: Any) -> LogLine:
+        """The log line of `name` for `event` (with these fields), awaited."""
+        try:
+            return await self.processes[name].wait_for_event(
+                event, timeout=EVENT_DEADLINE_SEC, **fields
+            )
+        except AssertionError as error:
+            # wait_for_event's own message ends with that one process's tail: keep its first line.
+            raise AssertionError(
+                f"{name}: {str(error).splitlines()[0]}\n\n{self.report()}"
+            ) from None
+
+    def report(self) -> str:
+        """Each process: running or exited, the events it logged, its last lines."""
+        parts = []
+        for name, process in self.processes.items():
+            code = process.process.returncode
+            state = "running" if code is None else f"exited with {code}"
+            seen = Counter(str(line["event"]) for line in process.lines if "event" in line)
+            events = ", ".join(f"{event} x{count}" for event, count in seen.items()) or "none"
+            recent = process.raw_lines[-RECENT_LINES:]
+            tail = "\n".join(f"    {line}" for line in recent) or "    (no output yet)"
+            parts.append(f"{name} ({state}; events: {events}); last lines:\n{tail}")
+        return "\n".join(parts)
+
+    async def stop_all(self) -> None:
+        for process in self.processes.values():
+            with contextlib.suppress(TimeoutError):
+                await process.stop()
+
+
+async def exercise_every_event(cast: Cast) -> None:
     """Drive both services through every logged situation the catalogue names."""
     port = free_tcp_port()
     dead_stun = f"127.0.0.1:{free_udp_port()}"  # nothing listens: stun_failed
@@ -72,14 +131,17 @@ async def exercise_every_event() -> dict[str, list[ServiceProcess]]:
         # The first answer is true, the second differs: classified endpoint-dependent, so
         # introductions start on the relay and upgrade once a direct probe gets through.
         dependent = f"{stun.addresses[0][0]}:{stun.addresses[0][1]},{lying.split(',')[1]}"
-        workers: list[ServiceProcess] = []
-        rendezvous: list[ServiceProcess] = []
-        try:
-            # The first worker starts before the rendezvous: reconnect_scheduled.
-            main = await start_worker("catalogue-worker", port, f"{truthful},{dead_stun}")
-            workers.append(main)
-            await main.wait_for_event("reconnect_scheduled")
-            server = await start_service(
+        # The first worker starts before the rendezvous: reconnect_scheduled.
+        cast.add(
+            "worker",
+            "catalogue-worker",
+            await start_worker("catalogue-worker", port, f"{truthful},{dead_stun}"),
+        )
+        await cast.expect("catalogue-worker", "reconnect_scheduled")
+        server = cast.add(
+            "rendezvous",
+            "rendezvous",
+            await start_service(
                 "holepunch_rendezvous",
                 {
                     "PORT": str(port),
@@ -88,79 +150,84 @@ async def exercise_every_event() -> dict[str, list[ServiceProcess]]:
                     "RENDEZVOUS_TOKEN": TOKEN,
                     "MAX_MESSAGES_PER_SEC": "20",
                 },
+            ),
+        )
+        await cast.expect("rendezvous", "server_started")
+        await cast.expect("catalogue-worker", "endpoint_ack", status="success")
+        await cast.expect("catalogue-worker", "stun_failed")
+
+        # Punching: a pair that upgrades from the relay, and a pair that cannot punch.
+        for name, stun_servers, env in [
+            ("catalogue-dep-a", dependent, {}),
+            ("catalogue-dep-b", dependent, {"CONNECT_TO": "catalogue-dep-a"}),
+            ("catalogue-lost-a", lying, {}),
+            ("catalogue-lost-b", lying, {"CONNECT_TO": "catalogue-lost-a"}),
+            ("catalogue-refused", truthful, {"RENDEZVOUS_TOKEN": "w" * 20}),
+        ]:
+            cast.add("worker", name, await start_worker(name, port, stun_servers, **env))
+        await cast.expect("catalogue-dep-b", "relay_upgraded")
+        await cast.expect("catalogue-lost-b", "punch_failed")
+        await cast.expect("catalogue-refused", "rendezvous_refused")
+        await cast.expect(
+            "rendezvous", "punch_result", worker_id="catalogue-dep-b", status="connected"
+        )
+
+        url = f"ws://127.0.0.1:{port}/ws/register/"
+        async with (
+            asyncio.timeout(EVENT_DEADLINE_SEC),
+            connect(url + "catalogue-raw", additional_headers=auth) as raw,
+        ):
+            await raw.send(json.dumps({"type": "register_public_ip", "ip": "198.51.100.4"}))
+            await raw.send(
+                json.dumps({"type": "update_udp_endpoint", "udp_ip": "x", "udp_port": 1})
             )
-            rendezvous.append(server)
-            await server.wait_for_event("server_started")
-            await main.wait_for_event("endpoint_ack", status="success", timeout=20)
-            await main.wait_for_event("stun_failed", timeout=20)
+            await raw.recv()
+            await raw.send("not json")
+            await raw.recv()
+            await raw.send(json.dumps({"type": "connect_request", "peer_id": "nobody"}))
+            await raw.recv()
+            for _ in range(60):  # above MAX_MESSAGES_PER_SEC
+                await raw.send(json.dumps({"type": "get_my_details"}))
+            await cast.expect("rendezvous", "connection_rate_limited")
+            async with connect(url + "catalogue-raw", additional_headers=auth) as replacement:
+                await cast.expect("rendezvous", "worker_replaced")
+                await replacement.close(1000, "finished")
+        await cast.expect("rendezvous", "worker_disconnected", reason="finished")
+        # Someone else takes the main worker's id: it is replaced (worker_id_taken).
+        async with connect(url + "catalogue-worker", additional_headers=auth):
+            await cast.expect("catalogue-worker", "worker_id_taken")
 
-            # Punching: a pair that upgrades from the relay, and a pair that cannot punch.
-            workers += [
-                await start_worker("catalogue-dep-a", port, dependent),
-                await start_worker(
-                    "catalogue-dep-b", port, dependent, CONNECT_TO="catalogue-dep-a"
-                ),
-                await start_worker("catalogue-lost-a", port, lying),
-                await start_worker("catalogue-lost-b", port, lying, CONNECT_TO="catalogue-lost-a"),
-                await start_worker("catalogue-refused", port, truthful, RENDEZVOUS_TOKEN="w" * 20),
-            ]
-            await workers[2].wait_for_event("relay_upgraded", timeout=20)
-            await workers[4].wait_for_event("punch_failed", timeout=20)
-            await workers[5].wait_for_event("rendezvous_refused", timeout=20)
-            await server.wait_for_event(
-                "punch_result", worker_id="catalogue-dep-b", status="connected"
-            )
-
-            url = f"ws://127.0.0.1:{port}/ws/register/"
-            async with connect(url + "catalogue-raw", additional_headers=auth) as raw:
-                await raw.send(json.dumps({"type": "register_public_ip", "ip": "198.51.100.4"}))
-                await raw.send(
-                    json.dumps({"type": "update_udp_endpoint", "udp_ip": "x", "udp_port": 1})
-                )
-                await raw.recv()
-                await raw.send("not json")
-                await raw.recv()
-                await raw.send(json.dumps({"type": "connect_request", "peer_id": "nobody"}))
-                await raw.recv()
-                for _ in range(60):  # above MAX_MESSAGES_PER_SEC
-                    await raw.send(json.dumps({"type": "get_my_details"}))
-                await server.wait_for_event("connection_rate_limited")
-                async with connect(url + "catalogue-raw", additional_headers=auth) as replacement:
-                    await server.wait_for_event("worker_replaced")
-                    await replacement.close(1000, "finished")
-            await server.wait_for_event("worker_disconnected", reason="finished")
-            # Someone else takes the main worker's id: it is replaced (worker_id_taken).
-            async with connect(url + "catalogue-worker", additional_headers=auth):
-                await main.wait_for_event("worker_id_taken")
-
-            await server.stop()  # the workers see their WebSocket close
-            await main.wait_for_event("rendezvous_disconnected")
-            # A development-mode rendezvous says so at start (auth_disabled).
-            dev = await start_service(
+        await server.stop()  # the workers see their WebSocket close
+        await cast.expect("catalogue-worker", "rendezvous_disconnected")
+        # A development-mode rendezvous says so at start (auth_disabled).
+        cast.add(
+            "rendezvous",
+            "rendezvous-dev",
+            await start_service(
                 "holepunch_rendezvous",
                 {"PORT": str(free_tcp_port()), "HOST": "127.0.0.1", "AUTH_MODE": "none"},
-            )
-            rendezvous.append(dev)
-            await dev.wait_for_event("auth_disabled")
-        finally:
-            for process in [*workers, *rendezvous]:
-                await process.stop()
-    return {"rendezvous": rendezvous, "worker": workers}
+            ),
+        )
+        await cast.expect("rendezvous-dev", "auth_disabled")
 
 
 async def test_every_catalogued_event_and_field_is_emitted(
     required_fields: dict[tuple[str, str | None], frozenset[str]],
 ) -> None:
-    services = await exercise_every_event()
+    cast = Cast()
+    try:
+        await exercise_every_event(cast)
+    finally:
+        await cast.stop_all()
     missing: list[str] = []
     for (service, event), fields in sorted(required_fields.items(), key=str):
         lines: list[dict[str, Any]] = [
             line
-            for process in services[service]
+            for process in cast.of_kind(service)
             for line in process.lines
             if event is None or line.get("event") == event
         ]
         if not any(fields <= line.keys() for line in lines):
             seen = sorted({key for line in lines for key in line})
             missing.append(f"{service}/{event or '*'}: needs {sorted(fields)}, saw {seen}")
-    assert not missing, "\n".join(missing)
+    assert not missing, "\n".join([*missing, "", cast.report()])

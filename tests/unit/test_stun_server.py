@@ -38,6 +38,9 @@ def test_ipv6_clients_are_answered() -> None:
         bytes(stun.Message(stun.Method.BINDING, stun.Class.REQUEST))[:-1] + b"",
         bytes(stun.Message(stun.Method.BINDING, stun.Class.REQUEST)) + b"\0\0\0\0",
     ],
+    # Named, not shown: the transaction ids are random, and pytest-xdist workers must all
+    # collect the same test ids.
+    ids=["empty", "text", "response", "allocate", "truncated", "trailing-bytes"],
 )
 def test_anything_but_a_binding_request_is_ignored(datagram: bytes) -> None:
     assert binding_response(datagram, CLIENT) is None

@@ -26,10 +26,3 @@ def test_bench_runs_past_the_per_address_limit(tmp_path: Path) -> None:
     log = (tmp_path / "rendezvous-websockets-sansio-1001.log").read_text().splitlines()
     events = [json.loads(line).get("event") for line in log]
     assert events.count("worker_connected") == events.count("udp_endpoint_updated") == 1001
-
-
-def test_percentile_is_nearest_rank() -> None:
-    values = [float(v) for v in range(1, 101)]
-    assert bench.percentile(values, 0.50) == 50.0
-    assert bench.percentile(values, 0.99) == 99.0
-    assert bench.percentile([7.0], 0.99) == 7.0
