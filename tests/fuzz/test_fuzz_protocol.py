@@ -22,7 +22,7 @@ from holepunch_protocol import (
     seal_peer_datagram,
 )
 from holepunch_rendezvous.handler import handle_binary_frame, handle_text_frame
-from holepunch_rendezvous.punch_sessions import PunchSessions
+from holepunch_rendezvous.punch_sessions import PunchSessionTable
 from holepunch_rendezvous.registry import Registry
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -121,7 +121,7 @@ def test_server_messages_accepted_are_canonical(obj: dict[str, Any]) -> None:
     assert decode_server_message(encode_message(message)) == message
 
 
-def _snapshot(registry: Registry, sessions: PunchSessions) -> object:
+def _snapshot(registry: Registry, sessions: PunchSessionTable) -> object:
     return (
         [
             (r.worker_id, r.connection_id, r.udp_endpoint, r.reported_public_ip, r.udp_update_count)
@@ -134,7 +134,7 @@ def _snapshot(registry: Registry, sessions: PunchSessions) -> object:
 @FUZZ
 @given(st.one_of(message_objects(CLIENT_TYPES).map(as_frame), st.text(max_size=200)))
 def test_a_rejected_frame_changes_no_state(frame: str) -> None:
-    registry, sessions = Registry(), PunchSessions()
+    registry, sessions = Registry(), PunchSessionTable()
     registry.connect("w1", 1, "127.0.0.1", 1, now=0.0)
     registry.connect("w2", 2, "127.0.0.1", 2, now=0.0)
     before = _snapshot(registry, sessions)

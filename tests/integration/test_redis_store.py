@@ -11,7 +11,7 @@ import redis.asyncio as redis_asyncio
 from holepunch_protocol import MappingBehaviour, UpdateUdpEndpoint
 from holepunch_rendezvous.auth import WorkerOwnership
 from holepunch_rendezvous.config import ConfigError, RendezvousConfig
-from holepunch_rendezvous.punch_sessions import PunchSessions
+from holepunch_rendezvous.punch_sessions import PunchSessionTable
 from holepunch_rendezvous.registry import Registry, UdpEndpoint, WorkerRecord
 from holepunch_rendezvous.store import (
     MemoryStore,
@@ -213,7 +213,7 @@ async def test_every_key_and_channel_is_named_under_the_store_prefix(
     try:
         assert store.ready, store.not_ready_reason
         await register(store, "w1", 1, 41000)
-        session = PunchSessions().create("w1", "w2", 1.0, relay_first=False)
+        session = PunchSessionTable().create("w1", "w2", 1.0, relay_first=False)
         await store.save_session(session)
         written = set(await raw.keys("*")) - before
         assert written == {

@@ -14,7 +14,7 @@ from holepunch_protocol import (
     encode_message,
 )
 from holepunch_rendezvous.handler import handle_binary_frame, handle_text_frame
-from holepunch_rendezvous.punch_sessions import PunchSessions
+from holepunch_rendezvous.punch_sessions import PunchSessionTable
 from holepunch_rendezvous.registry import Registry
 
 
@@ -28,7 +28,7 @@ def test_update_is_acked_stored_and_logged() -> None:
     registry = connected_registry()
     outcome = handle_text_frame(
         registry,
-        PunchSessions(),
+        PunchSessionTable(),
         "w1",
         1,
         '{"type":"update_udp_endpoint","udp_ip":"203.0.113.1","udp_port":4000,"mapping":"unknown"}',
@@ -47,7 +47,7 @@ def test_rejected_update_gets_an_error_ack_and_changes_nothing() -> None:
     registry = connected_registry()
     handle_text_frame(
         registry,
-        PunchSessions(),
+        PunchSessionTable(),
         "w1",
         1,
         '{"type":"update_udp_endpoint","udp_ip":"1.1.1.1","udp_port":9}',
@@ -55,7 +55,7 @@ def test_rejected_update_gets_an_error_ack_and_changes_nothing() -> None:
     )
     outcome = handle_text_frame(
         registry,
-        PunchSessions(),
+        PunchSessionTable(),
         "w1",
         1,
         '{"type":"update_udp_endpoint","udp_ip":"1.1.1.1","udp_port":"x"}',
@@ -78,7 +78,7 @@ def test_unknown_and_malformed_frames_get_an_error_message() -> None:
         ('{"type":"nope"}', "unknown_type"),
         ("[]", "not_an_object"),
     ]:
-        outcome = handle_text_frame(registry, PunchSessions(), "w1", 1, raw, 1.0)
+        outcome = handle_text_frame(registry, PunchSessionTable(), "w1", 1, raw, 1.0)
         assert isinstance(outcome.reply, ErrorMessage)
         assert outcome.reply.code == code
         assert outcome.event is not None and outcome.event.name == "message_rejected"
@@ -93,15 +93,20 @@ def test_binary_frames_are_refused() -> None:
 def test_echo_and_details() -> None:
     registry = connected_registry()
     echo = handle_text_frame(
-        registry, PunchSessions(), "w1", 1, '{"type":"echo_request","payload":"abc"}', 1.0
+        registry, PunchSessionTable(), "w1", 1, '{"type":"echo_request","payload":"abc"}', 1.0
     )
     assert isinstance(echo.reply, EchoResponse)
     assert echo.reply.processed_by_rendezvous == "Rendezvous processed: 'ABC' for worker w1"
     handle_text_frame(
-        registry, PunchSessions(), "w1", 1, '{"type":"register_public_ip","ip":"198.51.100.7"}', 1.0
+        registry,
+        PunchSessionTable(),
+        "w1",
+        1,
+        '{"type":"register_public_ip","ip":"198.51.100.7"}',
+        1.0,
     )
     details = handle_text_frame(
-        registry, PunchSessions(), "w1", 1, '{"type":"get_my_details"}', 1.0
+        registry, PunchSessionTable(), "w1", 1, '{"type":"get_my_details"}', 1.0
     )
     assert isinstance(details.reply, MyDetailsResponse)
     assert json.loads(encode_message(details.reply)) == {
@@ -120,7 +125,7 @@ def test_a_replaced_connection_can_no_longer_change_the_record() -> None:
     registry.connect("w1", 2, "127.0.0.1", 50001, now=1.0)
     outcome = handle_text_frame(
         registry,
-        PunchSessions(),
+        PunchSessionTable(),
         "w1",
         1,
         '{"type":"update_udp_endpoint","udp_ip":"1.1.1.1","udp_port":9}',

@@ -15,7 +15,7 @@ from holepunch_protocol import (
     encode_message,
 )
 from holepunch_rendezvous.handler import handle_text_frame, introduce
-from holepunch_rendezvous.punch_sessions import PunchSessions, RelayLimits, TokenBucket
+from holepunch_rendezvous.punch_sessions import PunchSessionTable, RelayLimits, TokenBucket
 from holepunch_rendezvous.registry import Registry
 
 
@@ -32,7 +32,7 @@ def two_workers(mapping_b: MappingBehaviour = MappingBehaviour.ENDPOINT_INDEPEND
 
 
 def test_introduction_tells_both_workers_the_same_session_and_secret() -> None:
-    sessions = PunchSessions()
+    sessions = PunchSessionTable()
     outcome = introduce(two_workers(), sessions, "a", "b", now=1.0)
     assert outcome.reply is None
     to_a, to_b = outcome.deliveries
@@ -59,7 +59,7 @@ def test_introduction_tells_both_workers_the_same_session_and_secret() -> None:
 
 def test_an_endpoint_dependent_side_starts_on_the_relay() -> None:
     outcome = introduce(
-        two_workers(MappingBehaviour.ENDPOINT_DEPENDENT), PunchSessions(), "a", "b", now=1.0
+        two_workers(MappingBehaviour.ENDPOINT_DEPENDENT), PunchSessionTable(), "a", "b", now=1.0
     )
     assert all(
         isinstance(d.message, PeerIntroduction) and d.message.relay_first
@@ -70,7 +70,7 @@ def test_an_endpoint_dependent_side_starts_on_the_relay() -> None:
 def test_refused_introductions_say_why_and_create_nothing() -> None:
     registry = two_workers()
     registry.connect("c", 3, None, None, now=0.0)  # connected, no endpoint yet
-    sessions = PunchSessions()
+    sessions = PunchSessionTable()
     for initiator, responder, code in [
         ("a", "a", "self_introduction"),
         ("a", "zz", "peer_not_found"),
@@ -95,7 +95,7 @@ def relay_frame(session_id: str, data: bytes = b"sealed") -> str:
 def test_relay_goes_to_the_other_member_only_and_is_rate_limited() -> None:
     registry = two_workers()
     registry.connect("c", 3, None, None, now=0.0)
-    sessions = PunchSessions(RelayLimits(datagrams_per_sec=2, bytes_per_sec=1000))
+    sessions = PunchSessionTable(RelayLimits(datagrams_per_sec=2, bytes_per_sec=1000))
     session_id = introduce(registry, sessions, "a", "b", now=0.0).deliveries[0].message.session_id  # type: ignore[union-attr]
 
     forwarded = handle_text_frame(registry, sessions, "a", 1, relay_frame(session_id), now=0.0)
@@ -119,7 +119,7 @@ def test_relay_goes_to_the_other_member_only_and_is_rate_limited() -> None:
 
 def test_punch_results_are_kept_per_worker_and_sessions_end_with_a_member() -> None:
     registry = two_workers()
-    sessions = PunchSessions()
+    sessions = PunchSessionTable()
     session_id = introduce(registry, sessions, "a", "b", now=0.0).deliveries[0].message.session_id  # type: ignore[union-attr]
     result = {
         "type": "punch_result",
@@ -155,7 +155,7 @@ def test_token_bucket() -> None:
 
 
 def test_a_new_introduction_of_the_same_pair_replaces_the_old_session() -> None:
-    sessions = PunchSessions()
+    sessions = PunchSessionTable()
     first = sessions.create("a", "b", now=0.0, relay_first=False)
     other = sessions.create("a", "c", now=0.5, relay_first=False)
     second = sessions.create("b", "a", now=1.0, relay_first=False)

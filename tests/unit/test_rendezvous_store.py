@@ -26,7 +26,7 @@ from holepunch_rendezvous.handler import (
     introduce,
     lookups_for,
 )
-from holepunch_rendezvous.punch_sessions import PunchSessions
+from holepunch_rendezvous.punch_sessions import PunchSessionTable
 from holepunch_rendezvous.registry import Registry, WorkerRecord
 from holepunch_rendezvous.store import KEY_NAMESPACES, MemoryStore, RedisKeys
 
@@ -59,7 +59,7 @@ def test_a_frame_is_decoded_once_into_a_message_or_its_refusal() -> None:
 
 def test_the_outcome_names_the_record_a_message_changed() -> None:
     registry = registry_of("w1")
-    sessions = PunchSessions()
+    sessions = PunchSessionTable()
     for message in (
         UpdateUdpEndpoint("198.51.100.1", 5000, MappingBehaviour.ENDPOINT_INDEPENDENT),
         RegisterPublicIp("198.51.100.9"),
@@ -76,7 +76,7 @@ def test_the_outcome_names_the_record_a_message_changed() -> None:
 
 
 def test_the_outcome_carries_the_session_an_introduction_made() -> None:
-    sessions = PunchSessions()
+    sessions = PunchSessionTable()
     outcome = introduce(registry_of("a", "b"), sessions, "a", "b", now=1.0)
     assert outcome.created_session is not None
     assert sessions.get(outcome.created_session.session_id) is outcome.created_session
@@ -108,7 +108,7 @@ async def test_the_memory_store_keeps_ownership_and_finds_records_in_the_registr
     clock.now += 9.0
     assert ownership.owner("w2", clock.now) == "alice"
 
-    sessions = PunchSessions()
+    sessions = PunchSessionTable()
     assert await store.prepare(Lookups(worker_ids=("w1",), session_id="s"), sessions) is registry
     assert len(sessions) == 0
     assert not await store.route("w1", "{}")

@@ -54,7 +54,7 @@ from holepunch_rendezvous.handler import (
 )
 from holepunch_rendezvous.punch_sessions import (
     PunchSessionRecord,
-    PunchSessions,
+    PunchSessionTable,
     RelayLimits,
     TokenBucket,
 )
@@ -106,7 +106,7 @@ class Rendezvous:
             self.ownership,
             clock,
         )
-        self.sessions = PunchSessions(
+        self.sessions = PunchSessionTable(
             RelayLimits(self.config.relay_datagrams_per_sec, self.config.relay_bytes_per_sec)
         )
         self.connections_per_address: collections.Counter[str] = collections.Counter()

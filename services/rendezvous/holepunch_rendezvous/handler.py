@@ -39,7 +39,7 @@ from holepunch_protocol import (
     decode_client_message,
 )
 
-from holepunch_rendezvous.punch_sessions import PunchSessionRecord, PunchSessions
+from holepunch_rendezvous.punch_sessions import PunchSessionRecord, PunchSessionTable
 from holepunch_rendezvous.registry import Registry, UdpEndpoint, WorkerRecord
 
 __all__ = [
@@ -155,7 +155,7 @@ def handle_binary_frame(worker_id: str) -> Outcome:
 
 
 def introduce(
-    registry: RecordLookup, sessions: PunchSessions, initiator: str, responder: str, now: float
+    registry: RecordLookup, sessions: PunchSessionTable, initiator: str, responder: str, now: float
 ) -> Outcome:
     """Make a punch session between two workers and tell both; or say why not."""
 
@@ -226,7 +226,7 @@ def introduce(
     )
 
 
-def _punch_result(sessions: PunchSessions, worker_id: str, result: PunchResult) -> Outcome:
+def _punch_result(sessions: PunchSessionTable, worker_id: str, result: PunchResult) -> Outcome:
     session = sessions.get(result.session_id)
     if session is None or session.peer_of(worker_id) != result.peer_id:
         return _rejection(
@@ -256,7 +256,9 @@ def _punch_result(sessions: PunchSessions, worker_id: str, result: PunchResult) 
     )
 
 
-def _relay(sessions: PunchSessions, worker_id: str, datagram: RelayDatagram, now: float) -> Outcome:
+def _relay(
+    sessions: PunchSessionTable, worker_id: str, datagram: RelayDatagram, now: float
+) -> Outcome:
     session = sessions.get(datagram.session_id)
     peer = None if session is None else session.peer_of(worker_id)
     if session is None or peer is None:
@@ -284,7 +286,7 @@ def decode_frame(worker_id: str, frame: str) -> ClientMessage | Outcome:
 
 def handle_text_frame(
     registry: Registry,
-    sessions: PunchSessions,
+    sessions: PunchSessionTable,
     worker_id: str,
     connection_id: int,
     frame: str,
@@ -299,7 +301,7 @@ def handle_text_frame(
 
 def handle_message(
     registry: Registry,
-    sessions: PunchSessions,
+    sessions: PunchSessionTable,
     worker_id: str,
     connection_id: int,
     message: ClientMessage,

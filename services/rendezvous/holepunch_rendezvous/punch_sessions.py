@@ -17,7 +17,7 @@ from holepunch_protocol import SECRET_BYTES, SESSION_ID_BYTES, PunchResult
 __all__ = [
     "DEFAULT_RELAY_LIMITS",
     "PunchSessionRecord",
-    "PunchSessions",
+    "PunchSessionTable",
     "RelayLimits",
     "TokenBucket",
 ]
@@ -96,7 +96,13 @@ def _random_hex(size: int) -> str:
     return os.urandom(size).hex()
 
 
-class PunchSessions:
+class PunchSessionTable:
+    """The punch sessions this rendezvous introduced, active and recently ended, by id.
+
+    (The worker's `PunchSessions` in holepunch_worker.punch is the other side: its own
+    running sessions.)
+    """
+
     def __init__(
         self,
         limits: RelayLimits | None = None,

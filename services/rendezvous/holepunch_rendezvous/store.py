@@ -54,7 +54,7 @@ from holepunch_protocol import MappingBehaviour
 
 from holepunch_rendezvous.auth import OWNERSHIP_TTL_SEC, WorkerOwnership
 from holepunch_rendezvous.handler import Lookups, RecordLookup
-from holepunch_rendezvous.punch_sessions import PunchSessionRecord, PunchSessions
+from holepunch_rendezvous.punch_sessions import PunchSessionRecord, PunchSessionTable
 from holepunch_rendezvous.registry import Page, Registry, UdpEndpoint, WorkerRecord
 
 __all__ = [
@@ -143,7 +143,7 @@ class RegistryStore(abc.ABC):
         """A connection ended; `removed`: it was the worker's current one, now gone."""
 
     @abc.abstractmethod
-    async def prepare(self, lookups: Lookups, sessions: PunchSessions) -> RecordLookup:
+    async def prepare(self, lookups: Lookups, sessions: PunchSessionTable) -> RecordLookup:
         """Fetch what a message needs from elsewhere: the session (into `sessions`) and
         the records of the workers it names (returned, local ones first)."""
 
@@ -175,7 +175,7 @@ class MemoryStore(RegistryStore):
     async def disconnected(self, worker_id: str, identity: str, *, removed: bool) -> None:
         self.ownership.claim(worker_id, identity, self.clock())  # renew the binding
 
-    async def prepare(self, lookups: Lookups, sessions: PunchSessions) -> RecordLookup:
+    async def prepare(self, lookups: Lookups, sessions: PunchSessionTable) -> RecordLookup:
         return self.registry
 
     async def save(self, record: WorkerRecord) -> None:
@@ -533,7 +533,7 @@ class RedisStore(RegistryStore):
             self._pending_removals.add(worker_id)
             self._failed(error)
 
-    async def prepare(self, lookups: Lookups, sessions: PunchSessions) -> RecordLookup:
+    async def prepare(self, lookups: Lookups, sessions: PunchSessionTable) -> RecordLookup:
         if lookups.session_id is not None and sessions.get(lookups.session_id) is None:
             session = await self.load_session(lookups.session_id)
             if session is not None:
