@@ -45,6 +45,10 @@ class RendezvousEvent(enum.StrEnum):
     REGISTRY_UNAVAILABLE = "registry_unavailable"
     REGISTRY_RECOVERED = "registry_recovered"
     REGISTRY_MESSAGE_INVALID = "registry_message_invalid"
+    # AUTH_MODE=iam's own token check, and clients too slow to finish connecting.
+    ID_TOKEN_CERTS_FAILED = "id_token_certs_failed"
+    IAM_OUTSIDE_CLOUD_RUN = "iam_outside_cloud_run"
+    SLOW_CLIENT_CLOSED = "slow_client_closed"
 
 
 class WorkerEvent(enum.StrEnum):

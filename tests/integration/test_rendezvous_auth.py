@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import AsyncIterator
 
@@ -13,19 +12,11 @@ from holepunch_rendezvous.config import RendezvousConfig
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.support.id_tokens import stand_in_issuer
 from tests.support.rendezvous import RunningRendezvous, running_rendezvous
 
 TOKEN = "worker-token-" + "x" * 20
 ADMIN = "admin-token-" + "y" * 20
-
-
-def id_token(email: str) -> str:
-    """An ID token as Cloud Run's front end passes it on (already verified there)."""
-
-    def part(obj: object) -> str:
-        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
-
-    return f"{part({'alg': 'RS256'})}.{part({'email': email, 'aud': 'x'})}.signature"
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -86,28 +77,34 @@ async def test_debug_endpoints_are_off_unless_enabled() -> None:
 
 
 async def test_a_worker_id_belongs_to_the_identity_that_first_registered_it() -> None:
-    config = RendezvousConfig(host="127.0.0.1", auth_mode=AuthMode.IAM, debug_endpoints=True)
-    async with running_rendezvous(config) as server:
-        url = server.ws_url("w1")
-        owner = bearer(id_token("worker@p.iam.gserviceaccount.com"))
-        intruder = bearer(id_token("intruder@p.iam.gserviceaccount.com"))
-        first = await connect(url, additional_headers=owner)
-        await first.send(
-            json.dumps({"type": "update_udp_endpoint", "udp_ip": "203.0.113.1", "udp_port": 9})
+    with stand_in_issuer() as issuer:
+        config = RendezvousConfig(
+            host="127.0.0.1",
+            auth_mode=AuthMode.IAM,
+            debug_endpoints=True,
+            iam_certs_url=issuer.certs_url,
         )
-        assert json.loads(await first.recv())["status"] == "success"
-        async with connect(url, additional_headers=intruder) as other:
-            assert await refused(other) == ("worker_id_taken", 4403)
-        record = server.rendezvous.registry.get("w1")
-        assert record is not None and record.udp_endpoint is not None  # untouched
-        async with connect(url, additional_headers=bearer("not-a-jwt")) as garbled:
-            assert await refused(garbled) == ("unauthenticated", 4401)
-        # The same identity reconnecting replaces its old connection, as before.
-        async with connect(url, additional_headers=owner):
-            with pytest.raises(ConnectionClosed) as closed:
-                await first.recv()
-            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4409
-        await first.close()
+        async with running_rendezvous(config) as server:
+            url = server.ws_url("w1")
+            owner = bearer(issuer.token("worker@p.iam.gserviceaccount.com", server.http_url))
+            intruder = bearer(issuer.token("intruder@p.iam.gserviceaccount.com", server.http_url))
+            first = await connect(url, additional_headers=owner)
+            await first.send(
+                json.dumps({"type": "update_udp_endpoint", "udp_ip": "203.0.113.1", "udp_port": 9})
+            )
+            assert json.loads(await first.recv())["status"] == "success"
+            async with connect(url, additional_headers=intruder) as other:
+                assert await refused(other) == ("worker_id_taken", 4403)
+            record = server.rendezvous.registry.get("w1")
+            assert record is not None and record.udp_endpoint is not None  # untouched
+            async with connect(url, additional_headers=bearer("not-a-jwt")) as garbled:
+                assert await refused(garbled) == ("unauthenticated", 4401)
+            # The same identity reconnecting replaces its old connection, as before.
+            async with connect(url, additional_headers=owner):
+                with pytest.raises(ConnectionClosed) as closed:
+                    await first.recv()
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 4409
+            await first.close()
 
 
 async def test_message_rate_limit_answers_but_keeps_the_connection() -> None:

@@ -39,7 +39,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketState
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from holepunch_rendezvous.auth import AuthError, WorkerOwnership, authenticate, is_admin
+from holepunch_rendezvous.auth import (
+    AuthError,
+    AuthMode,
+    WorkerOwnership,
+    authenticate,
+    is_admin,
+)
 from holepunch_rendezvous.config import RendezvousConfig
 from holepunch_rendezvous.handler import (
     NO_LOOKUPS,
@@ -52,6 +58,7 @@ from holepunch_rendezvous.handler import (
     introduce,
     lookups_for,
 )
+from holepunch_rendezvous.id_tokens import CertificateCache, accepted_audiences
 from holepunch_rendezvous.punch_sessions import (
     PunchSessionRecord,
     PunchSessionTable,
@@ -59,6 +66,7 @@ from holepunch_rendezvous.punch_sessions import (
     TokenBucket,
 )
 from holepunch_rendezvous.registry import Page, Registry, WorkerRecord
+from holepunch_rendezvous.slow_clients import SlowClientKind, SlowClients, receive_first_frame
 from holepunch_rendezvous.store import Claim, RegistryStore, StoreEvents, build_store
 
 __all__ = ["CLOSE_GOING_AWAY", "CLOSE_REPLACED", "Rendezvous", "build_asgi_app", "create_app"]
@@ -114,11 +122,19 @@ class Rendezvous:
         self.clock = clock
         self._connection_ids = itertools.count(1)
         self._background: set[asyncio.Task[None]] = set()
+        self.id_token_certificates = (
+            CertificateCache(self.config.iam_certs_url)
+            if self.config.auth_mode is AuthMode.IAM
+            else None
+        )
+        self.slow_clients = SlowClients()
 
     def next_connection_id(self) -> int:
         return next(self._connection_ids)
 
     async def start(self) -> None:
+        if self.id_token_certificates is not None:  # fetched ahead of the first worker
+            self._run_in_background(self._fetch_certificates(self.id_token_certificates))
         await self.store.start(
             StoreEvents(
                 deliver=self._deliver_frame, close=self._close_replaced, refuse=self._refuse_taken
@@ -169,9 +185,16 @@ class Rendezvous:
             )
 
     def close_in_background(self, websocket: WebSocket, code: int, reason: str) -> None:
-        task = asyncio.create_task(_close_quietly(websocket, code, reason))
+        self._run_in_background(_close_quietly(websocket, code, reason))
+
+    def _run_in_background(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    @staticmethod
+    async def _fetch_certificates(cache: CertificateCache) -> None:
+        await cache.certificates()  # a failure is logged there and retried on demand
 
     async def close_all(self, code: int, reason: str) -> None:
         sockets = list(self.connections.values())
@@ -304,7 +327,13 @@ async def livez(request: Request) -> Response:
 
 async def registry_status(request: Request) -> Response:
     rendezvous = _rendezvous(request)
-    return JSONResponse({**rendezvous.store.describe(), "local_workers": len(rendezvous.registry)})
+    return JSONResponse(
+        {
+            **rendezvous.store.describe(),
+            "local_workers": len(rendezvous.registry),
+            "slow_clients_closed": rendezvous.slow_clients.describe(),
+        }
+    )
 
 
 def _operator_only(
@@ -412,14 +441,24 @@ async def _admit(rendezvous: Rendezvous, websocket: WebSocket) -> _Connection | 
         await _refuse(websocket, worker_id, error, CLOSE_POLICY_VIOLATION, "invalid worker_id")
         return None
     try:
-        identity = authenticate(config.auth_mode, websocket.headers, config.rendezvous_token)
+        certificates = rendezvous.id_token_certificates
+        verifier = (
+            None
+            if certificates is None
+            else await certificates.verifier(
+                accepted_audiences(config.iam_audiences, websocket.headers.get("host"))
+            )
+        )
+        identity = authenticate(
+            config.auth_mode, websocket.headers, config.rendezvous_token, verifier
+        )
     except AuthError as error:
         await _refuse(
             websocket,
             worker_id,
             ProtocolError(ErrorCode.UNAUTHENTICATED, error.detail),
             CloseCode.UNAUTHENTICATED,
-            "authentication required",
+            error.close_reason,
         )
         return None
     client = websocket.client
@@ -522,8 +561,12 @@ async def _receive_loop(
     websocket, worker_id = connection.websocket, connection.worker_id
     budget = TokenBucket(config.max_messages_per_sec, 2 * config.max_messages_per_sec)
     limited = False
+    pending = await receive_first_frame(websocket, config.first_message_timeout_sec)
+    if pending is None:
+        return await _close_silent(rendezvous, connection)
     while True:
-        message = await websocket.receive()
+        message = pending if pending is not None else await websocket.receive()
+        pending = None
         if message["type"] == "websocket.disconnect":
             return message.get("code"), message.get("reason") or None
         if not budget.allow(1, rendezvous.clock()):
@@ -561,6 +604,18 @@ async def _receive_loop(
             await websocket.send_text(encode_message(outcome.reply))
         if outcome.deliveries:
             await rendezvous.deliver(outcome)
+
+
+async def _close_silent(rendezvous: Rendezvous, connection: _Connection) -> tuple[int, str]:
+    """Close a connection that sent no frame within FIRST_MESSAGE_TIMEOUT_SEC; count it."""
+    timeout = rendezvous.config.first_message_timeout_sec
+    client = connection.websocket.client
+    rendezvous.slow_clients.record(
+        SlowClientKind.FIRST_MESSAGE, client.host if client else None, timeout
+    )
+    reason = f"no message within {timeout:g} s"
+    await _close_quietly(connection.websocket, CloseCode.FIRST_MESSAGE_TIMEOUT, reason)
+    return CloseCode.FIRST_MESSAGE_TIMEOUT, reason
 
 
 async def _clean_up(

@@ -1,10 +1,10 @@
 """Who is calling, and may they use this worker_id: pure logic, no I/O.
 
 AUTH_MODE:
-- `iam`: on Cloud Run with invoker IAM, Google's front end has verified the caller's
-  Google-signed ID token before the request reaches us and passes it on, in
-  `X-Serverless-Authorization` or `Authorization`. We only read its claims (the service
-  account e-mail). Never use this mode where no such front end stands before the service.
+- `iam`: a Google-signed ID token, in `X-Serverless-Authorization` or `Authorization`.
+  On Cloud Run with invoker IAM, Google's front end has checked it already; we check it
+  again (signature, issuer, audience, expiry: `id_tokens.py`), then take the identity
+  from its claims (the service account e-mail).
 - `token`: a shared secret, `Authorization: Bearer <RENDEZVOUS_TOKEN>`, compared in
   constant time; for local runs and platforms without Google's front end.
 - `none`: anyone is "anonymous"; development only.
@@ -15,12 +15,11 @@ take it over while the binding lasts (it is renewed on every connection).
 
 from __future__ import annotations
 
-import base64
 import hmac
-import json
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from holepunch_protocol import AuthMode
 
@@ -28,6 +27,7 @@ __all__ = [
     "OWNERSHIP_TTL_SEC",
     "AuthError",
     "AuthMode",
+    "IdTokenVerifier",
     "WorkerOwnership",
     "authenticate",
     "bearer_token",
@@ -46,6 +46,11 @@ SHARED_TOKEN_IDENTITY = "token"
 class AuthError(Exception):
     code: str  # "unauthenticated" | "forbidden"
     detail: str
+    close_reason: str = "authentication required"
+
+
+# An ID token -> its claims once verified (id_tokens.verify_id_token), or AuthError.
+IdTokenVerifier = Callable[[str], Mapping[str, Any]]
 
 
 def bearer_token(headers: Mapping[str, str], header: str = "authorization") -> str | None:
@@ -56,26 +61,23 @@ def bearer_token(headers: Mapping[str, str], header: str = "authorization") -> s
     return token.strip()
 
 
-def _jwt_identity(token: str) -> str:
-    """The e-mail (or subject) in an ID token the front end already verified."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        raise AuthError("unauthenticated", "the bearer token is not a JWT")
-    payload = parts[1] + "=" * (-len(parts[1]) % 4)
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(payload))
-    except (ValueError, TypeError):
-        raise AuthError("unauthenticated", "the bearer token's claims are unreadable") from None
-    identity = claims.get("email") if isinstance(claims, dict) else None
+def _claims_identity(claims: Mapping[str, Any]) -> str:
+    """The e-mail (or subject) a verified ID token names."""
+    identity = claims.get("email")
     if not isinstance(identity, str) or not identity:
-        identity = claims.get("sub") if isinstance(claims, dict) else None
+        identity = claims.get("sub")
     if not isinstance(identity, str) or not identity:
         raise AuthError("unauthenticated", "the ID token names no email or subject")
     return identity[:256]
 
 
-def authenticate(mode: AuthMode, headers: Mapping[str, str], shared_token: str | None) -> str:
-    """The caller's identity, or AuthError."""
+def authenticate(
+    mode: AuthMode,
+    headers: Mapping[str, str],
+    shared_token: str | None,
+    verify_id_token: IdTokenVerifier | None = None,
+) -> str:
+    """The caller's identity, or AuthError. `verify_id_token` is required with `iam`."""
     if mode is AuthMode.NONE:
         return ANONYMOUS
     token = bearer_token(headers) or bearer_token(headers, "x-serverless-authorization")
@@ -86,9 +88,24 @@ def authenticate(mode: AuthMode, headers: Mapping[str, str], shared_token: str |
         if not hmac.compare_digest(token.encode(), shared_token.encode()):
             raise AuthError("unauthenticated", "wrong token")
         return SHARED_TOKEN_IDENTITY
-    # Cloud Run's front end takes the IAM token from X-Serverless-Authorization when both
-    # headers are sent, which leaves Authorization to the application (the admin token).
-    return _jwt_identity(bearer_token(headers, "x-serverless-authorization") or token)
+    if verify_id_token is None:
+        raise AuthError("unauthenticated", "ID tokens cannot be verified here")
+    # Cloud Run's front end checks the token in X-Serverless-Authorization when both headers
+    # are sent (else the one in Authorization) and passes it on with its signature removed;
+    # the other header reaches us as sent. So the worker sends its token in both, and the
+    # first one that verifies here names the caller.
+    candidates = dict.fromkeys(
+        found
+        for found in (token, bearer_token(headers, "x-serverless-authorization"))
+        if found is not None
+    )
+    refusal = AuthError("unauthenticated", "no ID token")
+    for candidate in candidates:
+        try:
+            return _claims_identity(verify_id_token(candidate))
+        except AuthError as error:
+            refusal = error
+    raise refusal
 
 
 def is_admin(mode: AuthMode, headers: Mapping[str, str], admin_token: str | None) -> bool:

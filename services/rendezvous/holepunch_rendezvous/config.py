@@ -17,6 +17,7 @@ from holepunch_env import (
 )
 
 from holepunch_rendezvous.auth import AuthMode
+from holepunch_rendezvous.id_tokens import GOOGLE_CERTS_URL
 from holepunch_rendezvous.punch_sessions import DEFAULT_RELAY_LIMITS
 
 __all__ = ["DEFAULT_TRUSTED_PROXIES", "ConfigError", "RendezvousConfig"]
@@ -61,6 +62,28 @@ def _secret(env: Mapping[str, str], name: str, *, required: bool) -> str | None:
         return None
     if len(raw) < MIN_SECRET_LENGTH:
         raise ConfigError(name, f"must be at least {MIN_SECRET_LENGTH} characters")
+    return raw
+
+
+def _audiences(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = env_text(env, "IAM_AUDIENCE")
+    if raw is None:
+        return ()
+    audiences = tuple(entry.strip() for entry in raw.split(",") if entry.strip())
+    for audience in audiences:
+        if not audience.startswith(("https://", "http://")):
+            raise ConfigError(
+                "IAM_AUDIENCE",
+                f"has {audience!r}: an audience is the URL workers reach the rendezvous at "
+                "(https://...), as in their ID_TOKEN_AUDIENCE",
+            )
+    return audiences
+
+
+def _certs_url(env: Mapping[str, str], default: str) -> str:
+    raw = env_text(env, "IAM_CERTS_URL") or default
+    if not raw.startswith(("https://", "http://")):
+        raise ConfigError("IAM_CERTS_URL", f"must be an http(s) URL, got {raw!r}")
     return raw
 
 
@@ -123,6 +146,15 @@ class RendezvousConfig:
     # How long a worker's shared entry outlives the last heartbeat of its instance (the
     # store's heartbeat comes every third of this).
     registry_ttl_sec: float = 15.0
+    # AUTH_MODE=iam: where Google's token-signing certificates are published, and the
+    # audiences a token may name (empty: this service's URL as the client reached it).
+    iam_certs_url: str = GOOGLE_CERTS_URL
+    iam_audiences: tuple[str, ...] = ()
+    # Cloud Run's K_SERVICE: None when not running there.
+    cloud_run_service: str | None = None
+    # A client's request line and headers, then its first WebSocket frame (slowloris).
+    handshake_timeout_sec: float = 10.0
+    first_message_timeout_sec: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RendezvousConfig:
@@ -186,5 +218,22 @@ class RendezvousConfig:
             registry_url=_registry_url(env),
             registry_ttl_sec=env_float(
                 env, "REGISTRY_TTL_SEC", default.registry_ttl_sec, minimum=3.0, maximum=3600.0
+            ),
+            iam_certs_url=_certs_url(env, default.iam_certs_url),
+            iam_audiences=_audiences(env),
+            cloud_run_service=env_text(env, "K_SERVICE"),
+            handshake_timeout_sec=env_float(
+                env,
+                "HANDSHAKE_TIMEOUT_SEC",
+                default.handshake_timeout_sec,
+                minimum=0.1,
+                maximum=300.0,
+            ),
+            first_message_timeout_sec=env_float(
+                env,
+                "FIRST_MESSAGE_TIMEOUT_SEC",
+                default.first_message_timeout_sec,
+                minimum=0.1,
+                maximum=3600.0,
             ),
         )

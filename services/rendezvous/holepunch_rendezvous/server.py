@@ -15,6 +15,7 @@ from holepunch_logging import RendezvousEvent, log_event
 from holepunch_rendezvous.app import CLOSE_GOING_AWAY, Rendezvous, build_asgi_app
 from holepunch_rendezvous.auth import AuthMode
 from holepunch_rendezvous.config import RendezvousConfig
+from holepunch_rendezvous.slow_clients import handshake_deadline_protocol
 
 __all__ = ["RendezvousServer", "build_server"]
 
@@ -92,6 +93,17 @@ class RendezvousServer(uvicorn.Server):
                     level=logging.WARNING,
                     auth_mode=config.auth_mode.value,
                 )
+            if config.auth_mode is AuthMode.IAM and config.cloud_run_service is None:
+                log_event(
+                    logger,
+                    RendezvousEvent.IAM_OUTSIDE_CLOUD_RUN,
+                    "AUTH_MODE=iam outside Cloud Run (no K_SERVICE): ID tokens are checked "
+                    "here only, with no IAM front end before the service",
+                    level=logging.WARNING,
+                    auth_mode=config.auth_mode.value,
+                    iam_certs_url=config.iam_certs_url,
+                    iam_audiences=list(config.iam_audiences),
+                )
             self.ready.set()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
@@ -124,6 +136,7 @@ def build_server(
         build_asgi_app(config, rendezvous),
         host=config.host,
         port=config.port,
+        http=handshake_deadline_protocol(config.handshake_timeout_sec, rendezvous.slow_clients),
         ws=config.ws_implementation,
         ws_max_size=WS_MAX_FRAME_BYTES,
         # Frames are small JSON: compression costs CPU and ~64 KiB of zlib state per socket.
