@@ -23,6 +23,7 @@ from holepunch_devtools.processes import ServiceProcess, start_service
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.support.id_tokens import stand_in_issuer
 from tests.support.ports import free_tcp_port
 from tests.support.redis_server import RedisServer, redis_server
 from tests.support.rendezvous import eventually
@@ -242,27 +243,23 @@ async def test_a_duplicate_on_another_instance_replaces_the_old_connection(
     assert (await ask(new, {"type": "get_my_details"}))["udp_port"] == 43002
 
 
-def _id_token(email: str) -> str:
-    def part(obj: object) -> str:
-        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
-
-    return f"{part({'alg': 'RS256'})}.{part({'email': email})}.signature"
-
-
 async def test_worker_id_ownership_is_shared(cluster: Cluster) -> None:
-    a = await cluster.start(AUTH_MODE="iam")
-    b = await cluster.start(AUTH_MODE="iam")
-    owner = {"Authorization": f"Bearer {_id_token('one@example.iam')}"}
-    other = {"Authorization": f"Bearer {_id_token('two@example.iam')}"}
-    await cluster.worker(a, "owned", 44001, **owner)
-    async with connect(b.ws_url("owned"), additional_headers=other) as thief:
-        reply = json.loads(await asyncio.wait_for(thief.recv(), 5))
-        assert reply["code"] == "worker_id_taken"
-        with pytest.raises(ConnectionClosed) as closed:
-            await thief.recv()
-        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
-    # The owner itself may move to the other instance.
-    await cluster.worker(b, "owned", 44002, **owner)
+    audience = "https://rendezvous.example"
+    with stand_in_issuer() as issuer:
+        env = {"AUTH_MODE": "iam", "IAM_CERTS_URL": issuer.certs_url, "IAM_AUDIENCE": audience}
+        a = await cluster.start(**env)
+        b = await cluster.start(**env)
+        owner = {"Authorization": f"Bearer {issuer.token('one@example.iam', audience)}"}
+        other = {"Authorization": f"Bearer {issuer.token('two@example.iam', audience)}"}
+        await cluster.worker(a, "owned", 44001, **owner)
+        async with connect(b.ws_url("owned"), additional_headers=other) as thief:
+            reply = json.loads(await asyncio.wait_for(thief.recv(), 5))
+            assert reply["code"] == "worker_id_taken"
+            with pytest.raises(ConnectionClosed) as closed:
+                await thief.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
+        # The owner itself may move to the other instance.
+        await cluster.worker(b, "owned", 44002, **owner)
 
 
 async def test_a_killed_instances_workers_vanish_within_the_ttl(cluster: Cluster) -> None:

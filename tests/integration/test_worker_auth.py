@@ -12,6 +12,7 @@ from holepunch_devtools.stun_server import start_stun_server
 from holepunch_protocol import AuthMode
 from holepunch_rendezvous.config import RendezvousConfig
 
+from tests.support.id_tokens import stand_in_issuer
 from tests.support.metadata_server import fake_metadata_server
 from tests.support.ports import free_tcp_port
 from tests.support.rendezvous import RunningRendezvous, eventually, running_rendezvous
@@ -55,12 +56,15 @@ async def test_shared_token_registers_and_a_wrong_one_backs_off() -> None:
 
 async def test_iam_id_token_from_the_metadata_server_identifies_the_worker() -> None:
     email = "holepunch-worker@project.iam.gserviceaccount.com"
-    config = RendezvousConfig(host="127.0.0.1", auth_mode=AuthMode.IAM)
-    async with running_rendezvous(config) as server:
-        with fake_metadata_server(email) as metadata:
-            async with worker(server, {"AUTH_MODE": "iam", **metadata.env}) as process:
-                await process.wait_for_event("endpoint_ack", status="success", timeout=20)
-        assert metadata.audiences == [server.http_url]  # audience: the rendezvous URL
-        await eventually(lambda: len(server.rendezvous.registry) == 0)
-        owner = server.rendezvous.ownership.owner("authed-worker", time.time())
-        assert owner == email
+    with stand_in_issuer() as issuer:
+        config = RendezvousConfig(
+            host="127.0.0.1", auth_mode=AuthMode.IAM, iam_certs_url=issuer.certs_url
+        )
+        async with running_rendezvous(config) as server:
+            with fake_metadata_server(email, issuer) as metadata:
+                async with worker(server, {"AUTH_MODE": "iam", **metadata.env}) as process:
+                    await process.wait_for_event("endpoint_ack", status="success", timeout=20)
+            assert metadata.audiences == [server.http_url]  # audience: the rendezvous URL
+            await eventually(lambda: len(server.rendezvous.registry) == 0)
+            owner = server.rendezvous.ownership.owner("authed-worker", time.time())
+            assert owner == email

@@ -1,8 +1,9 @@
 """A stand-in for the GCE/Cloud Run metadata server that google-auth asks for ID tokens.
 
 google-auth honours GCE_METADATA_HOST and GCE_METADATA_IP, so a worker process pointed
-here runs its real AUTH_MODE=iam code path. The tokens are unsigned: on Cloud Run the
-front end verifies signatures, and the rendezvous only reads the claims.
+here runs its real AUTH_MODE=iam code path. Its tokens are signed by a stand-in issuer
+(tests/support/id_tokens.py) when one is given, for a rendezvous that verifies them with
+that issuer's certificates; unsigned otherwise.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+from tests.support.id_tokens import StandInIssuer
 
 __all__ = ["FakeMetadataServer", "fake_metadata_server", "unsigned_id_token"]
 
@@ -40,7 +43,9 @@ class FakeMetadataServer:
 
 
 @contextmanager
-def fake_metadata_server(email: str) -> Iterator[FakeMetadataServer]:
+def fake_metadata_server(
+    email: str, issuer: StandInIssuer | None = None
+) -> Iterator[FakeMetadataServer]:
     state = FakeMetadataServer(email)
 
     class Handler(BaseHTTPRequestHandler):
@@ -49,7 +54,12 @@ def fake_metadata_server(email: str) -> Iterator[FakeMetadataServer]:
             if url.path.endswith("/service-accounts/default/identity"):
                 audience = parse_qs(url.query).get("audience", [""])[0]
                 state.audiences.append(audience)
-                body, kind = unsigned_id_token(email, audience).encode(), "text/plain"
+                token = (
+                    unsigned_id_token(email, audience)
+                    if issuer is None
+                    else issuer.token(email, audience)
+                )
+                body, kind = token.encode(), "text/plain"
             elif url.path.endswith("/service-accounts/default/"):
                 info = {"email": email, "aliases": ["default"], "scopes": []}
                 body, kind = json.dumps(info).encode(), "application/json"
