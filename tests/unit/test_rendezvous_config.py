@@ -92,3 +92,39 @@ def test_bad_values_name_the_variable(name: str, value: str) -> None:
 def test_token_mode_needs_the_token() -> None:
     with pytest.raises(ConfigError, match="RENDEZVOUS_TOKEN: is required with AUTH_MODE=token"):
         RendezvousConfig.from_env({"AUTH_MODE": "token"})
+
+
+def test_iam_verification_and_slow_client_settings() -> None:
+    default = RendezvousConfig.from_env({"AUTH_MODE": "iam"})
+    assert default.iam_certs_url == "https://www.googleapis.com/oauth2/v1/certs"
+    assert default.iam_audiences == () and default.cloud_run_service is None
+    assert (default.handshake_timeout_sec, default.first_message_timeout_sec) == (10.0, 10.0)
+    config = RendezvousConfig.from_env(
+        {
+            "AUTH_MODE": "iam",
+            "IAM_CERTS_URL": "http://127.0.0.1:9/certs",
+            "IAM_AUDIENCE": "https://r-1.run.app, https://rendezvous.example.com",
+            "K_SERVICE": "rendezvous",
+            "HANDSHAKE_TIMEOUT_SEC": "2.5",
+            "FIRST_MESSAGE_TIMEOUT_SEC": "30",
+        }
+    )
+    assert config.iam_certs_url == "http://127.0.0.1:9/certs"
+    assert config.iam_audiences == ("https://r-1.run.app", "https://rendezvous.example.com")
+    assert config.cloud_run_service == "rendezvous"
+    assert (config.handshake_timeout_sec, config.first_message_timeout_sec) == (2.5, 30.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("IAM_CERTS_URL", "file:///etc/certs.json"),
+        ("IAM_AUDIENCE", "rendezvous.example.com"),
+        ("HANDSHAKE_TIMEOUT_SEC", "0"),
+        ("HANDSHAKE_TIMEOUT_SEC", "301"),
+        ("FIRST_MESSAGE_TIMEOUT_SEC", "soon"),
+    ],
+)
+def test_bad_iam_or_deadline_values_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        RendezvousConfig.from_env({"AUTH_MODE": "iam", name: value})
