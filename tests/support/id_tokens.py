@@ -52,7 +52,9 @@ class SigningKey:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         ).decode()
-        return cls(key_id, private_pem, certificate.public_bytes(serialization.Encoding.PEM).decode())
+        return cls(
+            key_id, private_pem, certificate.public_bytes(serialization.Encoding.PEM).decode()
+        )
 
     def sign(self, claims: Mapping[str, Any], key_id: str | None = None) -> str:
         signer = google.auth.crypt.RSASigner.from_string(self.private_pem, key_id or self.key_id)
