@@ -121,3 +121,28 @@ async def test_a_websocket_that_sends_nothing_is_closed(server: RunningRendezvou
         "handshake_timeouts": 0,
         "first_message_timeouts": 1,
     }
+
+
+async def test_an_idle_kept_alive_connection_is_not_a_slow_client(
+    server: RunningRendezvous,
+) -> None:
+    request = f"GET /livez HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        await served(reader, writer, request)
+        # Idle past the handshake deadline (uvicorn's keep-alive timeout is 5 s): the
+        # deadline runs from a request's first byte, not from the last response.
+        await asyncio.sleep(HANDSHAKE_TIMEOUT_SEC + 0.5)
+        await served(reader, writer, request)
+    finally:
+        writer.close()
+    assert (await slow_clients_closed(server))["handshake_timeouts"] == 0
+
+
+async def served(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> None:
+    writer.write(request)
+    assert (await reader.readuntil(b"\r\n")).startswith(b"HTTP/1.1 200")
+    await reader.readuntil(b"\r\n\r\n")
+    await reader.readexactly(len(b'{"status":"ok"}'))

@@ -3,10 +3,11 @@
 uvicorn has no deadline for reading a request's headers: a client sending one byte a
 second holds its connection open indefinitely (slowloris). `HandshakeDeadlineProtocol`
 is uvicorn's own HTTP protocol with one timer per connection, armed when the connection
-is made (and again after each response, for the next request on a kept-alive
-connection) and cancelled as soon as a request's headers are complete or the connection
-is handed to the WebSocket protocol. When it fires first, the connection is closed.
-The normal path costs one `call_later` and one `cancel` per connection.
+is made (and, on a kept-alive connection, when the next request's first bytes arrive:
+an idle connection is uvicorn's keep-alive timeout's to close) and cancelled as soon as
+a request's headers are complete or the connection is handed to the WebSocket protocol.
+When it fires first, the connection is closed. The normal path costs one `call_later`
+and one `cancel` per connection.
 
 After the upgrade, `receive_first_frame` bounds the wait for the client's first frame.
 `SlowClients` counts both kinds and says when a log line is due, at most one per kind
@@ -104,15 +105,12 @@ class HandshakeDeadlineProtocol(HttpToolsProtocol):
         self._arm_handshake_timer()
 
     def data_received(self, data: bytes) -> None:
+        if self._handshake_timer is None and self._reading_headers():
+            self._arm_handshake_timer()  # the next request on a kept-alive connection begins
         super().data_received(data)
         if self._handshake_timer is not None and not self._reading_headers():
             self._handshake_timer.cancel()
             self._handshake_timer = None
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing():
-            self._arm_handshake_timer()  # the next request on this connection
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._handshake_timer is not None:
