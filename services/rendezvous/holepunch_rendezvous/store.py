@@ -248,6 +248,7 @@ def decode_record(worker_id: str, text: str | None) -> WorkerRecord | None:
 # --- Redis key names and the Lua scripts -------------------------------------------------
 
 # What follows the prefix in each kind of key; see the module docstring.
+DEFAULT_KEY_PREFIX = "holepunch:"
 KEY_NAMESPACES = {
     "worker": "w:",
     "ids": "ids",
@@ -325,7 +326,7 @@ class RedisStore(RegistryStore):
         *,
         ttl_sec: float,
         heartbeat_sec: float | None = None,
-        prefix: str = "holepunch:",
+        prefix: str = DEFAULT_KEY_PREFIX,
         instance_id: str | None = None,
         ownership: WorkerOwnership | None = None,
         clock: Callable[[], float] = time.time,
