@@ -21,6 +21,17 @@ locals {
   ))
 }
 
+# Cloud NAT's addresses (nat.tf): reserved ones only when asked for.
+locals {
+  nat_ip_allocate_option = var.nat_static_ip_count > 0 ? "MANUAL_ONLY" : "AUTO_ONLY"
+}
+
+# The shared worker registry (worker_registry_redis.tf): Memorystore and its secret, or none.
+locals {
+  registry_enabled = var.shared_registry.enabled
+  registry_count   = local.registry_enabled ? 1 : 0
+}
+
 # Image paths in Artifact Registry (artifact_registry.tf).
 locals {
   image_repository = "${var.region}-docker.pkg.dev/${var.project_id}/${var.artifact_repository_id}"

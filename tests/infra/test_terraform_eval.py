@@ -213,6 +213,8 @@ LOCALS = (
     "rendezvous_container",
     "worker_revision",
     "worker_container",
+    "nat_ip_allocate_option",
+    "registry_count",
 )
 
 
@@ -255,6 +257,22 @@ def test_shared_registry_enables_memorystore_and_its_settings(env_module: Path) 
     # The registry URL is Terraform's own secret: no user secret appears in the env maps.
     assert out["rendezvous_secret_env"] == {}
     assert out["rendezvous_revision"]["max_instance_count"] == 4
+
+
+@pytest.mark.parametrize(
+    ("values", "allocation", "registry_count"),
+    [
+        ({}, "AUTO_ONLY", 0),
+        ({"nat_static_ip_count": 2}, "MANUAL_ONLY", 0),
+        ({"rendezvous_max_instances": 2, "shared_registry": {"enabled": True}}, "AUTO_ONLY", 1),
+    ],
+)
+def test_nat_addresses_and_the_registry_follow_the_variables(
+    env_module: Path, values: dict[str, Any], allocation: str, registry_count: int
+) -> None:
+    out = tfeval.outputs(env_module, {**GOOD, **values})
+    assert out["nat_ip_allocate_option"] == allocation
+    assert out["registry_count"] == registry_count
 
 
 @pytest.mark.parametrize("shared_registry", [{}, {"enabled": True}])
