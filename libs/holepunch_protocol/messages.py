@@ -383,15 +383,18 @@ class RelayDatagram:
 # A list_peers page holds at most this many workers (as /debug/list_workers's limit).
 LIST_PEERS_MAX_LIMIT = 1000
 LIST_PEERS_DEFAULT_LIMIT = 100
+REQUEST_ID_MAX = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
 class ListPeers:
-    """Which workers may this worker be introduced to? One page, after `cursor`."""
+    """Which workers may this worker be introduced to? One page, after `cursor`;
+    `request_id`, if given, comes back in the `peers` answer."""
 
     TYPE: ClassVar[str] = "list_peers"
     limit: int = LIST_PEERS_DEFAULT_LIMIT
     cursor: str | None = None
+    request_id: int | None = None
 
     @classmethod
     def from_fields(cls, fields: Fields) -> ListPeers:
@@ -408,12 +411,17 @@ class ListPeers:
                 ErrorCode.INVALID_FIELD, f"limit must be an integer in 1..{LIST_PEERS_MAX_LIMIT}", t
             )
         cursor = None if fields.get("cursor") is None else _worker_id(fields, "cursor", t)
-        return cls(limit=limit, cursor=cursor)
+        request_id = fields.get("request_id")
+        if request_id is not None:
+            request_id = _count(fields, "request_id", t, maximum=REQUEST_ID_MAX)
+        return cls(limit=limit, cursor=cursor, request_id=request_id)
 
     def to_fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {"type": self.TYPE, "limit": self.limit}
         if self.cursor is not None:
             fields["cursor"] = self.cursor
+        if self.request_id is not None:
+            fields["request_id"] = self.request_id
         return fields
 
 
@@ -632,6 +640,7 @@ class Peers:
     TYPE: ClassVar[str] = "peers"
     peers: tuple[PeerEntry, ...]
     next_cursor: str | None
+    request_id: int | None = None
 
     @classmethod
     def from_fields(cls, fields: Fields) -> Peers:
@@ -640,14 +649,24 @@ class Peers:
         if not isinstance(raw, list):
             raise ProtocolError(ErrorCode.INVALID_FIELD, "peers must be a list", t)
         cursor = None if fields.get("next_cursor") is None else _worker_id(fields, "next_cursor", t)
-        return cls(peers=tuple(PeerEntry.from_fields(entry) for entry in raw), next_cursor=cursor)
+        request_id = fields.get("request_id")
+        if request_id is not None:
+            request_id = _count(fields, "request_id", t, maximum=REQUEST_ID_MAX)
+        return cls(
+            peers=tuple(PeerEntry.from_fields(entry) for entry in raw),
+            next_cursor=cursor,
+            request_id=request_id,
+        )
 
     def to_fields(self) -> dict[str, Any]:
-        return {
+        fields: dict[str, Any] = {
             "type": self.TYPE,
             "peers": [peer.to_fields() for peer in self.peers],
             "next_cursor": self.next_cursor,
         }
+        if self.request_id is not None:
+            fields["request_id"] = self.request_id
+        return fields
 
 
 ServerMessage = (

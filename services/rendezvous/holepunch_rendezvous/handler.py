@@ -10,6 +10,7 @@ decision is here, testable without a socket.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -384,7 +385,8 @@ def handle_message(
             asker = registry.get(worker_id)
             assert asker is not None  # is_current() checked it above
             page = candidates or registry.page(message.limit, message.cursor)
-            return Outcome(reply=peers_page(policy or ALLOW_ALL, asker, page))
+            listing = peers_page(policy or ALLOW_ALL, asker, page)
+            return Outcome(reply=dataclasses.replace(listing, request_id=message.request_id))
         case PunchResult():
             return _punch_result(sessions, worker_id, message)
         case RelayDatagram():
