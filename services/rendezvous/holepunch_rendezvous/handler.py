@@ -384,7 +384,11 @@ def handle_message(
         case ListPeers():
             asker = registry.get(worker_id)
             assert asker is not None  # is_current() checked it above
-            page = candidates or registry.page(message.limit, message.cursor)
+            page = (
+                candidates
+                if candidates is not None
+                else registry.page(message.limit, message.cursor)
+            )
             listing = peers_page(policy or ALLOW_ALL, asker, page)
             return Outcome(reply=dataclasses.replace(listing, request_id=message.request_id))
         case PunchResult():
