@@ -91,6 +91,7 @@ def test_records_survive_the_round_trip_through_json() -> None:
         udp_endpoint=UdpEndpoint("203.0.113.1", 9, MappingBehaviour.ENDPOINT_DEPENDENT, 5000),
         udp_updated_at=3.5,
         udp_update_count=4,
+        tags=("gpu", "team-a"),
     )
     assert decode_record("w", encode_record(full)) == full
     assert decode_record("w", None) is None and decode_record("w", "{not json") is None

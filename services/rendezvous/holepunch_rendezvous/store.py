@@ -205,6 +205,7 @@ def encode_record(record: WorkerRecord) -> str:
         "pip": record.reported_public_ip,
         "uat": record.udp_updated_at,
         "n": record.udp_update_count,
+        "tags": list(record.tags) or None,  # another instance applies the policy to them
     }
     if endpoint is not None:
         fields["uip"] = endpoint.ip
@@ -240,6 +241,7 @@ def decode_record(worker_id: str, text: str | None) -> WorkerRecord | None:
             udp_endpoint=endpoint,
             udp_updated_at=fields.get("uat"),
             udp_update_count=int(fields.get("n", 0)),
+            tags=tuple(str(tag) for tag in fields.get("tags", ())),
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
