@@ -34,6 +34,8 @@ class ErrorCode(enum.StrEnum):
     UNAUTHENTICATED = "unauthenticated"
     WORKER_ID_TAKEN = "worker_id_taken"
     TOO_MANY_CONNECTIONS = "too_many_connections"
+    NOT_ALLOWED = "not_allowed"  # the introduction policy does not let the sender reach the peer
+    TAG_NOT_ALLOWED = "tag_not_allowed"  # a declared tag the operator does not allow
 
 
 class ProtocolError(ValueError):
