@@ -27,6 +27,7 @@ from holepunch_protocol import (
     ErrorCode,
     ErrorMessage,
     ProtocolError,
+    RelayDatagram,
     encode_message,
     iso_timestamp,
     validate_worker_id,
@@ -40,6 +41,7 @@ from starlette.websockets import WebSocket, WebSocketState
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from holepunch_rendezvous.auth import AuthError, WorkerOwnership, authenticate, is_admin
+from holepunch_rendezvous.budgets import CapLimits, charged_to_control
 from holepunch_rendezvous.config import RendezvousConfig
 from holepunch_rendezvous.handler import (
     NO_LOOKUPS,
@@ -107,7 +109,13 @@ class Rendezvous:
             clock,
         )
         self.sessions = PunchSessionTable(
-            RelayLimits(self.config.relay_datagrams_per_sec, self.config.relay_bytes_per_sec)
+            RelayLimits(self.config.relay_datagrams_per_sec, self.config.relay_bytes_per_sec),
+            caps=CapLimits(
+                max_sessions_per_worker=self.config.max_sessions_per_worker,
+                introductions_per_target_per_min=self.config.introductions_per_target_per_min,
+                initiator_relay_datagrams_per_sec=self.config.initiator_relay_datagrams_per_sec,
+                initiator_relay_bytes_per_sec=self.config.initiator_relay_bytes_per_sec,
+            ),
         )
         self.connections_per_address: collections.Counter[str] = collections.Counter()
         self.connections: dict[int, WebSocket] = {}
@@ -526,7 +534,18 @@ async def _receive_loop(
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return message.get("code"), message.get("reason") or None
-        if not budget.allow(1, rendezvous.clock()):
+        text = message.get("text")
+        decoded = handle_binary_frame(worker_id) if text is None else decode_frame(worker_id, text)
+        # A relayed datagram of one of its sessions is paid by the relay budgets (the
+        # session's and its initiator's), not by this connection's control budget.
+        session = (
+            rendezvous.sessions.get(decoded.session_id)
+            if isinstance(decoded, RelayDatagram)
+            else None
+        )
+        if charged_to_control(decoded, session, worker_id) and not budget.allow(
+            1, rendezvous.clock()
+        ):
             if not limited:  # once per episode: a flood must not flood the logs too
                 limited = True
                 log_event(
@@ -544,15 +563,10 @@ async def _receive_loop(
             await websocket.send_text(encode_message(refusal))
             continue
         limited = False
-        text = message.get("text")
-        if text is None:
-            outcome = handle_binary_frame(worker_id)
+        if isinstance(decoded, Outcome):
+            outcome = decoded
         else:
-            decoded = decode_frame(worker_id, text)
-            if isinstance(decoded, Outcome):
-                outcome = decoded
-            else:
-                outcome = await rendezvous.handle(worker_id, connection.connection_id, decoded)
+            outcome = await rendezvous.handle(worker_id, connection.connection_id, decoded)
         if outcome.event is not None:
             _log(outcome.event)
         if outcome.reply is not None:
@@ -615,6 +629,8 @@ async def list_sessions(request: Request) -> Response:
     return FastJSONResponse(
         {
             "active_sessions_count": len(sessions),
+            "introductions_refused": dict(sessions.caps.refused),
+            "relay_refused_by_initiator": dict(sessions.relay_budgets.refused_by_initiator),
             "active": {s.session_id: _describe_session(s) for s in sessions.active()},
             "ended": {s.session_id: _describe_session(s) for s in sessions.ended()},
         }

@@ -184,6 +184,17 @@ def introduce(
         return refuse(
             ErrorCode.PEER_HAS_NO_ENDPOINT, f"worker {responder!r} has no UDP endpoint yet"
         )
+    refusal = sessions.caps.check(
+        initiator,
+        responder,
+        {
+            initiator: sessions.count_of(initiator, except_with=responder),
+            responder: sessions.count_of(responder, except_with=initiator),
+        },
+        now,
+    )
+    if refusal is not None:
+        return refuse(refusal.code, refusal.detail)
     a, b = first.udp_endpoint, second.udp_endpoint
     dependent = MappingBehaviour.ENDPOINT_DEPENDENT
     relay_first = dependent in (a.mapping, b.mapping)
@@ -270,7 +281,17 @@ def _relay(
         # Refusals are counted on the session, not logged one by one: a flood stays cheap.
         return Outcome(
             reply=ErrorMessage(
-                ErrorCode.RATE_LIMITED.value, "relay rate limit reached for this session"
+                ErrorCode.RELAY_RATE_LIMITED.value, "relay rate limit reached for this session"
+            )
+        )
+    # Whichever member sends it, the session's initiator pays: a worker answering on a
+    # session someone else made spends that someone's budget, not its own connection's.
+    if not sessions.relay_budgets.allow(session.initiator, len(datagram.data), now):
+        session.relay_refused += 1
+        return Outcome(
+            reply=ErrorMessage(
+                ErrorCode.RELAY_RATE_LIMITED.value,
+                f"relay rate limit reached for sessions initiated by {session.initiator}",
             )
         )
     return Outcome(deliveries=(Delivery(peer, datagram),))
