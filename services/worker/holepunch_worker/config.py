@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 from holepunch_env import LOG_LEVELS, ConfigError, env_float, env_int, env_log_level, env_text
 from holepunch_protocol import AuthMode, ProtocolError, validate_worker_id
 
+from holepunch_worker.probe_budget import DEFAULT_PROBE_LIMITS, ProbeLimits
 from holepunch_worker.punch import IDLE_TIMEOUT_KEEPALIVES, PunchTimings
 
 __all__ = [
@@ -70,6 +71,8 @@ class WorkerConfig:
     rendezvous_token: str | None
     # AUTH_MODE=iam: the ID token's audience, the rendezvous URL as http(s).
     id_token_audience: str | None
+    # What the worker probes before a peer answers (probe_budget.py).
+    probe_limits: ProbeLimits = DEFAULT_PROBE_LIMITS
 
 
 def _seconds(environ: Mapping[str, str], name: str, default: float, *, maximum: float) -> float:
@@ -237,6 +240,28 @@ def load_config(
         peer_echo_timeout_sec=_seconds(environ, "PEER_ECHO_TIMEOUT_SEC", 5.0, maximum=60),
         connect_to=_connect_to(environ, worker_id),
         **_auth(environ, base_url),
+        probe_limits=_probe_limits(environ),
+    )
+
+
+def _probe_limits(environ: Mapping[str, str]) -> ProbeLimits:
+    """The PUNCH_* budget variables over ProbeLimits' defaults."""
+    default = DEFAULT_PROBE_LIMITS
+    return ProbeLimits(
+        probes_per_address_per_min=env_int(
+            environ,
+            "PUNCH_PROBES_PER_ADDRESS_PER_MIN",
+            default.probes_per_address_per_min,
+            minimum=1,
+            maximum=100_000,
+        ),
+        max_new_addresses_per_min=env_int(
+            environ,
+            "PUNCH_MAX_NEW_ADDRESSES_PER_MIN",
+            default.max_new_addresses_per_min,
+            minimum=1,
+            maximum=100_000,
+        ),
     )
 
 

@@ -106,7 +106,7 @@ class Worker:
         self._mapped: TransportAddress | None = None
         self._mapping: MappingBehaviour | None = None
         self._public_ip: str | None = None
-        self._punch = PunchSessions(config.punch)
+        self._punch = PunchSessions(config.punch, probe_limits=config.probe_limits)
         self._punch_changed = asyncio.Event()
         self._endpoint_acked = asyncio.Event()
         self._echo_waiters: dict[tuple[str, int], asyncio.Future[EchoReplied]] = {}
