@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from holepunch_protocol import (
     EchoRequest,
     ErrorCode,
@@ -9,12 +10,15 @@ from holepunch_protocol import (
     RelayDatagram,
     UpdateUdpEndpoint,
 )
+from holepunch_rendezvous.app import Rendezvous
 from holepunch_rendezvous.budgets import (
+    DEFAULT_CAPS,
     CapLimits,
     IntroductionCaps,
     RelayBudgets,
     charged_to_control,
 )
+from holepunch_rendezvous.config import ConfigError, RendezvousConfig
 from holepunch_rendezvous.handler import Outcome, handle_message, introduce
 from holepunch_rendezvous.punch_sessions import PunchSessionTable, RelayLimits
 from holepunch_rendezvous.registry import Registry
@@ -130,3 +134,33 @@ def test_only_relayed_datagrams_of_the_senders_sessions_skip_the_control_budget(
     assert charged_to_control(EchoRequest("hi"), None, "a")
     rejected = Outcome(reply=ErrorMessage("invalid_json", "garbage"))
     assert charged_to_control(rejected, None, "a")
+
+
+def test_caps_come_from_the_environment_with_bounds() -> None:
+    default = RendezvousConfig.from_env({"AUTH_MODE": "none"})
+    assert default.max_sessions_per_worker == DEFAULT_CAPS.max_sessions_per_worker == 32
+    assert default.introductions_per_target_per_min == 20
+    config = RendezvousConfig.from_env(
+        {
+            "AUTH_MODE": "none",
+            "MAX_SESSIONS_PER_WORKER": "4",
+            "INTRODUCTIONS_PER_TARGET_PER_MIN": "6",
+            "INITIATOR_RELAY_DATAGRAMS_PER_SEC": "50",
+            "INITIATOR_RELAY_BYTES_PER_SEC": "9000",
+        }
+    )
+    assert (
+        config.max_sessions_per_worker,
+        config.introductions_per_target_per_min,
+        config.initiator_relay_datagrams_per_sec,
+        config.initiator_relay_bytes_per_sec,
+    ) == (4, 6.0, 50.0, 9000.0)
+    caps = Rendezvous(config).sessions.caps.limits
+    assert (caps.max_sessions_per_worker, caps.introductions_per_target_per_min) == (4, 6.0)
+    for name, value in (
+        ("MAX_SESSIONS_PER_WORKER", "0"),
+        ("INTRODUCTIONS_PER_TARGET_PER_MIN", "0.5"),
+        ("INITIATOR_RELAY_BYTES_PER_SEC", "100"),
+    ):
+        with pytest.raises(ConfigError, match=name):
+            RendezvousConfig.from_env({"AUTH_MODE": "none", name: value})

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+from holepunch_env import ConfigError
 from holepunch_protocol import (
     SECRET_BYTES,
     SESSION_ID_BYTES,
@@ -17,6 +19,7 @@ from holepunch_protocol import (
     decode_client_message,
     encode_message,
 )
+from holepunch_worker.config import load_config
 from holepunch_worker.probe_budget import ProbeBudget, ProbeLimits
 from holepunch_worker.punch import Action, LogEvent, PunchSessions, PunchTimings, Report, SendUdp
 
@@ -110,3 +113,14 @@ def test_a_legitimate_punch_never_reaches_the_default_budget() -> None:
     probes = [a for a in actions if isinstance(a, SendUdp)]
     assert 30 <= len(probes) < sessions.probe_budget.limits.probes_per_address_per_min
     assert sessions.probe_budget.probes_refused == 0
+
+
+def test_probe_limits_come_from_the_environment_with_bounds() -> None:
+    base = {"RENDEZVOUS_SERVICE_URL": "http://127.0.0.1:1", "WORKER_ID": "w"}
+    assert load_config(base).probe_limits == ProbeLimits(60, 32)
+    config = load_config(
+        {**base, "PUNCH_PROBES_PER_ADDRESS_PER_MIN": "10", "PUNCH_MAX_NEW_ADDRESSES_PER_MIN": "2"}
+    )
+    assert config.probe_limits == ProbeLimits(10, 2)
+    with pytest.raises(ConfigError, match="PUNCH_PROBES_PER_ADDRESS_PER_MIN"):
+        load_config({**base, "PUNCH_PROBES_PER_ADDRESS_PER_MIN": "0"})
