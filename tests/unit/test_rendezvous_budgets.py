@@ -7,6 +7,9 @@ from holepunch_protocol import (
     EchoRequest,
     ErrorCode,
     ErrorMessage,
+    PathKind,
+    PunchResult,
+    PunchStatus,
     RelayDatagram,
     UpdateUdpEndpoint,
 )
@@ -52,6 +55,19 @@ def test_a_worker_in_too_many_sessions_gets_no_new_one_on_either_side() -> None:
     assert as_responder.deliveries == () and as_responder.created_session is None
     assert len(sessions) == 3
     assert sessions.caps.refused == {"too_many_sessions": 2}
+
+
+def test_sessions_a_member_reported_failed_no_longer_count() -> None:
+    registry = workers("victim", "x0", "x1")
+    sessions = PunchSessionTable(caps=CapLimits(max_sessions_per_worker=1))
+    first = introduce(registry, sessions, "x0", "victim", 0.0).created_session
+    assert first is not None
+    assert refusal_code(introduce(registry, sessions, "x1", "victim", 1.0)) == "too_many_sessions"
+    victim = registry.get("victim")
+    assert victim is not None
+    failed = PunchResult(first.session_id, "x0", PunchStatus.FAILED, PathKind.NONE, 20, 2000.0)
+    handle_message(registry, sessions, "victim", victim.connection_id, failed, 3.0)
+    assert refusal_code(introduce(registry, sessions, "x1", "victim", 4.0)) is None
 
 
 def test_introducing_the_same_pair_again_replaces_their_session_within_the_cap() -> None:

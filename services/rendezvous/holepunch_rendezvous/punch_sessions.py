@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from holepunch_protocol import SECRET_BYTES, SESSION_ID_BYTES, PunchResult
+from holepunch_protocol import SECRET_BYTES, SESSION_ID_BYTES, PunchResult, PunchStatus
 
 from holepunch_rendezvous.budgets import CapLimits, IntroductionCaps, RelayBudgets, TokenBucket
 
@@ -113,11 +113,20 @@ class PunchSessionTable:
         return self._active.get(session_id)
 
     def count_of(self, worker_id: str, *, except_with: str | None = None) -> int:
-        """How many active sessions `worker_id` is in (not counting one with `except_with`)."""
+        """How many live sessions `worker_id` is in (not counting one with `except_with`).
+
+        A session a member reported `failed` is over for the workers (they ended it) and
+        is not counted, though it stays listed until a member disconnects: otherwise
+        introductions that could never work would hold a worker at its cap.
+        """
         count = 0
         for session_id in self._by_worker.get(worker_id, ()):
             session = self._active.get(session_id)
-            if session is not None and session.peer_of(worker_id) != except_with:
+            if (
+                session is not None
+                and session.peer_of(worker_id) != except_with
+                and not any(r.status is PunchStatus.FAILED for r in session.results.values())
+            ):
                 count += 1
         return count
 
