@@ -213,4 +213,9 @@ async def test_starvation_relay_floods_on_attacker_sessions_leave_the_victim_its
         # ...and none of the victim's own messages was refused.
         refusals = [e for e in victim.log.named("rendezvous_error") if e["code"] == "rate_limited"]
         assert not refusals
+        # The victim's answers beyond the attackers' budget were refused: counted, and
+        # logged at most once per 10 s, not once each.
+        assert status["relay_refused"] > 0
+        logged = [e for e in victim.log.named("rendezvous_error") if e["code"] != "rate_limited"]
+        assert 1 <= len(logged) <= 1 + elapsed / 10
         assert server.rendezvous.registry.get(VICTIM) is not None

@@ -22,6 +22,7 @@ from holepunch_logging import WorkerEvent, log_event
 from holepunch_protocol import (
     MAX_FRAME_BYTES,
     ConnectRequest,
+    ErrorCode,
     ErrorMessage,
     MappingBehaviour,
     PeerIntroduction,
@@ -70,6 +71,8 @@ WEBSOCKET_OPEN_TIMEOUT_SEC = 10.0
 WEBSOCKET_CLOSE_TIMEOUT_SEC = 2.0  # keeps shutdown well inside Cloud Run's 10 s
 SHUTDOWN_TIMEOUT_SEC = 8.0
 CONNECT_RETRY_SEC = 2.0  # CONNECT_TO peers without a session are asked for again this often
+# Relay refusals come one per refused datagram: logged at most this often, all counted.
+RELAY_REFUSED_LOG_INTERVAL_SEC = 10.0
 
 
 class RendezvousState(enum.StrEnum):
@@ -111,6 +114,8 @@ class Worker:
         self._endpoint_acked = asyncio.Event()
         self._echo_waiters: dict[tuple[str, int], asyncio.Future[EchoReplied]] = {}
         self._peer_data_received = 0
+        self._relay_refused = 0
+        self._relay_refused_logged_at: float | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -203,6 +208,7 @@ class Worker:
             "datagrams": None if udp is None else udp.counters.as_dict(),
             "connect_to": list(self._config.connect_to),
             "peer_data_received": self._peer_data_received,
+            "relay_refused": self._relay_refused,
             **self._punch.status(self._now()),
         }
 
@@ -590,6 +596,19 @@ class Worker:
             self._apply(self._punch.introduce(message, self._now()))
         elif isinstance(message, RelayDatagram):
             self._apply(self._punch.relay_received(message.session_id, message.data, self._now()))
+        elif isinstance(message, ErrorMessage) and message.code == ErrorCode.RELAY_RATE_LIMITED:
+            self._relay_refused += 1
+            now, last = self._now(), self._relay_refused_logged_at
+            if last is None or now - last >= RELAY_REFUSED_LOG_INTERVAL_SEC:
+                self._relay_refused_logged_at = now
+                self._log(
+                    WorkerEvent.RENDEZVOUS_ERROR,
+                    f"rendezvous reported an error: {message.code} ({self._relay_refused} so far)",
+                    level=logging.WARNING,
+                    code=message.code,
+                    reason=message.detail,
+                    total=self._relay_refused,
+                )
         elif isinstance(message, ErrorMessage):
             self._log(
                 WorkerEvent.RENDEZVOUS_ERROR,
