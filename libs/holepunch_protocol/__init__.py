@@ -22,6 +22,8 @@ from holepunch_protocol.datagrams import (
 )
 from holepunch_protocol.errors import ErrorCode, ProtocolError
 from holepunch_protocol.messages import (
+    LIST_PEERS_DEFAULT_LIMIT,
+    LIST_PEERS_MAX_LIMIT,
     PUNCH_RESULT_MAX_ATTEMPTS,
     PUNCH_RESULT_MAX_MS,
     SECRET_HEX,
@@ -33,11 +35,14 @@ from holepunch_protocol.messages import (
     EchoResponse,
     ErrorMessage,
     GetMyDetails,
+    ListPeers,
     MappingBehaviour,
     MyDetailsResponse,
     PathKind,
+    PeerEntry,
     PeerIntroduction,
     PeerRole,
+    Peers,
     PunchFailureReason,
     PunchResult,
     PunchStatus,
@@ -66,6 +71,7 @@ from holepunch_protocol.peer_datagrams import (
     peek_session_id,
     seal_peer_datagram,
 )
+from holepunch_protocol.tags import MAX_TAGS, TAGS_QUERY_PARAMETER, format_tags, parse_tags
 from holepunch_protocol.timestamps import iso_timestamp
 from holepunch_protocol.validation import (
     WORKER_ID_PATTERN,
@@ -75,9 +81,12 @@ from holepunch_protocol.validation import (
 )
 
 __all__ = [
+    "LIST_PEERS_DEFAULT_LIMIT",
+    "LIST_PEERS_MAX_LIMIT",
     "MAX_APPLICATION_DATA_BYTES",
     "MAX_FRAME_BYTES",
     "MAX_PEER_PAYLOAD_BYTES",
+    "MAX_TAGS",
     "MAX_TOKEN_BYTES",
     "PING_MAGIC",
     "PONG_MAGIC",
@@ -88,6 +97,7 @@ __all__ = [
     "SECRET_HEX",
     "SESSION_ID_BYTES",
     "SESSION_ID_HEX",
+    "TAGS_QUERY_PARAMETER",
     "WORKER_ID_PATTERN",
     "AckStatus",
     "AuthMode",
@@ -100,14 +110,17 @@ __all__ = [
     "ErrorCode",
     "ErrorMessage",
     "GetMyDetails",
+    "ListPeers",
     "MappingBehaviour",
     "MyDetailsResponse",
     "PathKind",
     "PeerData",
     "PeerDatagram",
+    "PeerEntry",
     "PeerIntroduction",
     "PeerKind",
     "PeerRole",
+    "Peers",
     "ProtocolError",
     "PunchFailureReason",
     "PunchResult",
@@ -126,9 +139,11 @@ __all__ = [
     "encode_message",
     "encode_ping",
     "encode_probe_timestamp",
+    "format_tags",
     "iso_timestamp",
     "open_peer_datagram",
     "parse_ip_literal",
+    "parse_tags",
     "peek_session_id",
     "pong_for",
     "pong_token",

@@ -77,9 +77,9 @@ async def attacker(
     return websocket
 
 
-async def debug_sessions(server: RunningRendezvous) -> dict[str, Any]:
+async def debug_registry(server: RunningRendezvous) -> dict[str, Any]:
     async with httpx.AsyncClient(timeout=10) as client:
-        body: dict[str, Any] = (await client.get(f"{server.http_url}/debug/sessions")).json()
+        body: dict[str, Any] = (await client.get(f"{server.http_url}/debug/registry")).json()
         return body
 
 
@@ -121,7 +121,7 @@ async def test_reflection_many_attackers_send_a_third_party_one_probe_budget() -
         status = await victim.status()
         assert status["probe_budget"]["probes_refused"] > 0
         assert victim.log.named("punch_probes_limited")
-        assert (await debug_sessions(server))["introductions_refused"] == {
+        assert (await debug_registry(server))["introductions_refused"] == {
             "introduction_rate_limited": attackers_count - len(introduced)
         }
         # The victim was never disturbed: the same connection, still registered.

@@ -109,15 +109,14 @@ class IntroductionRefusal:
 class IntroductionCaps:
     """Concurrent sessions per worker and introductions per target per minute.
 
-    `check` is asked before a session is made; `refused` counts each refusal by error code
-    (`too_many_sessions`, `introduction_rate_limited`) for the debug listing.
+    `check` is asked before a session is made; its refusals are introduction_rejected
+    events like the others (counted on /debug/registry by code).
     """
 
     def __init__(self, limits: CapLimits = DEFAULT_CAPS) -> None:
         self.limits = limits
         per_min = limits.introductions_per_target_per_min
         self._per_target = _Buckets(per_min / 60.0, per_min)
-        self.refused: Counter[str] = Counter()
 
     def check(
         self,
@@ -131,23 +130,19 @@ class IntroductionCaps:
         cap = self.limits.max_sessions_per_worker
         for worker_id in (initiator, responder):
             if sessions_of.get(worker_id, 0) >= cap:
-                return self._refuse(
+                return IntroductionRefusal(
                     ErrorCode.TOO_MANY_SESSIONS,
                     worker_id,
                     f"worker {worker_id!r} is already in {cap} punch sessions",
                 )
         if not self._per_target.allow(responder, 1, now):
-            return self._refuse(
+            return IntroductionRefusal(
                 ErrorCode.INTRODUCTION_RATE_LIMITED,
                 responder,
                 f"worker {responder!r} was asked for more than "
                 f"{self.limits.introductions_per_target_per_min:g} introductions a minute",
             )
         return None
-
-    def _refuse(self, code: ErrorCode, worker_id: str, detail: str) -> IntroductionRefusal:
-        self.refused[code.value] += 1
-        return IntroductionRefusal(code, worker_id, detail)
 
 
 class RelayBudgets:

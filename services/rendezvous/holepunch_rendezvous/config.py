@@ -18,6 +18,7 @@ from holepunch_env import (
 
 from holepunch_rendezvous.auth import AuthMode
 from holepunch_rendezvous.budgets import DEFAULT_CAPS
+from holepunch_rendezvous.policy import PolicyError, policy_for
 from holepunch_rendezvous.punch_sessions import DEFAULT_RELAY_LIMITS
 
 __all__ = ["DEFAULT_TRUSTED_PROXIES", "ConfigError", "RendezvousConfig"]
@@ -124,6 +125,10 @@ class RendezvousConfig:
     # How long a worker's shared entry outlives the last heartbeat of its instance (the
     # store's heartbeat comes every third of this).
     registry_ttl_sec: float = 15.0
+    # Who may be introduced to whom, and which tags workers may declare (see policy.py);
+    # None: allow all under AUTH_MODE=none, no introduction otherwise.
+    introduction_policy: str | None = None
+    allowed_worker_tags: str | None = None
     # Caps and budgets (budgets.py); the defaults are CapLimits's own.
     max_sessions_per_worker: int = DEFAULT_CAPS.max_sessions_per_worker
     introductions_per_target_per_min: float = DEFAULT_CAPS.introductions_per_target_per_min
@@ -193,6 +198,8 @@ class RendezvousConfig:
             registry_ttl_sec=env_float(
                 env, "REGISTRY_TTL_SEC", default.registry_ttl_sec, minimum=3.0, maximum=3600.0
             ),
+            introduction_policy=_introduction_policy(env, auth_mode),
+            allowed_worker_tags=_allowed_worker_tags(env, auth_mode),
             max_sessions_per_worker=env_int(
                 env,
                 "MAX_SESSIONS_PER_WORKER",
@@ -222,3 +229,23 @@ class RendezvousConfig:
                 maximum=1e9,
             ),
         )
+
+
+def _introduction_policy(env: Mapping[str, str], auth_mode: AuthMode) -> str | None:
+    raw = env_text(env, "INTRODUCTION_POLICY")
+    if raw is not None:
+        try:
+            policy_for(auth_mode, raw)
+        except PolicyError as error:
+            raise ConfigError("INTRODUCTION_POLICY", str(error)) from None
+    return raw
+
+
+def _allowed_worker_tags(env: Mapping[str, str], auth_mode: AuthMode) -> str | None:
+    raw = env_text(env, "ALLOWED_WORKER_TAGS")
+    if raw is not None:
+        try:
+            policy_for(auth_mode, None, raw)
+        except PolicyError as error:
+            raise ConfigError("ALLOWED_WORKER_TAGS", str(error)) from None
+    return raw
