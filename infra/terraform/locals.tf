@@ -53,6 +53,11 @@ locals {
     MAX_CONNECTIONS_PER_ADDRESS = tostring(var.rendezvous_limits.max_connections_per_address)
     RELAY_DATAGRAMS_PER_SEC     = tostring(var.rendezvous_limits.relay_datagrams_per_sec)
     RELAY_BYTES_PER_SEC         = tostring(var.rendezvous_limits.relay_bytes_per_sec)
+    # Caps and budgets.
+    INITIATOR_RELAY_DATAGRAMS_PER_SEC = tostring(var.rendezvous_limits.initiator_relay_datagrams_per_sec)
+    INITIATOR_RELAY_BYTES_PER_SEC     = tostring(var.rendezvous_limits.initiator_relay_bytes_per_sec)
+    MAX_SESSIONS_PER_WORKER           = tostring(var.rendezvous_limits.max_sessions_per_worker)
+    INTRODUCTIONS_PER_TARGET_PER_MIN  = tostring(var.rendezvous_limits.introductions_per_target_per_min)
   }
   # Who may be introduced to whom, and the tags workers declare (policy.py): set only when
   # given, so an empty policy leaves the rendezvous's default (no introduction).

@@ -238,12 +238,17 @@ variable "rendezvous_invokers" {
 }
 
 variable "rendezvous_limits" {
-  description = "Rendezvous limits, passed as its environment: messages per second per connection (MAX_MESSAGES_PER_SEC), concurrent WebSockets per client address (MAX_CONNECTIONS_PER_ADDRESS: every worker behind our Cloud NAT shares its few addresses, so keep it well above the worker count), and the relay budget per punch session (RELAY_DATAGRAMS_PER_SEC, RELAY_BYTES_PER_SEC)."
+  description = "Rendezvous limits, passed as its environment: messages per second per connection (MAX_MESSAGES_PER_SEC), concurrent WebSockets per client address (MAX_CONNECTIONS_PER_ADDRESS: every worker behind our Cloud NAT shares its few addresses, so keep it well above the worker count), the relay budget per punch session (RELAY_DATAGRAMS_PER_SEC, RELAY_BYTES_PER_SEC) and per initiating worker (INITIATOR_RELAY_DATAGRAMS_PER_SEC, INITIATOR_RELAY_BYTES_PER_SEC), concurrent punch sessions per worker (MAX_SESSIONS_PER_WORKER), and introductions per target worker per minute (INTRODUCTIONS_PER_TARGET_PER_MIN)."
   type = object({
     max_messages_per_sec        = optional(number, 50)
     max_connections_per_address = optional(number, 1000)
     relay_datagrams_per_sec     = optional(number, 100)
     relay_bytes_per_sec         = optional(number, 65536)
+    # Caps and budgets (README "Caps and budgets").
+    initiator_relay_datagrams_per_sec = optional(number, 200)
+    initiator_relay_bytes_per_sec     = optional(number, 131072)
+    max_sessions_per_worker           = optional(number, 32)
+    introductions_per_target_per_min  = optional(number, 20)
   })
   default  = {}
   nullable = false
@@ -266,6 +271,26 @@ variable "rendezvous_limits" {
   validation {
     condition     = var.rendezvous_limits.relay_bytes_per_sec >= 1200 && var.rendezvous_limits.relay_bytes_per_sec <= 1000000000
     error_message = "rendezvous_limits.relay_bytes_per_sec must be from 1200 (one relayed datagram) to 1000000000."
+  }
+
+  validation {
+    condition     = var.rendezvous_limits.initiator_relay_datagrams_per_sec >= 1 && var.rendezvous_limits.initiator_relay_datagrams_per_sec <= 1000000
+    error_message = "rendezvous_limits.initiator_relay_datagrams_per_sec must be from 1 to 1000000."
+  }
+
+  validation {
+    condition     = var.rendezvous_limits.initiator_relay_bytes_per_sec >= 1200 && var.rendezvous_limits.initiator_relay_bytes_per_sec <= 1000000000
+    error_message = "rendezvous_limits.initiator_relay_bytes_per_sec must be from 1200 (one relayed datagram) to 1000000000."
+  }
+
+  validation {
+    condition     = var.rendezvous_limits.max_sessions_per_worker >= 1 && var.rendezvous_limits.max_sessions_per_worker <= 100000 && floor(var.rendezvous_limits.max_sessions_per_worker) == var.rendezvous_limits.max_sessions_per_worker
+    error_message = "rendezvous_limits.max_sessions_per_worker must be a whole number from 1 to 100000."
+  }
+
+  validation {
+    condition     = var.rendezvous_limits.introductions_per_target_per_min >= 1 && var.rendezvous_limits.introductions_per_target_per_min <= 1000000
+    error_message = "rendezvous_limits.introductions_per_target_per_min must be from 1 to 1000000."
   }
 }
 

@@ -49,6 +49,8 @@ class RendezvousEvent(enum.StrEnum):
     ID_TOKEN_CERTS_FAILED = "id_token_certs_failed"
     IAM_OUTSIDE_CLOUD_RUN = "iam_outside_cloud_run"
     SLOW_CLIENT_CLOSED = "slow_client_closed"
+    # Budgets (issue 11): a session's relay refused, once per session.
+    RELAY_RATE_LIMITED = "relay_rate_limited"
 
 
 class WorkerEvent(enum.StrEnum):
@@ -100,6 +102,9 @@ class WorkerEvent(enum.StrEnum):
     PEER_DATA_RECEIVED = "peer_data_received"
     PEER_DATAGRAM_DROPPED = "peer_datagram_dropped"
     PEER_DATAGRAM_FAILED = "peer_datagram_failed"
+    # The probe budget (issue 11): an introduction not started; a session's probes held back.
+    PUNCH_REFUSED = "punch_refused"
+    PUNCH_PROBES_LIMITED = "punch_probes_limited"
 
 
 class DevEvent(enum.StrEnum):

@@ -36,6 +36,9 @@ class ErrorCode(enum.StrEnum):
     TOO_MANY_CONNECTIONS = "too_many_connections"
     NOT_ALLOWED = "not_allowed"  # the introduction policy does not let the sender reach the peer
     TAG_NOT_ALLOWED = "tag_not_allowed"  # a declared tag the operator does not allow
+    TOO_MANY_SESSIONS = "too_many_sessions"  # either side is in too many punch sessions
+    INTRODUCTION_RATE_LIMITED = "introduction_rate_limited"  # the target's, per minute
+    RELAY_RATE_LIMITED = "relay_rate_limited"  # the session's or its initiator's relay budget
 
 
 class ProtocolError(ValueError):

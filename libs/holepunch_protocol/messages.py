@@ -51,6 +51,7 @@ __all__ = [
     "PeerIntroduction",
     "PeerRole",
     "Peers",
+    "PunchFailureReason",
     "PunchResult",
     "PunchStatus",
     "RegisterPublicIp",
@@ -294,6 +295,13 @@ class PathKind(enum.StrEnum):
     NONE = "none"
 
 
+class PunchFailureReason(enum.StrEnum):
+    """Why a `failed` punch result never started (absent: it tried and found no path)."""
+
+    # The worker's probe budget refused a new address (holepunch_worker.probe_budget).
+    PROBE_BUDGET = "probe_budget"
+
+
 @dataclass(frozen=True, slots=True)
 class PunchResult:
     """How a punch session ended up, reported by each side."""
@@ -308,12 +316,14 @@ class PunchResult:
     rtt_ms: float | None = None
     peer_udp_ip: str | None = None  # the address that worked (peer-reflexive if it moved)
     peer_udp_port: int | None = None
+    reason: PunchFailureReason | None = None
 
     @classmethod
     def from_fields(cls, fields: Fields) -> PunchResult:
         t = cls.TYPE
         peer_ip = fields.get("peer_udp_ip")
         peer_port = fields.get("peer_udp_port")
+        reason = fields.get("reason")
         elapsed = _milliseconds(fields, "elapsed_ms", t, required=True, maximum=PUNCH_RESULT_MAX_MS)
         assert elapsed is not None
         return cls(
@@ -328,6 +338,7 @@ class PunchResult:
             peer_udp_port=None
             if peer_port is None
             else validate_port(peer_port, "peer_udp_port", t),
+            reason=None if reason is None else _enum(fields, "reason", t, PunchFailureReason),
         )
 
     def to_fields(self) -> dict[str, Any]:
@@ -344,6 +355,8 @@ class PunchResult:
             value = getattr(self, name)
             if value is not None:
                 fields[name] = value
+        if self.reason is not None:
+            fields["reason"] = self.reason.value
         return fields
 
 

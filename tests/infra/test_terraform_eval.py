@@ -78,6 +78,26 @@ def test_defaults_with_a_project_id_are_valid(variables_module: Path) -> None:
         ),
         ("rendezvous_limits", {"relay_datagrams_per_sec": 2e6}, "relay_datagrams_per_sec must be"),
         ("rendezvous_limits", {"relay_bytes_per_sec": 100}, "relay_bytes_per_sec must be"),
+        (
+            "rendezvous_limits",
+            {"initiator_relay_datagrams_per_sec": 0},
+            "initiator_relay_datagrams_per_sec must be",
+        ),
+        (
+            "rendezvous_limits",
+            {"initiator_relay_bytes_per_sec": 100},
+            "initiator_relay_bytes_per_sec must be",
+        ),
+        (
+            "rendezvous_limits",
+            {"max_sessions_per_worker": 2.5},
+            "max_sessions_per_worker must be a whole number",
+        ),
+        (
+            "rendezvous_limits",
+            {"introductions_per_target_per_min": 0},
+            "introductions_per_target_per_min must be",
+        ),
         # Several instances with in-memory registries would each know only their workers.
         ("rendezvous_max_instances", 2, "set shared_registry = { enabled = true }"),
         ("shared_registry", {"enabled": True, "tier": "STANDARD"}, "shared_registry.tier must"),
@@ -244,6 +264,10 @@ def test_iam_defaults_give_the_services_no_secret(env_module: Path) -> None:
         "MAX_CONNECTIONS_PER_ADDRESS": "1000",
         "RELAY_DATAGRAMS_PER_SEC": "100",
         "RELAY_BYTES_PER_SEC": "65536",
+        "INITIATOR_RELAY_DATAGRAMS_PER_SEC": "200",
+        "INITIATOR_RELAY_BYTES_PER_SEC": "131072",
+        "MAX_SESSIONS_PER_WORKER": "32",
+        "INTRODUCTIONS_PER_TARGET_PER_MIN": "20",
     }
     assert out["rendezvous_secret_env"] == {} and out["worker_secret_env"] == {}
     assert set(out["apis"]) == {f"{name}.googleapis.com" for name in BASE_APIS}

@@ -108,7 +108,7 @@ def test_relay_goes_to_the_other_member_only_and_is_rate_limited() -> None:
 
     handle_text_frame(registry, sessions, "b", 2, relay_frame(session_id), now=0.0)
     limited = handle_text_frame(registry, sessions, "b", 2, relay_frame(session_id), now=0.0)
-    assert isinstance(limited.reply, ErrorMessage) and limited.reply.code == "rate_limited"
+    assert isinstance(limited.reply, ErrorMessage) and limited.reply.code == "relay_rate_limited"
     assert limited.deliveries == ()
     later = handle_text_frame(registry, sessions, "b", 2, relay_frame(session_id), now=0.5)
     assert len(later.deliveries) == 1  # the bucket refilled

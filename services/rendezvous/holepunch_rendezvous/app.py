@@ -28,6 +28,7 @@ from holepunch_protocol import (
     ErrorMessage,
     ListPeers,
     ProtocolError,
+    RelayDatagram,
     encode_message,
     iso_timestamp,
     parse_tags,
@@ -49,6 +50,7 @@ from holepunch_rendezvous.auth import (
     authenticate,
     is_admin,
 )
+from holepunch_rendezvous.budgets import CapLimits, charged_to_control
 from holepunch_rendezvous.config import RendezvousConfig
 from holepunch_rendezvous.handler import (
     NO_LOOKUPS,
@@ -119,7 +121,13 @@ class Rendezvous:
             clock,
         )
         self.sessions = PunchSessionTable(
-            RelayLimits(self.config.relay_datagrams_per_sec, self.config.relay_bytes_per_sec)
+            RelayLimits(self.config.relay_datagrams_per_sec, self.config.relay_bytes_per_sec),
+            caps=CapLimits(
+                max_sessions_per_worker=self.config.max_sessions_per_worker,
+                introductions_per_target_per_min=self.config.introductions_per_target_per_min,
+                initiator_relay_datagrams_per_sec=self.config.initiator_relay_datagrams_per_sec,
+                initiator_relay_bytes_per_sec=self.config.initiator_relay_bytes_per_sec,
+            ),
         )
         self.policy = policy_for(
             self.config.auth_mode, self.config.introduction_policy, self.config.allowed_worker_tags
@@ -637,7 +645,18 @@ async def _receive_loop(
         pending = None
         if message["type"] == "websocket.disconnect":
             return message.get("code"), message.get("reason") or None
-        if not budget.allow(1, rendezvous.clock()):
+        text = message.get("text")
+        decoded = handle_binary_frame(worker_id) if text is None else decode_frame(worker_id, text)
+        # A relayed datagram of one of its sessions is paid by the relay budgets (the
+        # session's and its initiator's), not by this connection's control budget.
+        session = (
+            rendezvous.sessions.get(decoded.session_id)
+            if isinstance(decoded, RelayDatagram)
+            else None
+        )
+        if charged_to_control(decoded, session, worker_id) and not budget.allow(
+            1, rendezvous.clock()
+        ):
             if not limited:  # once per episode: a flood must not flood the logs too
                 limited = True
                 log_event(
@@ -655,15 +674,10 @@ async def _receive_loop(
             await websocket.send_text(encode_message(refusal))
             continue
         limited = False
-        text = message.get("text")
-        if text is None:
-            outcome = handle_binary_frame(worker_id)
+        if isinstance(decoded, Outcome):
+            outcome = decoded
         else:
-            decoded = decode_frame(worker_id, text)
-            if isinstance(decoded, Outcome):
-                outcome = decoded
-            else:
-                outcome = await rendezvous.handle(worker_id, connection.connection_id, decoded)
+            outcome = await rendezvous.handle(worker_id, connection.connection_id, decoded)
         if outcome.event is not None:
             _log(outcome.event)
         if outcome.reply is not None:
@@ -738,6 +752,7 @@ async def list_sessions(request: Request) -> Response:
     return FastJSONResponse(
         {
             "active_sessions_count": len(sessions),
+            "relay_refused_by_initiator": dict(sessions.relay_budgets.refused_by_initiator),
             "active": {s.session_id: _describe_session(s) for s in sessions.active()},
             "ended": {s.session_id: _describe_session(s) for s in sessions.ended()},
         }

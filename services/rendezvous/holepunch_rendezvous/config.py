@@ -17,6 +17,7 @@ from holepunch_env import (
 )
 
 from holepunch_rendezvous.auth import AuthMode
+from holepunch_rendezvous.budgets import DEFAULT_CAPS
 from holepunch_rendezvous.id_tokens import GOOGLE_CERTS_URL
 from holepunch_rendezvous.policy import PolicyError, policy_for
 from holepunch_rendezvous.punch_sessions import DEFAULT_RELAY_LIMITS
@@ -160,6 +161,11 @@ class RendezvousConfig:
     # A client's request line and headers, then its first WebSocket frame (slowloris).
     handshake_timeout_sec: float = 10.0
     first_message_timeout_sec: float = 10.0
+    # Caps and budgets (budgets.py); the defaults are CapLimits's own.
+    max_sessions_per_worker: int = DEFAULT_CAPS.max_sessions_per_worker
+    introductions_per_target_per_min: float = DEFAULT_CAPS.introductions_per_target_per_min
+    initiator_relay_datagrams_per_sec: float = DEFAULT_CAPS.initiator_relay_datagrams_per_sec
+    initiator_relay_bytes_per_sec: float = DEFAULT_CAPS.initiator_relay_bytes_per_sec
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RendezvousConfig:
@@ -242,6 +248,34 @@ class RendezvousConfig:
                 default.first_message_timeout_sec,
                 minimum=0.1,
                 maximum=3600.0,
+            ),
+            max_sessions_per_worker=env_int(
+                env,
+                "MAX_SESSIONS_PER_WORKER",
+                default.max_sessions_per_worker,
+                minimum=1,
+                maximum=100_000,
+            ),
+            introductions_per_target_per_min=env_float(
+                env,
+                "INTRODUCTIONS_PER_TARGET_PER_MIN",
+                default.introductions_per_target_per_min,
+                minimum=1.0,
+                maximum=1e6,
+            ),
+            initiator_relay_datagrams_per_sec=env_float(
+                env,
+                "INITIATOR_RELAY_DATAGRAMS_PER_SEC",
+                default.initiator_relay_datagrams_per_sec,
+                minimum=1.0,
+                maximum=1e6,
+            ),
+            initiator_relay_bytes_per_sec=env_float(
+                env,
+                "INITIATOR_RELAY_BYTES_PER_SEC",
+                default.initiator_relay_bytes_per_sec,
+                minimum=1200.0,
+                maximum=1e9,
             ),
         )
 

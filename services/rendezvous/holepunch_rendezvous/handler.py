@@ -201,6 +201,17 @@ def introduce(
         return refuse(
             ErrorCode.PEER_HAS_NO_ENDPOINT, f"worker {responder!r} has no UDP endpoint yet"
         )
+    refusal = sessions.caps.check(
+        initiator,
+        responder,
+        {
+            initiator: sessions.count_of(initiator, except_with=responder),
+            responder: sessions.count_of(responder, except_with=initiator),
+        },
+        now,
+    )
+    if refusal is not None:
+        return refuse(refusal.code, refusal.detail)
     a, b = first.udp_endpoint, second.udp_endpoint
     dependent = MappingBehaviour.ENDPOINT_DEPENDENT
     relay_first = dependent in (a.mapping, b.mapping)
@@ -268,9 +279,31 @@ def _punch_result(sessions: PunchSessionTable, worker_id: str, result: PunchResu
                 "rtt_ms": result.rtt_ms,
                 "peer_udp_ip": result.peer_udp_ip,
                 "peer_udp_port": result.peer_udp_port,
+                "reason": None if result.reason is None else result.reason.value,
             },
         )
     )
+
+
+def _relay_refused(session: PunchSessionRecord, worker_id: str, budget: str) -> Outcome:
+    """Refusals are counted on the session and logged only for its first: a flood of
+    relayed datagrams stays cheap, and the logs stay readable."""
+    whose = "this session" if budget == "session" else f"sessions initiated by {session.initiator}"
+    detail = f"relay rate limit reached for {whose}"
+    event = None
+    if session.relay_refused == 1:
+        event = Event(
+            RendezvousEvent.RELAY_RATE_LIMITED,
+            f"Session {session.session_id}: relay refused ({detail})",
+            logging.WARNING,
+            {
+                "worker_id": worker_id,
+                "session_id": session.session_id,
+                "initiator": session.initiator,
+                "budget": budget,
+            },
+        )
+    return Outcome(reply=ErrorMessage(ErrorCode.RELAY_RATE_LIMITED.value, detail), event=event)
 
 
 def _relay(
@@ -284,12 +317,12 @@ def _relay(
             ProtocolError(ErrorCode.UNKNOWN_SESSION, "no such session for you", datagram.TYPE),
         )
     if not session.allow_relay(len(datagram.data), now, sessions.limits):
-        # Refusals are counted on the session, not logged one by one: a flood stays cheap.
-        return Outcome(
-            reply=ErrorMessage(
-                ErrorCode.RATE_LIMITED.value, "relay rate limit reached for this session"
-            )
-        )
+        return _relay_refused(session, worker_id, "session")
+    # Whichever member sends it, the session's initiator pays: a worker answering on a
+    # session someone else made spends that someone's budget, not its own connection's.
+    if not sessions.relay_budgets.allow(session.initiator, len(datagram.data), now):
+        session.relay_refused += 1
+        return _relay_refused(session, worker_id, "initiator")
     return Outcome(deliveries=(Delivery(peer, datagram),))
 
 

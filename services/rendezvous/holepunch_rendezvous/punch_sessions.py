@@ -12,7 +12,9 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from holepunch_protocol import SECRET_BYTES, SESSION_ID_BYTES, PunchResult
+from holepunch_protocol import SECRET_BYTES, SESSION_ID_BYTES, PunchResult, PunchStatus
+
+from holepunch_rendezvous.budgets import CapLimits, IntroductionCaps, RelayBudgets, TokenBucket
 
 __all__ = [
     "DEFAULT_RELAY_LIMITS",
@@ -21,26 +23,6 @@ __all__ = [
     "RelayLimits",
     "TokenBucket",
 ]
-
-
-@dataclass(slots=True)
-class TokenBucket:
-    """`rate` tokens per second, at most `burst` saved up."""
-
-    rate: float
-    burst: float
-    tokens: float = -1.0
-    updated: float = 0.0
-
-    def allow(self, cost: float, now: float) -> bool:
-        if self.tokens < 0:
-            self.tokens, self.updated = self.burst, now
-        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if cost > self.tokens:
-            return False
-        self.tokens -= cost
-        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +90,11 @@ class PunchSessionTable:
         limits: RelayLimits | None = None,
         keep_ended: int = 1000,
         random_hex: Callable[[int], str] = _random_hex,
+        caps: CapLimits | None = None,
     ) -> None:
         self.limits = limits or DEFAULT_RELAY_LIMITS
+        self.caps = IntroductionCaps(caps or CapLimits())
+        self.relay_budgets = RelayBudgets(caps or CapLimits())
         self._active: dict[str, PunchSessionRecord] = {}
         self._by_worker: dict[str, set[str]] = {}
         self._ended: deque[PunchSessionRecord] = deque(maxlen=keep_ended)
@@ -126,6 +111,24 @@ class PunchSessionTable:
 
     def get(self, session_id: str) -> PunchSessionRecord | None:
         return self._active.get(session_id)
+
+    def count_of(self, worker_id: str, *, except_with: str | None = None) -> int:
+        """How many live sessions `worker_id` is in (not counting one with `except_with`).
+
+        A session a member reported `failed` is over for the workers (they ended it) and
+        is not counted, though it stays listed until a member disconnects: otherwise
+        introductions that could never work would hold a worker at its cap.
+        """
+        count = 0
+        for session_id in self._by_worker.get(worker_id, ()):
+            session = self._active.get(session_id)
+            if (
+                session is not None
+                and session.peer_of(worker_id) != except_with
+                and not any(r.status is PunchStatus.FAILED for r in session.results.values())
+            ):
+                count += 1
+        return count
 
     def create(
         self, initiator: str, responder: str, now: float, *, relay_first: bool

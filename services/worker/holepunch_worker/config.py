@@ -23,6 +23,7 @@ from holepunch_protocol import (
     validate_worker_id,
 )
 
+from holepunch_worker.probe_budget import DEFAULT_PROBE_LIMITS, ProbeLimits
 from holepunch_worker.punch import IDLE_TIMEOUT_KEEPALIVES, PunchTimings
 
 __all__ = [
@@ -79,6 +80,8 @@ class WorkerConfig:
     id_token_audience: str | None
     # WORKER_TAGS: declared at registration, for the rendezvous's introduction policy.
     tags: tuple[str, ...] = ()
+    # What the worker probes before a peer answers (probe_budget.py).
+    probe_limits: ProbeLimits = DEFAULT_PROBE_LIMITS
 
 
 def _seconds(environ: Mapping[str, str], name: str, default: float, *, maximum: float) -> float:
@@ -261,6 +264,28 @@ def load_config(
         connect_to=_connect_to(environ, worker_id),
         **_auth(environ, base_url),
         tags=tags,
+        probe_limits=_probe_limits(environ),
+    )
+
+
+def _probe_limits(environ: Mapping[str, str]) -> ProbeLimits:
+    """The PUNCH_* budget variables over ProbeLimits' defaults."""
+    default = DEFAULT_PROBE_LIMITS
+    return ProbeLimits(
+        probes_per_address_per_min=env_int(
+            environ,
+            "PUNCH_PROBES_PER_ADDRESS_PER_MIN",
+            default.probes_per_address_per_min,
+            minimum=1,
+            maximum=100_000,
+        ),
+        max_new_addresses_per_min=env_int(
+            environ,
+            "PUNCH_MAX_NEW_ADDRESSES_PER_MIN",
+            default.max_new_addresses_per_min,
+            minimum=1,
+            maximum=100_000,
+        ),
     )
 
 

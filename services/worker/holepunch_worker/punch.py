@@ -49,6 +49,7 @@ from holepunch_protocol import (
     PeerDatagram,
     PeerIntroduction,
     PeerKind,
+    PunchFailureReason,
     PunchResult,
     PunchStatus,
     ReplayWindow,
@@ -60,6 +61,8 @@ from holepunch_protocol import (
     peek_session_id,
     seal_peer_datagram,
 )
+
+from holepunch_worker.probe_budget import DEFAULT_PROBE_LIMITS, ProbeBudget, ProbeLimits
 
 __all__ = [
     "IDLE_TIMEOUT_KEEPALIVES",
@@ -195,8 +198,11 @@ class PunchSession:
         *,
         relay_available: bool,
         drops: Counter[DropReason] | None = None,
+        probe_budget: ProbeBudget | None = None,
     ) -> None:
         self.introduction = introduction
+        self._probe_budget = probe_budget
+        self.probes_refused = 0
         self._drops = drops if drops is not None else Counter()
         self.session_id = introduction.session_id
         self.session_key = bytes.fromhex(introduction.session_id)
@@ -276,6 +282,7 @@ class PunchSession:
             },
             "delivered": self.delivered,
             "dropped": {reason.value: count for reason, count in self.dropped.items()},
+            "probes_refused": self.probes_refused,
             "end_reason": self.end_reason,
         }
 
@@ -595,6 +602,26 @@ class PunchSession:
         return [SendUdp(to or self.peer_addr, data)]
 
     def _probe_udp(self, now: float) -> list[Action]:
+        # Until the peer answered directly, the address may be anyone's: the probe budget
+        # decides (a refused probe is not an attempt; the relay stays available).
+        budget = self._probe_budget
+        if budget is not None and not self._direct and not budget.allow_probe(self.peer_addr, now):
+            self.probes_refused += 1
+            if self.probes_refused > 1:
+                return []
+            return [
+                LogEvent(
+                    WorkerEvent.PUNCH_PROBES_LIMITED,
+                    f"probes to {self.peer_addr[0]}:{self.peer_addr[1]} held back: "
+                    f"{budget.limits.probes_per_address_per_min} a minute per address",
+                    level=logging.WARNING,
+                    fields=self._fields(
+                        peer_udp_ip=self.peer_addr[0],
+                        peer_udp_port=self.peer_addr[1],
+                        probes_per_address_per_min=budget.limits.probes_per_address_per_min,
+                    ),
+                )
+            ]
         self.attempts += 1
         return self._send(PeerKind.PROBE, encode_probe_timestamp(now), PathKind.DIRECT, now)
 
@@ -719,8 +746,15 @@ class PunchSession:
 class PunchSessions:
     """Every session of one worker, by session id; routes datagrams and summarises drops."""
 
-    def __init__(self, timings: PunchTimings, *, keep_ended: int = 16) -> None:
+    def __init__(
+        self,
+        timings: PunchTimings,
+        *,
+        keep_ended: int = 16,
+        probe_limits: ProbeLimits = DEFAULT_PROBE_LIMITS,
+    ) -> None:
         self.timings = timings
+        self.probe_budget = ProbeBudget(probe_limits)
         self.relay_available = False
         self._sessions: dict[bytes, PunchSession] = {}
         self._ended: deque[PunchSession] = deque(maxlen=keep_ended)
@@ -742,6 +776,7 @@ class PunchSessions:
             "sessions": [s.status(now) for s in self._sessions.values()],
             "ended_sessions": [s.status(now) for s in self._ended],
             "dropped_no_session": self.dropped_no_session,
+            "probe_budget": self.probe_budget.status(),
         }
 
     def next_deadline(self) -> float | None:
@@ -757,11 +792,19 @@ class PunchSessions:
         key = bytes.fromhex(introduction.session_id)
         if key in self._sessions:
             return []  # a duplicate introduction changes nothing
+        address = (introduction.peer_udp_ip, introduction.peer_udp_port)
+        if not self.probe_budget.admit(address, now):
+            return self._refuse(introduction, address)
         previous = self.for_peer(introduction.peer_id)
         if previous is not None:
             actions += previous.end(now, "replaced")
         session = PunchSession(
-            introduction, self.timings, now, relay_available=self.relay_available, drops=self.drops
+            introduction,
+            self.timings,
+            now,
+            relay_available=self.relay_available,
+            drops=self.drops,
+            probe_budget=self.probe_budget,
         )
         self._sessions[key] = session
         actions += session.start(now)
@@ -807,6 +850,35 @@ class PunchSessions:
         return self._tidy(actions, now)
 
     # ------------------------------------------------------------------ internals
+
+    def _refuse(self, introduction: PeerIntroduction, address: Address) -> list[Action]:
+        """An introduction towards one address too many this minute: not started, and
+        said so, to the rendezvous (a failed result with its reason) and in the log."""
+        limit = self.probe_budget.limits.max_new_addresses_per_min
+        result = PunchResult(
+            session_id=introduction.session_id,
+            peer_id=introduction.peer_id,
+            status=PunchStatus.FAILED,
+            path=PathKind.NONE,
+            attempts=0,
+            elapsed_ms=0.0,
+            reason=PunchFailureReason.PROBE_BUDGET,
+        )
+        log = LogEvent(
+            WorkerEvent.PUNCH_REFUSED,
+            f"not punching to {address[0]}:{address[1]} for {introduction.peer_id}: "
+            f"already probing {limit} new addresses this minute",
+            level=logging.WARNING,
+            fields={
+                "session_id": introduction.session_id,
+                "peer_id": introduction.peer_id,
+                "peer_udp_ip": address[0],
+                "peer_udp_port": address[1],
+                "reason": PunchFailureReason.PROBE_BUDGET.value,
+                "max_new_addresses_per_min": limit,
+            },
+        )
+        return [log, Report(result)]
 
     def _drop_counts(self) -> Counter[str]:
         return Counter({reason.value: count for reason, count in self.drops.items()})

@@ -25,6 +25,7 @@ from holepunch_protocol import (
     LIST_PEERS_MAX_LIMIT,
     MAX_FRAME_BYTES,
     ConnectRequest,
+    ErrorCode,
     ErrorMessage,
     ListPeers,
     MappingBehaviour,
@@ -75,6 +76,8 @@ WEBSOCKET_OPEN_TIMEOUT_SEC = 10.0
 WEBSOCKET_CLOSE_TIMEOUT_SEC = 2.0  # keeps shutdown well inside Cloud Run's 10 s
 SHUTDOWN_TIMEOUT_SEC = 8.0
 CONNECT_RETRY_SEC = 2.0  # CONNECT_TO peers without a session are asked for again this often
+# Relay refusals come one per refused datagram: logged at most this often, all counted.
+RELAY_REFUSED_LOG_INTERVAL_SEC = 10.0
 
 
 class RendezvousState(enum.StrEnum):
@@ -111,13 +114,15 @@ class Worker:
         self._mapped: TransportAddress | None = None
         self._mapping: MappingBehaviour | None = None
         self._public_ip: str | None = None
-        self._punch = PunchSessions(config.punch)
+        self._punch = PunchSessions(config.punch, probe_limits=config.probe_limits)
         self._punch_changed = asyncio.Event()
         self._endpoint_acked = asyncio.Event()
         self._echo_waiters: dict[tuple[str, int], asyncio.Future[EchoReplied]] = {}
         self._peer_data_received = 0
         self._peer_listings: dict[int, asyncio.Future[Peers]] = {}
         self._request_ids = itertools.count(1)
+        self._relay_refused = 0
+        self._relay_refused_logged_at: float | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -211,6 +216,7 @@ class Worker:
             "connect_to": list(self._config.connect_to),
             "tags": list(self._config.tags),
             "peer_data_received": self._peer_data_received,
+            "relay_refused": self._relay_refused,
             **self._punch.status(self._now()),
         }
 
@@ -639,6 +645,19 @@ class Worker:
             listing = self._peer_listings.pop(message.request_id or 0, None)
             if listing is not None and not listing.done():
                 listing.set_result(message)
+        elif isinstance(message, ErrorMessage) and message.code == ErrorCode.RELAY_RATE_LIMITED:
+            self._relay_refused += 1
+            now, last = self._now(), self._relay_refused_logged_at
+            if last is None or now - last >= RELAY_REFUSED_LOG_INTERVAL_SEC:
+                self._relay_refused_logged_at = now
+                self._log(
+                    WorkerEvent.RENDEZVOUS_ERROR,
+                    f"rendezvous reported an error: {message.code} ({self._relay_refused} so far)",
+                    level=logging.WARNING,
+                    code=message.code,
+                    reason=message.detail,
+                    total=self._relay_refused,
+                )
         elif isinstance(message, ErrorMessage):
             self._log(
                 WorkerEvent.RENDEZVOUS_ERROR,
