@@ -28,6 +28,12 @@ from holepunch_protocol.validation import (
     parse_ip_literal,
     validate_port,
 )
+from holepunch_protocol.worker_keys import (
+    NONCE_BYTES,
+    PUBLIC_KEY_BYTES,
+    SIGNATURE_BYTES,
+    b64url_decode,
+)
 
 __all__ = [
     "PUNCH_RESULT_MAX_ATTEMPTS",
@@ -35,6 +41,8 @@ __all__ = [
     "SECRET_HEX",
     "SESSION_ID_HEX",
     "AckStatus",
+    "AuthChallenge",
+    "AuthProof",
     "ClientMessage",
     "ConnectRequest",
     "EchoRequest",
@@ -123,6 +131,17 @@ def _hex(fields: Fields, name: str, message_type: str, *, length: int) -> str:
             ErrorCode.INVALID_FIELD, f"{name} must be {length} lowercase hex digits", message_type
         )
     return value
+
+
+def _b64url(fields: Fields, name: str, message_type: str, *, length: int) -> str:
+    value = _string(fields, name, message_type, max_length=4 * length // 3 + 4)
+    try:
+        b64url_decode(value, length)
+    except ValueError:
+        raise ProtocolError(
+            ErrorCode.INVALID_FIELD, f"{name} must be base64url of {length} bytes", message_type
+        ) from None
+    return value.rstrip("=")
 
 
 def _worker_id(fields: Fields, name: str, message_type: str) -> str:
@@ -375,6 +394,27 @@ class RelayDatagram:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class AuthProof:
+    """The worker's answer to `auth_challenge`: its public key and its Ed25519 signature
+    of `registration_message(nonce, worker_id)` (both unpadded base64url)."""
+
+    TYPE: ClassVar[str] = "auth_proof"
+    public_key: str
+    signature: str
+
+    @classmethod
+    def from_fields(cls, fields: Fields) -> AuthProof:
+        t = cls.TYPE
+        return cls(
+            public_key=_b64url(fields, "public_key", t, length=PUBLIC_KEY_BYTES),
+            signature=_b64url(fields, "signature", t, length=SIGNATURE_BYTES),
+        )
+
+    def to_fields(self) -> dict[str, Any]:
+        return {"type": self.TYPE, "public_key": self.public_key, "signature": self.signature}
+
+
 ClientMessage = (
     RegisterPublicIp
     | UpdateUdpEndpoint
@@ -383,6 +423,7 @@ ClientMessage = (
     | ConnectRequest
     | PunchResult
     | RelayDatagram
+    | AuthProof
 )
 
 # ---------------------------------------------------------------- rendezvous -> worker
@@ -514,6 +555,8 @@ class PeerIntroduction:
     role: PeerRole
     # Either side's mapping is endpoint-dependent: start on the relay, keep trying direct.
     relay_first: bool = False
+    # The peer's public key (base64url); None for a keyless worker of the original design.
+    peer_public_key: str | None = None
 
     @classmethod
     def from_fields(cls, fields: Fields) -> PeerIntroduction:
@@ -533,6 +576,9 @@ class PeerIntroduction:
             secret=_hex(fields, "secret", t, length=SECRET_HEX),
             role=_enum(fields, "role", t, PeerRole),
             relay_first=relay_first,
+            peer_public_key=None
+            if fields.get("peer_public_key") is None
+            else _b64url(fields, "peer_public_key", t, length=PUBLIC_KEY_BYTES),
         )
 
     def to_fields(self) -> dict[str, Any]:
@@ -546,7 +592,24 @@ class PeerIntroduction:
             "secret": self.secret,
             "role": self.role.value,
             "relay_first": self.relay_first,
+            "peer_public_key": self.peer_public_key,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class AuthChallenge:
+    """Sent right after the upgrade to a worker that named a public key: sign this nonce
+    (unpadded base64url of `NONCE_BYTES` fresh random bytes) to register."""
+
+    TYPE: ClassVar[str] = "auth_challenge"
+    nonce: str
+
+    @classmethod
+    def from_fields(cls, fields: Fields) -> AuthChallenge:
+        return cls(nonce=_b64url(fields, "nonce", cls.TYPE, length=NONCE_BYTES))
+
+    def to_fields(self) -> dict[str, Any]:
+        return {"type": self.TYPE, "nonce": self.nonce}
 
 
 ServerMessage = (
@@ -556,4 +619,5 @@ ServerMessage = (
     | ErrorMessage
     | PeerIntroduction
     | RelayDatagram
+    | AuthChallenge
 )
