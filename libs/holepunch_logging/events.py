@@ -45,6 +45,8 @@ class RendezvousEvent(enum.StrEnum):
     REGISTRY_UNAVAILABLE = "registry_unavailable"
     REGISTRY_RECOVERED = "registry_recovered"
     REGISTRY_MESSAGE_INVALID = "registry_message_invalid"
+    # Worker keys.
+    KEY_BINDING_RELEASED = "key_binding_released"
 
 
 class WorkerEvent(enum.StrEnum):

@@ -22,11 +22,14 @@ from typing import Any, cast
 import orjson
 from holepunch_logging import RendezvousEvent, log_event
 from holepunch_protocol import (
+    PUBLIC_KEY_HEADER,
+    AuthProof,
     ClientMessage,
     CloseCode,
     ErrorCode,
     ErrorMessage,
     ProtocolError,
+    decode_client_message,
     encode_message,
     iso_timestamp,
     validate_worker_id,
@@ -51,6 +54,18 @@ from holepunch_rendezvous.handler import (
     handle_message,
     introduce,
     lookups_for,
+)
+from holepunch_rendezvous.identity import (
+    PROOF_TIMEOUT_SEC,
+    IdentityRefusal,
+    KeyBindings,
+    VerifiedKey,
+    announced_key,
+    invalid_proof,
+    keyless_refusal,
+    mismatch_refusal,
+    new_challenge,
+    verify_proof,
 )
 from holepunch_rendezvous.punch_sessions import (
     PunchSessionRecord,
@@ -105,6 +120,7 @@ class Rendezvous:
             self.config.registry_ttl_sec,
             self.ownership,
             clock,
+            KeyBindings(self.config.key_binding_ttl_sec),
         )
         self.sessions = PunchSessionTable(
             RelayLimits(self.config.relay_datagrams_per_sec, self.config.relay_bytes_per_sec)
@@ -253,6 +269,11 @@ class Rendezvous:
             "connected_since": connected_since,
             "udp_endpoint_updated_at": endpoint_updated_at,
             "udp_endpoint_update_count": record.udp_update_count,
+            "public_key": record.public_key,
+            "key_fingerprint": None
+            if record.public_key is None
+            else VerifiedKey(record.public_key).fingerprint,
+            "keyless": record.public_key is None,
         }
 
 
@@ -282,6 +303,7 @@ async def index(request: Request) -> Response:
                 "/debug/list_workers?limit=&cursor=",
                 "/debug/sessions",
                 "POST /admin/introduce",
+                "DELETE /admin/bindings/{worker_id}",
             ],
         }
     )
@@ -382,6 +404,7 @@ class _Connection:
     connection_id: int
     identity: str
     address_key: str
+    public_key: str | None = None  # None: a keyless worker
 
 
 async def register_worker(websocket: WebSocket) -> None:
@@ -437,8 +460,20 @@ async def _admit(rendezvous: Rendezvous, websocket: WebSocket) -> _Connection | 
             "too many connections from this address",
         )
         return None
+    public_key = await _prove_key(rendezvous, websocket, worker_id)
+    if isinstance(public_key, IdentityRefusal):
+        refusal = public_key
+        await _refuse(websocket, worker_id, refusal.error, refusal.close_code, refusal.reason)
+        return None
+    if public_key is _GONE:
+        return None
+    if not await rendezvous.store.admit_key(worker_id, public_key):
+        refusal = mismatch_refusal()
+        await _refuse(websocket, worker_id, refusal.error, refusal.close_code, refusal.reason)
+        return None
     connection_id = rendezvous.next_connection_id()
     record = WorkerRecord(worker_id, connection_id, observed_ip, observed_port, rendezvous.clock())
+    record.public_key = public_key
     claim = await rendezvous.store.connect(record, identity)
     if not claim.accepted:
         await _refuse(
@@ -452,6 +487,40 @@ async def _admit(rendezvous: Rendezvous, websocket: WebSocket) -> _Connection | 
         )
         return None
     return _register(rendezvous, websocket, record, identity, claim, address_key)
+
+
+# The client closed the connection before it answered the challenge.
+_GONE = "gone"
+
+
+async def _prove_key(
+    rendezvous: Rendezvous, websocket: WebSocket, worker_id: str
+) -> str | IdentityRefusal | None:
+    """The key the worker proved it holds (its challenge answered); None for a keyless
+    worker where they are allowed; `_GONE` if it left first. Nothing else it sends is
+    read before the proof, and it is not in the registry until then."""
+    announced = announced_key(websocket.headers.get(PUBLIC_KEY_HEADER))
+    if announced is None:
+        return None if rendezvous.config.keyless_allowed else keyless_refusal()
+    if isinstance(announced, IdentityRefusal):
+        return announced
+    challenge = new_challenge(worker_id, announced)
+    await websocket.send_text(encode_message(challenge.message))
+    try:
+        async with asyncio.timeout(PROOF_TIMEOUT_SEC):
+            frame = await websocket.receive()
+    except TimeoutError:
+        return invalid_proof(f"no auth_proof within {PROOF_TIMEOUT_SEC:g} s")
+    if frame["type"] == "websocket.disconnect":
+        return _GONE
+    try:
+        proof = decode_client_message(frame.get("text") or "")
+    except ProtocolError as error:
+        return invalid_proof(f"the answer to auth_challenge is invalid: {error.detail}")
+    if not isinstance(proof, AuthProof):
+        return invalid_proof(f"expected auth_proof before any other message, got {proof.TYPE}")
+    verified = verify_proof(challenge, proof)
+    return verified if isinstance(verified, IdentityRefusal) else verified.public_key
 
 
 def _register(
@@ -480,6 +549,10 @@ def _register(
         connection_id=connection_id,
         identity=identity,
         workers=len(registry),
+        key_fingerprint=None
+        if record.public_key is None
+        else VerifiedKey(record.public_key).fingerprint,
+        keyless=record.public_key is None,
     )
     if replaced is not None:
         log_event(
@@ -511,7 +584,9 @@ def _register(
             replaced_instance_id=claim.replaced_instance,
             reason=CLOSE_REPLACED_REASON,
         )
-    return _Connection(websocket, worker_id, connection_id, identity, address_key)
+    return _Connection(
+        websocket, worker_id, connection_id, identity, address_key, record.public_key
+    )
 
 
 async def _receive_loop(
@@ -579,6 +654,8 @@ async def _clean_up(
     was_current = rendezvous.registry.disconnect(worker_id, connection_id)
     if was_current:
         rendezvous.sessions.end_sessions_of(worker_id, rendezvous.clock())
+        if connection.public_key is not None:
+            await rendezvous.store.key_left(worker_id, connection.public_key)
     await rendezvous.store.disconnected(worker_id, connection.identity, removed=was_current)
     log_event(
         logger,
@@ -651,6 +728,30 @@ async def admin_introduce(request: Request) -> Response:
     return JSONResponse({"session_id": None if session is None else session.session_id})
 
 
+async def admin_release_binding(request: Request) -> Response:
+    """An operator frees a worker_id from its key (the key was lost): the next key proven
+    for it claims it. A connection of the old key, if any, is left as it is."""
+    worker_id: str = request.path_params["worker_id"]
+    released = await _rendezvous(request).store.release_key(worker_id)
+    if released is None:
+        return JSONResponse(
+            {"error": "not_found", "detail": f"worker_id {worker_id[:80]!r} is bound to no key"},
+            status_code=404,
+        )
+    fingerprint = VerifiedKey(released).fingerprint
+    log_event(
+        logger,
+        RendezvousEvent.KEY_BINDING_RELEASED,
+        f"Released worker {worker_id} from key {fingerprint}",
+        level=logging.WARNING,
+        worker_id=worker_id,
+        key_fingerprint=fingerprint,
+    )
+    return JSONResponse(
+        {"worker_id": worker_id, "released_public_key": released, "key_fingerprint": fingerprint}
+    )
+
+
 WORKER_SOCKET_ROUTE = WebSocketRoute("/ws/register/{worker_id}", register_worker)
 
 
@@ -665,6 +766,11 @@ def create_app(rendezvous: Rendezvous | None = None) -> Starlette:
             Route("/debug/sessions", _operator_only(list_sessions, debug=True)),
             Route(
                 "/admin/introduce", _operator_only(admin_introduce, debug=False), methods=["POST"]
+            ),
+            Route(
+                "/admin/bindings/{worker_id}",
+                _operator_only(admin_release_binding, debug=False),
+                methods=["DELETE"],
             ),
             WORKER_SOCKET_ROUTE,
         ]

@@ -17,6 +17,7 @@ from holepunch_env import (
 )
 
 from holepunch_rendezvous.auth import AuthMode
+from holepunch_rendezvous.identity import DEFAULT_KEY_BINDING_TTL_SEC
 from holepunch_rendezvous.punch_sessions import DEFAULT_RELAY_LIMITS
 
 __all__ = ["DEFAULT_TRUSTED_PROXIES", "ConfigError", "RendezvousConfig"]
@@ -123,6 +124,17 @@ class RendezvousConfig:
     # How long a worker's shared entry outlives the last heartbeat of its instance (the
     # store's heartbeat comes every third of this).
     registry_ttl_sec: float = 15.0
+    # Workers of the original design (no key). None: allowed only under AUTH_MODE=none,
+    # where there is no credential to add a key to; anything else must say so.
+    allow_keyless_workers: bool | None = None
+    # How long a worker_id stays bound to its key after that key's last connection ended.
+    key_binding_ttl_sec: float = DEFAULT_KEY_BINDING_TTL_SEC
+
+    @property
+    def keyless_allowed(self) -> bool:
+        if self.allow_keyless_workers is None:
+            return self.auth_mode is AuthMode.NONE
+        return self.allow_keyless_workers
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RendezvousConfig:
@@ -186,5 +198,15 @@ class RendezvousConfig:
             registry_url=_registry_url(env),
             registry_ttl_sec=env_float(
                 env, "REGISTRY_TTL_SEC", default.registry_ttl_sec, minimum=3.0, maximum=3600.0
+            ),
+            allow_keyless_workers=None
+            if env_text(env, "ALLOW_KEYLESS_WORKERS") is None
+            else env_bool(env, "ALLOW_KEYLESS_WORKERS", False),
+            key_binding_ttl_sec=env_float(
+                env,
+                "KEY_BINDING_TTL_SEC",
+                default.key_binding_ttl_sec,
+                minimum=1.0,
+                maximum=31_536_000.0,
             ),
         )
