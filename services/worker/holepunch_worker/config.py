@@ -9,13 +9,14 @@ from __future__ import annotations
 import ipaddress
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from holepunch_env import LOG_LEVELS, ConfigError, env_float, env_int, env_log_level, env_text
 from holepunch_protocol import AuthMode, ProtocolError, validate_worker_id
 
+from holepunch_worker.identity import WorkerKey
 from holepunch_worker.punch import IDLE_TIMEOUT_KEEPALIVES, PunchTimings
 
 __all__ = [
@@ -70,6 +71,8 @@ class WorkerConfig:
     rendezvous_token: str | None
     # AUTH_MODE=iam: the ID token's audience, the rendezvous URL as http(s).
     id_token_audience: str | None
+    # The worker's identity: from WORKER_KEY_FILE, or generated for this process.
+    key: WorkerKey = field(default_factory=WorkerKey.generate)
 
 
 def _seconds(environ: Mapping[str, str], name: str, default: float, *, maximum: float) -> float:
@@ -237,7 +240,13 @@ def load_config(
         peer_echo_timeout_sec=_seconds(environ, "PEER_ECHO_TIMEOUT_SEC", 5.0, maximum=60),
         connect_to=_connect_to(environ, worker_id),
         **_auth(environ, base_url),
+        key=_worker_key(environ),
     )
+
+
+def _worker_key(environ: Mapping[str, str]) -> WorkerKey:
+    path = env_text(environ, "WORKER_KEY_FILE")
+    return WorkerKey.generate() if path is None else WorkerKey.from_file(path)
 
 
 def _punch_timings(environ: Mapping[str, str]) -> PunchTimings:
