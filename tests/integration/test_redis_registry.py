@@ -250,8 +250,9 @@ def _id_token(email: str) -> str:
 
 
 async def test_worker_id_ownership_is_shared(cluster: Cluster) -> None:
-    a = await cluster.start(AUTH_MODE="iam")
-    b = await cluster.start(AUTH_MODE="iam")
+    # These clients speak the original, keyless protocol.
+    a = await cluster.start(AUTH_MODE="iam", ALLOW_KEYLESS_WORKERS="1")
+    b = await cluster.start(AUTH_MODE="iam", ALLOW_KEYLESS_WORKERS="1")
     owner = {"Authorization": f"Bearer {_id_token('one@example.iam')}"}
     other = {"Authorization": f"Bearer {_id_token('two@example.iam')}"}
     await cluster.worker(a, "owned", 44001, **owner)

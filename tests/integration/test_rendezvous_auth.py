@@ -47,6 +47,7 @@ async def token_server() -> AsyncIterator[RunningRendezvous]:
         rendezvous_token=TOKEN,
         admin_token=ADMIN,
         debug_endpoints=True,
+        allow_keyless_workers=True,  # these clients speak the original, keyless protocol
     )
     async with running_rendezvous(config) as running:
         yield running
@@ -86,7 +87,12 @@ async def test_debug_endpoints_are_off_unless_enabled() -> None:
 
 
 async def test_a_worker_id_belongs_to_the_identity_that_first_registered_it() -> None:
-    config = RendezvousConfig(host="127.0.0.1", auth_mode=AuthMode.IAM, debug_endpoints=True)
+    config = RendezvousConfig(
+        host="127.0.0.1",
+        auth_mode=AuthMode.IAM,
+        debug_endpoints=True,
+        allow_keyless_workers=True,  # these clients speak the original, keyless protocol
+    )
     async with running_rendezvous(config) as server:
         url = server.ws_url("w1")
         owner = bearer(id_token("worker@p.iam.gserviceaccount.com"))
