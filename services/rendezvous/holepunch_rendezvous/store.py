@@ -125,7 +125,7 @@ class RegistryStore(abc.ABC):
         self.registry = registry
         self.ownership = ownership
         self.clock = clock
-        self.bindings = bindings or KeyBindings()
+        self.bindings = bindings if bindings is not None else KeyBindings()
 
     @property
     def ready(self) -> bool:
