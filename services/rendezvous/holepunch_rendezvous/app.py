@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import enum
 import functools
 import itertools
 import logging
@@ -465,7 +466,7 @@ async def _admit(rendezvous: Rendezvous, websocket: WebSocket) -> _Connection | 
         refusal = public_key
         await _refuse(websocket, worker_id, refusal.error, refusal.close_code, refusal.reason)
         return None
-    if public_key is _GONE:
+    if public_key is _ClientLeft.LEFT:
         return None
     if not await rendezvous.store.admit_key(worker_id, public_key):
         refusal = mismatch_refusal()
@@ -489,15 +490,17 @@ async def _admit(rendezvous: Rendezvous, websocket: WebSocket) -> _Connection | 
     return _register(rendezvous, websocket, record, identity, claim, address_key)
 
 
-# The client closed the connection before it answered the challenge.
-_GONE = "gone"
+class _ClientLeft(enum.Enum):
+    """The client closed the connection before it answered the challenge."""
+
+    LEFT = "left"
 
 
 async def _prove_key(
     rendezvous: Rendezvous, websocket: WebSocket, worker_id: str
-) -> str | IdentityRefusal | None:
+) -> str | IdentityRefusal | _ClientLeft | None:
     """The key the worker proved it holds (its challenge answered); None for a keyless
-    worker where they are allowed; `_GONE` if it left first. Nothing else it sends is
+    worker where they are allowed; `_ClientLeft.LEFT` if it left first. Nothing else it sends is
     read before the proof, and it is not in the registry until then."""
     announced = announced_key(websocket.headers.get(PUBLIC_KEY_HEADER))
     if announced is None:
@@ -512,7 +515,7 @@ async def _prove_key(
     except TimeoutError:
         return invalid_proof(f"no auth_proof within {PROOF_TIMEOUT_SEC:g} s")
     if frame["type"] == "websocket.disconnect":
-        return _GONE
+        return _ClientLeft.LEFT
     try:
         proof = decode_client_message(frame.get("text") or "")
     except ProtocolError as error:
