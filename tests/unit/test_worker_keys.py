@@ -16,9 +16,12 @@ from holepunch_protocol import (
     PUBLIC_KEY_BYTES,
     REGISTRATION_DOMAIN,
     AuthChallenge,
+    AuthMode,
     AuthProof,
     CloseCode,
     ErrorCode,
+    ErrorMessage,
+    MappingBehaviour,
     PeerIntroduction,
     PeerRole,
     ProtocolError,
@@ -30,6 +33,10 @@ from holepunch_protocol import (
     key_fingerprint,
     registration_message,
 )
+from holepunch_rendezvous.app import Rendezvous
+from holepunch_rendezvous.auth import WorkerOwnership
+from holepunch_rendezvous.config import RendezvousConfig
+from holepunch_rendezvous.handler import handle_text_frame
 from holepunch_rendezvous.identity import (
     IdentityRefusal,
     KeyBindings,
@@ -38,8 +45,12 @@ from holepunch_rendezvous.identity import (
     new_challenge,
     verify_proof,
 )
+from holepunch_rendezvous.punch_sessions import PunchSessionTable
+from holepunch_rendezvous.registry import Registry, UdpEndpoint, WorkerRecord
+from holepunch_rendezvous.store import MemoryStore, decode_record, encode_record
 from holepunch_worker.config import load_config
 from holepunch_worker.identity import WorkerKey
+from holepunch_worker.punch import PunchSessions, PunchTimings
 
 NONCE = bytes(range(NONCE_BYTES))
 
@@ -255,3 +266,100 @@ def test_the_worker_config_loads_its_key(tmp_path: Path) -> None:
     assert load_config(env).key.public_key != load_config(env).key.public_key
     with pytest.raises(ConfigError):
         load_config({**env, "WORKER_KEY_FILE": str(tmp_path / "absent")})
+
+
+# --- the rendezvous's use of keys ----------------------------------------------------------
+
+
+def registry_of(**keys: str | None) -> Registry:
+    registry = Registry()
+    for number, (worker_id, key) in enumerate(keys.items(), start=1):
+        record = WorkerRecord(worker_id, number, "127.0.0.1", 50000 + number, 0.0)
+        record.public_key = key
+        record.udp_endpoint = UdpEndpoint("203.0.113.1", 4000 + number)
+        registry.add(record)
+    return registry
+
+
+def test_introductions_name_each_sides_key() -> None:
+    key = WorkerKey.generate().public_key
+    registry = registry_of(keyed=key, old=None)
+    frame = '{"type":"connect_request","peer_id":"old"}'
+    outcome = handle_text_frame(registry, PunchSessionTable(), "keyed", 1, frame, now=1.0)
+    told = {delivery.worker_id: delivery.message for delivery in outcome.deliveries}
+    to_keyed, to_old = told["keyed"], told["old"]
+    assert isinstance(to_keyed, PeerIntroduction) and isinstance(to_old, PeerIntroduction)
+    assert (to_keyed.peer_public_key, to_old.peer_public_key) == (None, key)
+
+
+def test_a_proof_after_registration_is_refused_and_changes_nothing() -> None:
+    key = WorkerKey.generate()
+    registry = registry_of(keyed=key.public_key)
+    proof = encode_message(proof_for(key, NONCE, "keyed"))
+    outcome = handle_text_frame(registry, PunchSessionTable(), "keyed", 1, proof, now=1.0)
+    assert isinstance(outcome.reply, ErrorMessage)
+    assert outcome.reply.code == ErrorCode.KEY_PROOF_INVALID
+    assert outcome.changed_record is None and not outcome.deliveries
+    record = registry.get("keyed")
+    assert record is not None and record.public_key == key.public_key
+
+
+def test_records_carry_their_key_through_the_shared_store() -> None:
+    record = WorkerRecord("w1", 7, "127.0.0.1", 1, 0.0)
+    record.public_key = WorkerKey.generate().public_key
+    decoded = decode_record("w1", encode_record(record))
+    assert decoded is not None and decoded.public_key == record.public_key
+    keyless = decode_record("w2", encode_record(WorkerRecord("w2", 8, None, None, 0.0)))
+    assert keyless is not None and keyless.public_key is None
+
+
+async def test_the_memory_store_binds_releases_and_lets_bindings_lapse() -> None:
+    now = [0.0]
+    store = MemoryStore(Registry(), WorkerOwnership(), lambda: now[0], KeyBindings(ttl=60))
+    assert await store.admit_key("w1", "key-a")
+    assert not await store.admit_key("w1", "key-b")
+    assert not await store.admit_key("w1", None)
+    await store.key_left("w1", "key-a")
+    now[0] = 61.0
+    assert await store.admit_key("w1", "key-b")
+    assert await store.release_key("w1") == "key-b"
+    assert await store.release_key("w1") is None
+    # The rendezvous's store keeps bindings as long as its configuration says.
+    configured = Rendezvous(RendezvousConfig(key_binding_ttl_sec=5.0))
+    assert configured.store.bindings.ttl == 5.0
+
+
+def test_keyless_workers_follow_auth_mode_unless_set() -> None:
+    base = {"AUTH_MODE": "none"}
+    token = {"AUTH_MODE": "token", "RENDEZVOUS_TOKEN": "t" * 16}
+    assert RendezvousConfig.from_env(base).keyless_allowed
+    assert not RendezvousConfig.from_env(token).keyless_allowed
+    assert not RendezvousConfig.from_env({"AUTH_MODE": "iam"}).keyless_allowed
+    assert RendezvousConfig.from_env({**token, "ALLOW_KEYLESS_WORKERS": "1"}).keyless_allowed
+    assert not RendezvousConfig.from_env({**base, "ALLOW_KEYLESS_WORKERS": "0"}).keyless_allowed
+    assert RendezvousConfig(auth_mode=AuthMode.TOKEN, allow_keyless_workers=True).keyless_allowed
+    assert (
+        RendezvousConfig.from_env({**base, "KEY_BINDING_TTL_SEC": "30"}).key_binding_ttl_sec == 30
+    )
+    with pytest.raises(ConfigError) as error:
+        RendezvousConfig.from_env({**base, "ALLOW_KEYLESS_WORKERS": "maybe"})
+    assert error.value.variable == "ALLOW_KEYLESS_WORKERS"
+
+
+def test_the_worker_keeps_the_peer_key_on_its_punch_session() -> None:
+    key = WorkerKey.generate().public_key
+    intro = PeerIntroduction(
+        session_id="ab" * 16,
+        peer_id="w2",
+        peer_udp_ip="203.0.113.9",
+        peer_udp_port=4000,
+        peer_mapping=MappingBehaviour.ENDPOINT_INDEPENDENT,
+        secret="cd" * 32,
+        role=PeerRole.INITIATOR,
+        peer_public_key=key,
+    )
+    sessions = PunchSessions(PunchTimings())
+    sessions.introduce(intro, now=0.0)
+    session = sessions.for_peer("w2")
+    assert session is not None and session.peer_public_key == key
+    assert session.status(0.0)["peer_public_key"] == key
