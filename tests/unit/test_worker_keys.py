@@ -197,6 +197,15 @@ def test_a_binding_lasts_while_connected_then_ttl_after_the_key_left() -> None:
     assert bindings.admit("w1", "key-b", now=20_100)  # lapsed: a new key claims it
 
 
+def test_lapsed_bindings_do_not_pile_up() -> None:
+    bindings = KeyBindings(ttl=1)
+    for number in range(5000):
+        bindings.admit(f"w{number}", "key", now=number)
+        bindings.left(f"w{number}", "key", now=number)
+    assert len(bindings) <= 1024
+    assert bindings.bound_key("w4999", now=4999.5) == "key"
+
+
 def test_an_operator_release_frees_the_id_at_once() -> None:
     bindings = KeyBindings(ttl=60)
     bindings.admit("w1", "key-a", now=0)

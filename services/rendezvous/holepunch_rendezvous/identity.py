@@ -54,6 +54,7 @@ PROOF_TIMEOUT_SEC = 10.0
 # Longer than the worker's longest reconnect delay (36 s) and a rendezvous restart, short
 # enough that a worker restarted with a fresh key (the default) is served again soon.
 DEFAULT_KEY_BINDING_TTL_SEC = 600.0
+SWEEP_MINIMUM = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +154,9 @@ class KeyBindings:
     def __init__(self, ttl: float = DEFAULT_KEY_BINDING_TTL_SEC) -> None:
         self.ttl = ttl
         self._bindings: dict[str, _Binding] = {}
+        # A lapsed binding is dropped when its id is next used, and all of them when the
+        # table has doubled since the last sweep: ids never used again do not pile up.
+        self._sweep_at = SWEEP_MINIMUM
 
     def __len__(self) -> int:
         return len(self._bindings)
@@ -175,7 +179,17 @@ class KeyBindings:
         if bound is not None and bound != public_key:
             return False
         self._bindings[worker_id] = _Binding(public_key, None)
+        if len(self._bindings) >= self._sweep_at:
+            self._sweep(now)
         return True
+
+    def _sweep(self, now: float) -> None:
+        self._bindings = {
+            worker_id: binding
+            for worker_id, binding in self._bindings.items()
+            if binding.expires_at is None or now < binding.expires_at
+        }
+        self._sweep_at = max(SWEEP_MINIMUM, 2 * len(self._bindings))
 
     def left(self, worker_id: str, public_key: str, now: float) -> None:
         """The key's current connection ended: the binding lasts `ttl` more seconds."""
