@@ -43,6 +43,7 @@ __all__ = [
     "KeyBindings",
     "VerifiedKey",
     "announced_key",
+    "invalid_proof",
     "keyless_refusal",
     "mismatch_refusal",
     "new_challenge",
