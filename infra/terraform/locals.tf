@@ -21,6 +21,17 @@ locals {
   ))
 }
 
+# Cloud NAT's addresses (nat.tf): reserved ones only when asked for.
+locals {
+  nat_ip_allocate_option = var.nat_static_ip_count > 0 ? "MANUAL_ONLY" : "AUTO_ONLY"
+}
+
+# The shared worker registry (worker_registry_redis.tf): Memorystore and its secret, or none.
+locals {
+  registry_enabled = var.shared_registry.enabled
+  registry_count   = local.registry_enabled ? 1 : 0
+}
+
 # Image paths in Artifact Registry (artifact_registry.tf).
 locals {
   image_repository = "${var.region}-docker.pkg.dev/${var.project_id}/${var.artifact_repository_id}"
@@ -44,6 +55,10 @@ locals {
     RELAY_DATAGRAMS_PER_SEC     = tostring(var.rendezvous_limits.relay_datagrams_per_sec)
     RELAY_BYTES_PER_SEC         = tostring(var.rendezvous_limits.relay_bytes_per_sec)
   }
+  # Who may be introduced to whom, and the tags workers declare (policy.py): set only when
+  # given, so an empty policy leaves the rendezvous's default (no introduction).
+  policy_env      = length(var.introduction_policy) > 0 ? { INTRODUCTION_POLICY = join(",", [for rule in var.introduction_policy : trimspace(rule)]) } : {}
+  worker_tags_env = length(var.worker_tags) > 0 ? { WORKER_TAGS = join(",", var.worker_tags) } : {}
   # Shared registry only. REGISTRY_URL itself holds Redis's auth string, so it comes from
   # Secret Manager (local.registry_secret_env, worker_registry_redis.tf).
   registry_env = var.shared_registry.enabled ? { REGISTRY_TTL_SEC = tostring(var.shared_registry.ttl_sec) } : {}
@@ -67,12 +82,12 @@ locals {
 
   # AUTH_MODE=iam: the worker fetches an ID token whose audience is RENDEZVOUS_SERVICE_URL,
   # which the module call adds (it is the rendezvous's URL, known after it is created).
-  worker_env = {
+  worker_env = merge({
     LOG_LEVEL        = var.log_level
     STUN_SERVERS     = join(",", var.stun_servers)
     STUN_REFRESH_SEC = tostring(var.stun_refresh_sec)
     AUTH_MODE        = var.auth_mode
-  }
+  }, local.worker_tags_env)
 
   # Each service's revision and container, from variables only (the module calls add what
   # comes from other resources).
@@ -93,7 +108,7 @@ locals {
       cpu_idle          = true
       startup_cpu_boost = true
     }
-    env            = merge(local.rendezvous_env, local.registry_env)
+    env            = merge(local.rendezvous_env, local.registry_env, local.policy_env)
     startup_probe  = local.rendezvous_probes.startup
     liveness_probe = local.rendezvous_probes.liveness
   }

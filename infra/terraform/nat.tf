@@ -21,7 +21,7 @@ resource "google_compute_router_nat" "nat" {
   router = google_compute_router.nat.name
   region = var.region
 
-  nat_ip_allocate_option = var.nat_static_ip_count > 0 ? "MANUAL_ONLY" : "AUTO_ONLY"
+  nat_ip_allocate_option = local.nat_ip_allocate_option
   nat_ips                = var.nat_static_ip_count > 0 ? google_compute_address.nat[*].self_link : null
 
   source_subnetwork_ip_ranges_to_nat = "LIST_OF_SUBNETWORKS"

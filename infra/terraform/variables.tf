@@ -93,6 +93,21 @@ variable "deletion_protection" {
   nullable    = false
 }
 
+variable "introduction_policy" {
+  description = "INTRODUCTION_POLICY of the rendezvous: which workers may be introduced to which, one rule a line over the tags workers declare (worker_tags). \"team-a\": team-a reaches team-a; \"team-a->gpu\": team-a may ask for gpu workers; \"team-a<->team-b\": both ways; \"*\" on a side: any worker, untagged ones included (\"*\" alone: everyone reaches everyone). Empty (the default): every introduction a worker asks for is refused (not_allowed); only the operator's /admin/introduce works. Workers may declare only the tags the rules name (any, when they name none)."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    condition = alltrue([
+      for rule in var.introduction_policy :
+      can(regex("^ *(\\*|[a-z0-9][a-z0-9_.-]{0,31}) *((<->|->) *(\\*|[a-z0-9][a-z0-9_.-]{0,31}) *)?$", rule))
+    ]) && length(var.introduction_policy) <= 256
+    error_message = "introduction_policy rules must each be \"tag\", \"tag->tag\" or \"tag<->tag\" (a tag: 1-32 of a-z 0-9 _ . -, starting with a letter or digit; or *), at most 256 rules."
+  }
+}
+
 variable "labels" {
   description = "Labels added to every resource that supports them (provider default_labels)."
   type        = map(string)
@@ -494,5 +509,28 @@ variable "worker_service_name" {
   validation {
     condition     = can(regex("^[a-z]([-a-z0-9]{0,47}[a-z0-9])?$", var.worker_service_name))
     error_message = "worker_service_name must be 1-49 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "worker_tags" {
+  description = "WORKER_TAGS of the worker: the tags it declares at registration, which introduction_policy's rules name. Empty (the default): untagged."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    condition = length(var.worker_tags) <= 16 && alltrue([
+      for tag in var.worker_tags : can(regex("^[a-z0-9][a-z0-9_.-]{0,31}$", tag))
+    ])
+    error_message = "worker_tags must be at most 16 tags of 1-32 of a-z 0-9 _ . - (starting with a letter or digit)."
+  }
+
+  validation {
+    condition = alltrue([
+      for tag in var.worker_tags : contains(flatten([
+        for rule in var.introduction_policy : [for side in split("->", replace(rule, "<->", "->")) : trimspace(side)]
+      ]), tag)
+    ]) || alltrue([for rule in var.introduction_policy : length(regexall("[a-z0-9]", rule)) == 0])
+    error_message = "worker_tags must all be named in introduction_policy, or the rendezvous refuses the worker (tag_not_allowed)."
   }
 }

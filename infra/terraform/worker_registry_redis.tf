@@ -18,8 +18,6 @@
 #   configuration (which run.viewer and the build account can read).
 # - No transit encryption (TLS): see the checkov skip below.
 locals {
-  registry_enabled = var.shared_registry.enabled
-
   # REGISTRY_URL from Secret Manager, pinned to the version Terraform wrote: a new
   # instance (new host or auth string) makes a new version, which rolls the rendezvous.
   registry_secret_env = local.registry_enabled ? {
@@ -32,7 +30,7 @@ locals {
 
 resource "google_redis_instance" "registry" {
   # checkov:skip=CKV_GCP_97: no in-transit TLS: traffic stays on the private peering between our VPC and Memorystore, AUTH gates access, and TLS would need the instance's CA mounted in the container and rotated, which the rendezvous does not support yet (docs/infra.md, Shared registry).
-  count = local.registry_enabled ? 1 : 0
+  count = local.registry_count
 
   name           = "${var.name_prefix}-registry"
   display_name   = "holepunch shared worker registry"
@@ -56,7 +54,7 @@ resource "google_redis_instance" "registry" {
 # is in the Terraform state already (google_redis_instance exports it), so keeping
 # this version's value there too exposes nothing new; protect the state bucket.
 resource "google_secret_manager_secret" "registry_url" {
-  count = local.registry_enabled ? 1 : 0
+  count = local.registry_count
 
   secret_id = "${var.name_prefix}-registry-url"
 
@@ -68,7 +66,7 @@ resource "google_secret_manager_secret" "registry_url" {
 }
 
 resource "google_secret_manager_secret_version" "registry_url" {
-  count = local.registry_enabled ? 1 : 0
+  count = local.registry_count
 
   secret      = google_secret_manager_secret.registry_url[0].id
   secret_data = "redis://:${urlencode(google_redis_instance.registry[0].auth_string)}@${google_redis_instance.registry[0].host}:${google_redis_instance.registry[0].port}/0"
@@ -76,7 +74,7 @@ resource "google_secret_manager_secret_version" "registry_url" {
 
 # Only the rendezvous reads it (the worker never talks to Redis).
 resource "google_secret_manager_secret_iam_member" "registry_url_accessor" {
-  count = local.registry_enabled ? 1 : 0
+  count = local.registry_count
 
   project   = var.project_id
   secret_id = google_secret_manager_secret.registry_url[0].secret_id

@@ -22,6 +22,8 @@ from holepunch_protocol.datagrams import (
 )
 from holepunch_protocol.errors import ErrorCode, ProtocolError
 from holepunch_protocol.messages import (
+    LIST_PEERS_DEFAULT_LIMIT,
+    LIST_PEERS_MAX_LIMIT,
     PUNCH_RESULT_MAX_ATTEMPTS,
     PUNCH_RESULT_MAX_MS,
     SECRET_HEX,
@@ -35,11 +37,14 @@ from holepunch_protocol.messages import (
     EchoResponse,
     ErrorMessage,
     GetMyDetails,
+    ListPeers,
     MappingBehaviour,
     MyDetailsResponse,
     PathKind,
+    PeerEntry,
     PeerIntroduction,
     PeerRole,
+    Peers,
     PunchResult,
     PunchStatus,
     RegisterPublicIp,
@@ -67,6 +72,7 @@ from holepunch_protocol.peer_datagrams import (
     peek_session_id,
     seal_peer_datagram,
 )
+from holepunch_protocol.tags import MAX_TAGS, TAGS_QUERY_PARAMETER, format_tags, parse_tags
 from holepunch_protocol.timestamps import iso_timestamp
 from holepunch_protocol.validation import (
     WORKER_ID_PATTERN,
@@ -87,9 +93,12 @@ from holepunch_protocol.worker_keys import (
 )
 
 __all__ = [
+    "LIST_PEERS_DEFAULT_LIMIT",
+    "LIST_PEERS_MAX_LIMIT",
     "MAX_APPLICATION_DATA_BYTES",
     "MAX_FRAME_BYTES",
     "MAX_PEER_PAYLOAD_BYTES",
+    "MAX_TAGS",
     "MAX_TOKEN_BYTES",
     "NONCE_BYTES",
     "PING_MAGIC",
@@ -105,6 +114,7 @@ __all__ = [
     "SESSION_ID_BYTES",
     "SESSION_ID_HEX",
     "SIGNATURE_BYTES",
+    "TAGS_QUERY_PARAMETER",
     "WORKER_ID_PATTERN",
     "AckStatus",
     "AuthChallenge",
@@ -119,14 +129,17 @@ __all__ = [
     "ErrorCode",
     "ErrorMessage",
     "GetMyDetails",
+    "ListPeers",
     "MappingBehaviour",
     "MyDetailsResponse",
     "PathKind",
     "PeerData",
     "PeerDatagram",
+    "PeerEntry",
     "PeerIntroduction",
     "PeerKind",
     "PeerRole",
+    "Peers",
     "ProtocolError",
     "PunchResult",
     "PunchStatus",
@@ -146,10 +159,12 @@ __all__ = [
     "encode_message",
     "encode_ping",
     "encode_probe_timestamp",
+    "format_tags",
     "iso_timestamp",
     "key_fingerprint",
     "open_peer_datagram",
     "parse_ip_literal",
+    "parse_tags",
     "peek_session_id",
     "pong_for",
     "pong_token",

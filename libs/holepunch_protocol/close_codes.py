@@ -16,3 +16,4 @@ class CloseCode(enum.IntEnum):
     FORBIDDEN = 4403  # this worker_id belongs to another identity
     REPLACED = 4409  # a newer connection took this worker_id
     TOO_MANY_CONNECTIONS = 4429  # per client address
+    TAG_NOT_ALLOWED = 4422  # the worker declared a tag the operator does not allow

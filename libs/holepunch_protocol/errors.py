@@ -34,6 +34,8 @@ class ErrorCode(enum.StrEnum):
     UNAUTHENTICATED = "unauthenticated"
     WORKER_ID_TAKEN = "worker_id_taken"
     TOO_MANY_CONNECTIONS = "too_many_connections"
+    NOT_ALLOWED = "not_allowed"  # the introduction policy does not let the sender reach the peer
+    TAG_NOT_ALLOWED = "tag_not_allowed"  # a declared tag the operator does not allow
     KEY_PROOF_INVALID = "key_proof_invalid"  # no, or a wrong, answer to auth_challenge
     WORKER_KEY_MISMATCH = "worker_key_mismatch"  # the worker_id is bound to another key
     KEYLESS_NOT_ALLOWED = "keyless_not_allowed"  # ALLOW_KEYLESS_WORKERS is off

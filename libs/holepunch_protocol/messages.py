@@ -36,6 +36,8 @@ from holepunch_protocol.worker_keys import (
 )
 
 __all__ = [
+    "LIST_PEERS_DEFAULT_LIMIT",
+    "LIST_PEERS_MAX_LIMIT",
     "PUNCH_RESULT_MAX_ATTEMPTS",
     "PUNCH_RESULT_MAX_MS",
     "SECRET_HEX",
@@ -49,11 +51,14 @@ __all__ = [
     "EchoResponse",
     "ErrorMessage",
     "GetMyDetails",
+    "ListPeers",
     "MappingBehaviour",
     "MyDetailsResponse",
     "PathKind",
+    "PeerEntry",
     "PeerIntroduction",
     "PeerRole",
+    "Peers",
     "PunchResult",
     "PunchStatus",
     "RegisterPublicIp",
@@ -394,6 +399,51 @@ class RelayDatagram:
         }
 
 
+# A list_peers page holds at most this many workers (as /debug/list_workers's limit).
+LIST_PEERS_MAX_LIMIT = 1000
+LIST_PEERS_DEFAULT_LIMIT = 100
+REQUEST_ID_MAX = 2**31 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class ListPeers:
+    """Which workers may this worker be introduced to? One page, after `cursor`;
+    `request_id`, if given, comes back in the `peers` answer."""
+
+    TYPE: ClassVar[str] = "list_peers"
+    limit: int = LIST_PEERS_DEFAULT_LIMIT
+    cursor: str | None = None
+    request_id: int | None = None
+
+    @classmethod
+    def from_fields(cls, fields: Fields) -> ListPeers:
+        t = cls.TYPE
+        limit = fields.get("limit")
+        if limit is None:
+            limit = LIST_PEERS_DEFAULT_LIMIT
+        elif (
+            not isinstance(limit, int)
+            or isinstance(limit, bool)
+            or not 1 <= limit <= LIST_PEERS_MAX_LIMIT
+        ):
+            raise ProtocolError(
+                ErrorCode.INVALID_FIELD, f"limit must be an integer in 1..{LIST_PEERS_MAX_LIMIT}", t
+            )
+        cursor = None if fields.get("cursor") is None else _worker_id(fields, "cursor", t)
+        request_id = fields.get("request_id")
+        if request_id is not None:
+            request_id = _count(fields, "request_id", t, maximum=REQUEST_ID_MAX)
+        return cls(limit=limit, cursor=cursor, request_id=request_id)
+
+    def to_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {"type": self.TYPE, "limit": self.limit}
+        if self.cursor is not None:
+            fields["cursor"] = self.cursor
+        if self.request_id is not None:
+            fields["request_id"] = self.request_id
+        return fields
+
+
 @dataclass(frozen=True, slots=True)
 class AuthProof:
     """The worker's answer to `auth_challenge`: its public key and its Ed25519 signature
@@ -423,6 +473,7 @@ ClientMessage = (
     | ConnectRequest
     | PunchResult
     | RelayDatagram
+    | ListPeers
     | AuthProof
 )
 
@@ -597,6 +648,75 @@ class PeerIntroduction:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerEntry:
+    """A worker a `peers` page lists: its id, tags and NAT mapping (None: not known yet)."""
+
+    worker_id: str
+    tags: tuple[str, ...]
+    mapping: MappingBehaviour | None
+
+    @classmethod
+    def from_fields(cls, fields: Any) -> PeerEntry:
+        t = Peers.TYPE
+        if not isinstance(fields, dict):
+            raise ProtocolError(ErrorCode.INVALID_FIELD, "each peer must be an object", t)
+        tags = fields.get("tags", [])
+        if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
+            raise ProtocolError(ErrorCode.INVALID_FIELD, "tags must be a list of strings", t)
+        mapping = fields.get("mapping")
+        return cls(
+            worker_id=_worker_id(fields, "worker_id", t),
+            tags=tuple(tags),
+            mapping=None if mapping is None else _enum(fields, "mapping", t, MappingBehaviour),
+        )
+
+    def to_fields(self) -> dict[str, Any]:
+        return {
+            "worker_id": self.worker_id,
+            "tags": list(self.tags),
+            "mapping": None if self.mapping is None else self.mapping.value,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Peers:
+    """The answer to list_peers: the workers of one page that the policy lets the asker
+    reach. A page may hold fewer than `limit` (even none) while `next_cursor` is set:
+    keep asking from `next_cursor` until it is null."""
+
+    TYPE: ClassVar[str] = "peers"
+    peers: tuple[PeerEntry, ...]
+    next_cursor: str | None
+    request_id: int | None = None
+
+    @classmethod
+    def from_fields(cls, fields: Fields) -> Peers:
+        t = cls.TYPE
+        raw = _required(fields, "peers", t)
+        if not isinstance(raw, list):
+            raise ProtocolError(ErrorCode.INVALID_FIELD, "peers must be a list", t)
+        cursor = None if fields.get("next_cursor") is None else _worker_id(fields, "next_cursor", t)
+        request_id = fields.get("request_id")
+        if request_id is not None:
+            request_id = _count(fields, "request_id", t, maximum=REQUEST_ID_MAX)
+        return cls(
+            peers=tuple(PeerEntry.from_fields(entry) for entry in raw),
+            next_cursor=cursor,
+            request_id=request_id,
+        )
+
+    def to_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "type": self.TYPE,
+            "peers": [peer.to_fields() for peer in self.peers],
+            "next_cursor": self.next_cursor,
+        }
+        if self.request_id is not None:
+            fields["request_id"] = self.request_id
+        return fields
+
+
+@dataclass(frozen=True, slots=True)
 class AuthChallenge:
     """Sent right after the upgrade to a worker that named a public key: sign this nonce
     (unpadded base64url of `NONCE_BYTES` fresh random bytes) to register."""
@@ -619,5 +739,6 @@ ServerMessage = (
     | ErrorMessage
     | PeerIntroduction
     | RelayDatagram
+    | Peers
     | AuthChallenge
 )

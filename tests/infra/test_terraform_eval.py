@@ -95,6 +95,11 @@ def test_defaults_with_a_project_id_are_valid(variables_module: Path) -> None:
         # A refresh slower than the NAT's UDP timeout loses the mapping between refreshes.
         ("stun_refresh_sec", 30, "stun_refresh_sec must be below nat_udp_idle_timeout_sec"),
         ("nat_udp_idle_timeout_sec", 20, "stun_refresh_sec must be below nat_udp_idle_timeout_sec"),
+        ("introduction_policy", ["Team-A"], "introduction_policy rules must each be"),
+        ("introduction_policy", ["a=>b"], "introduction_policy rules must each be"),
+        ("introduction_policy", ["a->b->c"], "introduction_policy rules must each be"),
+        ("worker_tags", ["GPU"], "worker_tags must be at most 16 tags"),
+        ("worker_tags", [f"t{i}" for i in range(17)], "worker_tags must be at most 16 tags"),
     ],
 )
 def test_bad_values_fail_at_plan(
@@ -118,6 +123,7 @@ def test_bad_values_fail_at_plan(
         ("admin_token_secret", {"secret": "holepunch-admin", "version": "3"}),
         ("rendezvous_limits", {"max_connections_per_address": 50000}),
         ("shared_registry", {"enabled": True}),
+        ("introduction_policy", ["team-a", "team-a->gpu", "ops <-> *", "*"]),
         (
             "shared_registry",
             {
@@ -209,10 +215,14 @@ LOCALS = (
     "rendezvous_secret_env",
     "worker_secret_env",
     "worker_env",
+    "policy_env",
+    "worker_tags_env",
     "rendezvous_revision",
     "rendezvous_container",
     "worker_revision",
     "worker_container",
+    "nat_ip_allocate_option",
+    "registry_count",
 )
 
 
@@ -256,6 +266,22 @@ def test_shared_registry_enables_memorystore_and_its_settings(env_module: Path) 
     # The registry URL is Terraform's own secret: no user secret appears in the env maps.
     assert out["rendezvous_secret_env"] == {}
     assert out["rendezvous_revision"]["max_instance_count"] == 4
+
+
+@pytest.mark.parametrize(
+    ("values", "allocation", "registry_count"),
+    [
+        ({}, "AUTO_ONLY", 0),
+        ({"nat_static_ip_count": 2}, "MANUAL_ONLY", 0),
+        ({"rendezvous_max_instances": 2, "shared_registry": {"enabled": True}}, "AUTO_ONLY", 1),
+    ],
+)
+def test_nat_addresses_and_the_registry_follow_the_variables(
+    env_module: Path, values: dict[str, Any], allocation: str, registry_count: int
+) -> None:
+    out = tfeval.outputs(env_module, {**GOOD, **values})
+    assert out["nat_ip_allocate_option"] == allocation
+    assert out["registry_count"] == registry_count
 
 
 @pytest.mark.parametrize("shared_registry", [{}, {"enabled": True}])
@@ -364,6 +390,36 @@ def test_service_settings_follow_the_variables(env_module: Path) -> None:
     assert out["worker_env"]["STUN_REFRESH_SEC"] == "10"
     assert out["worker_env"]["LOG_LEVEL"] == out["rendezvous_env"]["LOG_LEVEL"] == "DEBUG"
     assert out["images"]["worker"] == "europe-west4-docker.pkg.dev/demo-project-1/images/worker"
+
+
+def test_worker_tags_must_be_named_by_the_policy(variables_module: Path) -> None:
+    # No rule names gpu: the rendezvous would refuse every worker at registration.
+    values = {**GOOD, "introduction_policy": ["team-a"], "worker_tags": ["team-a", "gpu"]}
+    rc, out = tfeval.plan(variables_module, values)
+    assert rc != 0 and "worker_tags must all be named in introduction_policy" in " ".join(
+        out.split()
+    ), out
+    # Named by a rule, or a policy that names no tag (the rendezvous then takes any).
+    for policy in (["team-a", "ops->gpu"], ["*"], []):
+        values = {**GOOD, "introduction_policy": policy, "worker_tags": ["team-a", "gpu"]}
+        rc, out = tfeval.plan(variables_module, values)
+        assert rc == 0, (policy, out)
+
+
+def test_policy_and_tags_reach_the_services_only_when_set(env_module: Path) -> None:
+    default = tfeval.outputs(env_module, GOOD)
+    assert default["policy_env"] == {} and default["worker_tags_env"] == {}
+    assert "INTRODUCTION_POLICY" not in default["rendezvous_container"]["env"]
+    values = {
+        **GOOD,
+        "introduction_policy": ["team-a", " team-a -> gpu "],
+        "worker_tags": ["team-a", "gpu"],
+    }
+    out = tfeval.outputs(env_module, values)
+    assert out["policy_env"] == {"INTRODUCTION_POLICY": "team-a,team-a -> gpu"}
+    assert out["rendezvous_container"]["env"]["INTRODUCTION_POLICY"] == "team-a,team-a -> gpu"
+    assert out["worker_tags_env"] == {"WORKER_TAGS": "team-a,gpu"}
+    assert out["worker_env"]["WORKER_TAGS"] == "team-a,gpu"
 
 
 def test_token_mode_reads_the_tokens_from_secret_manager(env_module: Path) -> None:

@@ -162,6 +162,7 @@ async def exercise_every_event(cast: Cast, key_dir: Path) -> None:
                     "AUTH_MODE": "token",
                     "RENDEZVOUS_TOKEN": TOKEN,
                     "MAX_MESSAGES_PER_SEC": "20",
+                    "INTRODUCTION_POLICY": "*",
                 },
             ),
         )

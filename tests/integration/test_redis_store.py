@@ -14,7 +14,9 @@ from holepunch_rendezvous.config import ConfigError, RendezvousConfig
 from holepunch_rendezvous.punch_sessions import PunchSessionTable
 from holepunch_rendezvous.registry import Registry, UdpEndpoint, WorkerRecord
 from holepunch_rendezvous.store import (
+    DEFAULT_KEY_PREFIX,
     MemoryStore,
+    RedisKeys,
     RedisStore,
     StoreEvents,
     build_store,
@@ -26,6 +28,8 @@ from tests.support.redis_server import RedisServer, redis_server
 from tests.support.rendezvous import eventually
 
 __all__ = ["redis_server"]  # the fixture, imported to be used here
+
+KEYS = RedisKeys(DEFAULT_KEY_PREFIX)  # the store's names by default; the prefix test spells its own
 
 
 class Recorder:
@@ -87,6 +91,7 @@ def test_records_survive_the_round_trip_through_json() -> None:
         udp_endpoint=UdpEndpoint("203.0.113.1", 9, MappingBehaviour.ENDPOINT_DEPENDENT, 5000),
         udp_updated_at=3.5,
         udp_update_count=4,
+        tags=("gpu", "team-a"),
     )
     assert decode_record("w", encode_record(full)) == full
     assert decode_record("w", None) is None and decode_record("w", "{not json") is None
@@ -129,18 +134,18 @@ async def test_a_registration_is_two_round_trips_and_a_page_one(
         assert [r.worker_id for r in page.records] == ["w1"] and page.next_cursor is None
         endpoint = page.records[0].udp_endpoint
         assert endpoint is not None and endpoint.port == 41000
-        assert await raw.ttl("holepunch:w:w1") in (2, 3)  # the TTL, in seconds
+        assert await raw.ttl(KEYS.worker("w1")) in (2, 3)  # the TTL, in seconds
 
         # An entry that expired while this instance was cut off still leaves the index.
         await register(store, "w2", 2, 41001)
-        await raw.delete("holepunch:w:w2")
+        await raw.delete(KEYS.worker("w2"))
         store.registry.disconnect("w2", 2)
         await store.remove("w2")
-        assert await raw.zscore("holepunch:ids", "w2") is None
+        assert await raw.zscore(KEYS.ids, "w2") is None
     finally:
         await store.stop()
     # A clean stop forgets the instance.
-    assert not await raw.zscore("holepunch:instances", "inst-a")
+    assert not await raw.zscore(KEYS.instances, "inst-a")
 
 
 async def test_recovery_republishes_in_batches_and_replays_removals(
@@ -164,9 +169,9 @@ async def test_recovery_republishes_in_batches_and_replays_removals(
         before = store.round_trips["republish"]
         await eventually(lambda: store.ready, timeout=10, what="recovered")
         assert store.round_trips["republish"] - before == 3  # 1,199 workers, 500 a batch
-        assert not await raw.exists("holepunch:w:w0001")  # no stale entry left behind
-        assert await raw.zscore("holepunch:ids", "w0001") is None
-        assert await raw.exists("holepunch:w:w0002")
+        assert not await raw.exists(KEYS.worker("w0001"))  # no stale entry left behind
+        assert await raw.zscore(KEYS.ids, "w0001") is None
+        assert await raw.exists(KEYS.worker("w0002"))
         page = await store.page(limit=None, cursor=None)
         assert page.count == 1199
     finally:
@@ -192,13 +197,13 @@ async def test_republishing_yields_to_a_newer_connection_elsewhere(
         a._failed(ConnectionError("cut off for the test"))
         newer = WorkerRecord("moved", 9, "127.0.0.1", 50001, 5.0)
         await raw.hset(
-            "holepunch:w:moved", mapping={"inst": "inst-x", "conn": 9, "rec": encode_record(newer)}
+            KEYS.worker("moved"), mapping={"inst": "inst-x", "conn": 9, "rec": encode_record(newer)}
         )
         await eventually(lambda: a.ready, timeout=10, what="a recovered")
         # That entry is newer: a closes its own connection instead of taking the id back.
         assert events.closed == [("moved", 1)] and events.refused == []
-        assert await raw.hget("holepunch:w:moved", "inst") == "inst-x"
-        assert await raw.hget("holepunch:w:stayed", "inst") == "inst-a"
+        assert await raw.hget(KEYS.worker("moved"), "inst") == "inst-x"
+        assert await raw.hget(KEYS.worker("stayed"), "inst") == "inst-a"
     finally:
         await a.stop()
 

@@ -33,6 +33,7 @@ def token_config(**overrides: Any) -> RendezvousConfig:
         rendezvous_token=TOKEN,
         admin_token=ADMIN,
         debug_endpoints=True,
+        introduction_policy="*",  # anyone may ask to reach anyone: keys are the subject here
         **overrides,
     )
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from holepunch_devtools.processes import catalogued_event
 from holepunch_devtools.stun_server import StunServerHandle, binding_response, start_stun_server
 from holepunch_worker.config import load_config
 from holepunch_worker.worker import Worker
@@ -52,6 +53,7 @@ class EventLog(logging.Handler):
         self._changed.set()  # logged from the event loop's thread: the worker is in-process
 
     def named(self, name: str, **fields: Any) -> list[Event]:
+        catalogued_event(name)
         return [
             e
             for e in self.events

@@ -16,6 +16,7 @@ import holepunch_devtools.stun_server
 import holepunch_rendezvous
 import holepunch_worker
 import pytest
+from holepunch_devtools.processes import catalogued_event
 from holepunch_logging import DevEvent, RendezvousEvent, WorkerEvent
 
 SNAKE_CASE = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
@@ -73,3 +74,10 @@ def test_every_catalogued_event_is_logged_by_its_service(catalogue: type[enum.St
         member.value for member in catalogue if f"{catalogue.__name__}.{member.name}" not in text
     ]
     assert not unused, f"{catalogue.__name__} lists events nothing logs: {unused}"
+
+
+def test_the_test_helpers_refuse_an_event_no_service_logs() -> None:
+    # A misspelt name in a test's wait would otherwise surface only as a timeout.
+    assert catalogued_event("relay_upgraded") == "relay_upgraded"
+    with pytest.raises(ValueError, match="'relay_upgradd' is not a log event"):
+        catalogued_event("relay_upgradd")

@@ -69,3 +69,8 @@ def test_after_session_resets_only_after_a_stable_connection() -> None:
 def test_after_session_a_taken_worker_id_waits_longest_however_long_it_lasted() -> None:
     assert after_session(0.1, CloseCode.REPLACED) is SessionEnd.REPLACED
     assert after_session(3600.0, 4409) is SessionEnd.REPLACED
+
+
+def test_after_session_a_refused_tag_waits_longest() -> None:
+    assert after_session(0.1, CloseCode.TAG_NOT_ALLOWED) is SessionEnd.REFUSED
+    assert after_session(0.1, 4422) is SessionEnd.REFUSED

@@ -21,6 +21,7 @@ import time
 import urllib.request
 from typing import Any
 
+from holepunch_logging import RendezvousEvent, WorkerEvent
 from holepunch_protocol.datagrams import encode_ping, pong_token
 
 from holepunch_devtools.processes import LogLine, ServiceProcess, start_service
@@ -29,17 +30,19 @@ from holepunch_devtools.stun_server import start_stun_server
 __all__ = ["main"]
 
 # Events worth showing live; the rest stay in the processes' JSON logs.
-SHOWN_EVENTS = {
-    "server_started",
-    "worker_connected",
-    "udp_endpoint_updated",
-    "udp_socket_bound",
-    "stun_result",
-    "mapping_classified",
-    "endpoint_ack",
-    "worker_disconnected",
-    "worker_shutdown",
-}
+SHOWN_EVENTS: frozenset[RendezvousEvent | WorkerEvent] = frozenset(
+    {
+        RendezvousEvent.SERVER_STARTED,
+        RendezvousEvent.WORKER_CONNECTED,
+        RendezvousEvent.UDP_ENDPOINT_UPDATED,
+        WorkerEvent.UDP_SOCKET_BOUND,
+        WorkerEvent.STUN_RESULT,
+        WorkerEvent.MAPPING_CLASSIFIED,
+        WorkerEvent.ENDPOINT_ACK,
+        RendezvousEvent.WORKER_DISCONNECTED,
+        WorkerEvent.WORKER_SHUTDOWN,
+    }
+)
 
 
 def _free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
@@ -147,7 +150,7 @@ async def run_demo(workers: int, keep_running: bool, timeout: float, verbose: bo
             on_line=_printer("rendezvous", verbose),
         )
         processes.append(("rendezvous", rendezvous))
-        await rendezvous.wait_for_event("server_started", timeout=20)
+        await rendezvous.wait_for_event(RendezvousEvent.SERVER_STARTED, timeout=20)
 
         worker_ids = [f"demo-worker-{n}" for n in range(1, workers + 1)]
         for worker_id in worker_ids:

@@ -13,9 +13,23 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ServiceProcess", "start_service"]
+from holepunch_logging import DevEvent, RendezvousEvent, WorkerEvent
+
+__all__ = ["ServiceProcess", "catalogued_event", "start_service"]
 
 LogLine = dict[str, Any]
+
+
+_CATALOGUED = frozenset(
+    member.value for catalogue in (RendezvousEvent, WorkerEvent, DevEvent) for member in catalogue
+)
+
+
+def catalogued_event(name: str) -> str:
+    """`name`, if the services can log it: a misspelt event fails at once, not as a timeout."""
+    if name not in _CATALOGUED:
+        raise ValueError(f"{name!r} is not a log event in holepunch_logging.events")
+    return name
 
 
 @dataclass
@@ -48,6 +62,7 @@ class ServiceProcess:
             self._changed.notify_all()
 
     def events(self, name: str) -> list[LogLine]:
+        catalogued_event(name)
         return [line for line in self.lines if line.get("event") == name]
 
     async def wait_for(
@@ -75,6 +90,7 @@ class ServiceProcess:
             ) from None
 
     async def wait_for_event(self, name: str, timeout: float = 10.0, **fields: Any) -> LogLine:
+        catalogued_event(name)
         return await self.wait_for(
             lambda line: (
                 line.get("event") == name

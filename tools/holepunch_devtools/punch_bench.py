@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from holepunch_logging import WorkerEvent
 from holepunch_protocol import open_peer_datagram, peek_session_id
 from holepunch_worker.punch import PunchTimings
 
@@ -575,7 +576,7 @@ async def run(arguments: argparse.Namespace) -> list[dict[str, Any]]:
             summary["replaced_sessions"] = sum(
                 1
                 for worker in workers
-                for line in worker.events("punch_session_ended")
+                for line in worker.events(WorkerEvent.PUNCH_SESSION_ENDED)
                 if line.get("reason") == "replaced"
                 and line.get("session_id") in {s.session_id for s in samples}
             )

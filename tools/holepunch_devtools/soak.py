@@ -47,6 +47,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from holepunch_rendezvous.store import DEFAULT_KEY_PREFIX, RedisKeys
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
@@ -56,7 +57,6 @@ from holepunch_devtools.redis_server import RedisServer, redis_info
 
 __all__ = ["Ledger", "SoakOptions", "SoakResult", "main", "memory_problems", "run_soak"]
 
-KEY_PREFIX = "holepunch:"
 MEMORY_JUDGED_AFTER_SEC = 120.0
 REPLACED_CLOSE_CODE = 4409
 Endpoint = tuple[str, int]
@@ -512,6 +512,11 @@ async def _instance_ids(cluster: Cluster) -> set[str]:
     }
 
 
+def _suffixes(keys: Iterable[str], namespace: str) -> set[str]:
+    """What follows `namespace` in each key of it: worker ids, instance ids."""
+    return {key[len(namespace) :] for key in keys if key.startswith(namespace)}
+
+
 def audit_redis(
     url: str, online: Iterable[str], live_instances: set[str]
 ) -> tuple[list[str], dict[str, int]]:
@@ -521,11 +526,12 @@ def audit_redis(
 
     client: Any = redis.Redis.from_url(url, decode_responses=True)
     try:
-        keys = list(client.scan_iter(match=f"{KEY_PREFIX}*", count=1000))
-        kinds = Counter(key[len(KEY_PREFIX) :].split(":", 1)[0] for key in keys)
+        names = RedisKeys(DEFAULT_KEY_PREFIX)
+        keys = list(client.scan_iter(match=f"{DEFAULT_KEY_PREFIX}*", count=1000))
+        kinds = Counter(key[len(DEFAULT_KEY_PREFIX) :].split(":", 1)[0] for key in keys)
         expected = set(online)
         problems = []
-        entries = {key[len(KEY_PREFIX) + 2 :] for key in keys if key.startswith(KEY_PREFIX + "w:")}
+        entries = _suffixes(keys, names.namespaces["worker"])
         if entries != expected:
             problems.append(
                 f"redis entries: {len(entries - expected)} extra "
@@ -533,23 +539,22 @@ def audit_redis(
                 f"{sorted(expected - entries)[:5]}"
             )
         for worker_id in sorted(entries & expected):
-            instance = client.hget(f"{KEY_PREFIX}w:{worker_id}", "inst")
+            instance = client.hget(names.worker(worker_id), "inst")
             if instance not in live_instances:
                 problems.append(f"redis entry {worker_id} belongs to dead instance {instance}")
-        indexed = set(client.zrange(f"{KEY_PREFIX}ids", 0, -1))
+        indexed = set(client.zrange(names.ids, 0, -1))
         if indexed != expected:
             problems.append(
                 f"redis index: {len(indexed - expected)} extra, {len(expected - indexed)} missing"
             )
-        instances = set(client.zrange(f"{KEY_PREFIX}instances", 0, -1))
+        instances = set(client.zrange(names.instances, 0, -1))
         if instances != live_instances:
             problems.append(f"redis instances {sorted(instances)}, live {sorted(live_instances)}")
         held: set[str] = set()
-        for key in keys:
-            if key.startswith(KEY_PREFIX + "i:"):
-                if key[len(KEY_PREFIX) + 2 :] not in live_instances:
-                    problems.append(f"redis keeps the set of dead instance {key}")
-                held |= set(client.smembers(key))
+        for instance in _suffixes(keys, names.namespaces["held"]):
+            if instance not in live_instances:
+                problems.append(f"redis keeps the set of dead instance {instance}")
+            held |= set(client.smembers(names.namespaces["held"] + instance))
         if held != expected:
             problems.append(f"redis instance sets hold {len(held)} ids, {len(expected)} online")
         return problems, dict(kinds)

@@ -29,12 +29,15 @@ from holepunch_protocol import (
     CloseCode,
     ErrorCode,
     ErrorMessage,
+    ListPeers,
     ProtocolError,
     decode_client_message,
     encode_message,
     iso_timestamp,
+    parse_tags,
     validate_worker_id,
 )
+from holepunch_protocol.tags import TAGS_QUERY_PARAMETER
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -68,6 +71,7 @@ from holepunch_rendezvous.identity import (
     new_challenge,
     verify_proof,
 )
+from holepunch_rendezvous.policy import policy_for
 from holepunch_rendezvous.punch_sessions import (
     PunchSessionRecord,
     PunchSessionTable,
@@ -126,6 +130,11 @@ class Rendezvous:
         self.sessions = PunchSessionTable(
             RelayLimits(self.config.relay_datagrams_per_sec, self.config.relay_bytes_per_sec)
         )
+        self.policy = policy_for(
+            self.config.auth_mode, self.config.introduction_policy, self.config.allowed_worker_tags
+        )
+        # Introductions refused, by error code (not_allowed: outside the policy).
+        self.introductions_refused: collections.Counter[str] = collections.Counter()
         self.connections_per_address: collections.Counter[str] = collections.Counter()
         self.connections: dict[int, WebSocket] = {}
         self.clock = clock
@@ -203,9 +212,25 @@ class Rendezvous:
             if lookups is NO_LOOKUPS
             else await self.store.prepare(lookups, self.sessions)
         )
+        candidates = None
+        if isinstance(message, ListPeers) and self.registry.is_current(worker_id, connection_id):
+            candidates = await self.store.page(message.limit, message.cursor)
         outcome = handle_message(
-            self.registry, self.sessions, worker_id, connection_id, message, self.clock(), peers
+            self.registry,
+            self.sessions,
+            worker_id,
+            connection_id,
+            message,
+            self.clock(),
+            peers,
+            self.policy,
+            candidates,
         )
+        if (
+            outcome.event is not None
+            and outcome.event.name is RendezvousEvent.INTRODUCTION_REJECTED
+        ):
+            self.introductions_refused[outcome.event.fields["code"]] += 1
         await self.publish(outcome)
         return outcome
 
@@ -270,6 +295,7 @@ class Rendezvous:
             "connected_since": connected_since,
             "udp_endpoint_updated_at": endpoint_updated_at,
             "udp_endpoint_update_count": record.udp_update_count,
+            "tags": list(record.tags),
             "public_key": record.public_key,
             "key_fingerprint": None
             if record.public_key is None
@@ -327,7 +353,14 @@ async def livez(request: Request) -> Response:
 
 async def registry_status(request: Request) -> Response:
     rendezvous = _rendezvous(request)
-    return JSONResponse({**rendezvous.store.describe(), "local_workers": len(rendezvous.registry)})
+    return JSONResponse(
+        {
+            **rendezvous.store.describe(),
+            "local_workers": len(rendezvous.registry),
+            "introduction_policy": rendezvous.policy.description,
+            "introductions_refused": dict(rendezvous.introductions_refused),
+        }
+    )
 
 
 def _operator_only(
@@ -446,6 +479,9 @@ async def _admit(rendezvous: Rendezvous, websocket: WebSocket) -> _Connection | 
             "authentication required",
         )
         return None
+    tags = await _declared_tags(rendezvous, websocket, worker_id)
+    if tags is None:
+        return None
     client = websocket.client
     observed_ip, observed_port = (client.host, client.port) if client else (None, None)
     address_key = observed_ip or "unknown"
@@ -473,7 +509,9 @@ async def _admit(rendezvous: Rendezvous, websocket: WebSocket) -> _Connection | 
         await _refuse(websocket, worker_id, refusal.error, refusal.close_code, refusal.reason)
         return None
     connection_id = rendezvous.next_connection_id()
-    record = WorkerRecord(worker_id, connection_id, observed_ip, observed_port, rendezvous.clock())
+    record = WorkerRecord(
+        worker_id, connection_id, observed_ip, observed_port, rendezvous.clock(), tags=tags
+    )
     record.public_key = public_key
     claim = await rendezvous.store.connect(record, identity)
     if not claim.accepted:
@@ -488,6 +526,40 @@ async def _admit(rendezvous: Rendezvous, websocket: WebSocket) -> _Connection | 
         )
         return None
     return _register(rendezvous, websocket, record, identity, claim, address_key)
+
+
+async def _declared_tags(
+    rendezvous: Rendezvous, websocket: WebSocket, worker_id: str
+) -> tuple[str, ...] | None:
+    """The tags in the registration's query (none: untagged, as workers of the original
+    design); None (and the socket closed with the reason) for a malformed tag or one the
+    operator does not allow: refused rather than dropped, so a misconfigured worker says
+    so at once instead of silently missing from every introduction."""
+    try:
+        tags = parse_tags(websocket.query_params.get(TAGS_QUERY_PARAMETER))
+    except ValueError as error:
+        await _refuse(
+            websocket,
+            worker_id,
+            ProtocolError(ErrorCode.INVALID_FIELD, f"tags: {error}"),
+            CLOSE_POLICY_VIOLATION,
+            "invalid tags",
+        )
+        return None
+    undeclarable = rendezvous.policy.undeclarable(tags)
+    if undeclarable:
+        await _refuse(
+            websocket,
+            worker_id,
+            ProtocolError(
+                ErrorCode.TAG_NOT_ALLOWED,
+                f"tags not allowed here: {', '.join(undeclarable)} (ALLOWED_WORKER_TAGS)",
+            ),
+            CloseCode.TAG_NOT_ALLOWED,
+            "tag not allowed",
+        )
+        return None
+    return tags
 
 
 class _ClientLeft(enum.Enum):
@@ -551,6 +623,7 @@ def _register(
         observed_port=observed_port,
         connection_id=connection_id,
         identity=identity,
+        tags=list(record.tags),
         workers=len(registry),
         key_fingerprint=None
         if record.public_key is None
@@ -702,7 +775,9 @@ async def list_sessions(request: Request) -> Response:
 
 
 async def admin_introduce(request: Request) -> Response:
-    """An operator introduces two workers: `{"initiator": id, "responder": id}`."""
+    """An operator introduces two workers: `{"initiator": id, "responder": id}`. The
+    introduction policy is not applied: it bounds what workers may ask, and the operator
+    (ADMIN_TOKEN) is the one who writes it."""
     try:
         body = await request.json()
     except ValueError:

@@ -18,6 +18,7 @@ from holepunch_env import (
 
 from holepunch_rendezvous.auth import AuthMode
 from holepunch_rendezvous.identity import DEFAULT_KEY_BINDING_TTL_SEC
+from holepunch_rendezvous.policy import PolicyError, policy_for
 from holepunch_rendezvous.punch_sessions import DEFAULT_RELAY_LIMITS
 
 __all__ = ["DEFAULT_TRUSTED_PROXIES", "ConfigError", "RendezvousConfig"]
@@ -124,6 +125,10 @@ class RendezvousConfig:
     # How long a worker's shared entry outlives the last heartbeat of its instance (the
     # store's heartbeat comes every third of this).
     registry_ttl_sec: float = 15.0
+    # Who may be introduced to whom, and which tags workers may declare (see policy.py);
+    # None: allow all under AUTH_MODE=none, no introduction otherwise.
+    introduction_policy: str | None = None
+    allowed_worker_tags: str | None = None
     # Workers of the original design (no key). None: allowed only under AUTH_MODE=none,
     # where there is no credential to add a key to; anything else must say so.
     allow_keyless_workers: bool | None = None
@@ -199,6 +204,8 @@ class RendezvousConfig:
             registry_ttl_sec=env_float(
                 env, "REGISTRY_TTL_SEC", default.registry_ttl_sec, minimum=3.0, maximum=3600.0
             ),
+            introduction_policy=_introduction_policy(env, auth_mode),
+            allowed_worker_tags=_allowed_worker_tags(env, auth_mode),
             allow_keyless_workers=None
             if env_text(env, "ALLOW_KEYLESS_WORKERS") is None
             else env_bool(env, "ALLOW_KEYLESS_WORKERS", False),
@@ -210,3 +217,23 @@ class RendezvousConfig:
                 maximum=31_536_000.0,
             ),
         )
+
+
+def _introduction_policy(env: Mapping[str, str], auth_mode: AuthMode) -> str | None:
+    raw = env_text(env, "INTRODUCTION_POLICY")
+    if raw is not None:
+        try:
+            policy_for(auth_mode, raw)
+        except PolicyError as error:
+            raise ConfigError("INTRODUCTION_POLICY", str(error)) from None
+    return raw
+
+
+def _allowed_worker_tags(env: Mapping[str, str], auth_mode: AuthMode) -> str | None:
+    raw = env_text(env, "ALLOWED_WORKER_TAGS")
+    if raw is not None:
+        try:
+            policy_for(auth_mode, None, raw)
+        except PolicyError as error:
+            raise ConfigError("ALLOWED_WORKER_TAGS", str(error)) from None
+    return raw

@@ -10,6 +10,7 @@ decision is here, testable without a socket.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -25,6 +26,7 @@ from holepunch_protocol import (
     ErrorCode,
     ErrorMessage,
     GetMyDetails,
+    ListPeers,
     MappingBehaviour,
     MyDetailsResponse,
     PeerIntroduction,
@@ -40,8 +42,9 @@ from holepunch_protocol import (
     decode_client_message,
 )
 
+from holepunch_rendezvous.policy import ALLOW_ALL, IntroductionPolicy, peers_page
 from holepunch_rendezvous.punch_sessions import PunchSessionRecord, PunchSessionTable
-from holepunch_rendezvous.registry import Registry, UdpEndpoint, WorkerRecord
+from holepunch_rendezvous.registry import Page, Registry, UdpEndpoint, WorkerRecord
 
 __all__ = [
     "NO_LOOKUPS",
@@ -156,11 +159,17 @@ def handle_binary_frame(worker_id: str) -> Outcome:
 
 
 def introduce(
-    registry: RecordLookup, sessions: PunchSessionTable, initiator: str, responder: str, now: float
+    registry: RecordLookup,
+    sessions: PunchSessionTable,
+    initiator: str,
+    responder: str,
+    now: float,
+    policy: IntroductionPolicy | None = None,
 ) -> Outcome:
-    """Make a punch session between two workers and tell both; or say why not."""
+    """Make a punch session between two workers and tell both; or say why not.
+    `policy`: who may reach whom (None: the operator's own introduction, not checked)."""
 
-    def refuse(code: ErrorCode, detail: str) -> Outcome:
+    def refuse(code: ErrorCode, detail: str, **fields: Any) -> Outcome:
         error = ProtocolError(code, detail, ConnectRequest.TYPE)
         outcome = _rejection(initiator, error)
         assert outcome.event is not None
@@ -168,7 +177,7 @@ def introduce(
             RendezvousEvent.INTRODUCTION_REJECTED,
             f"Cannot introduce {initiator} to {responder}: {detail}",
             logging.WARNING,
-            {**outcome.event.fields, "peer_id": responder},
+            {**outcome.event.fields, "peer_id": responder, **fields},
         )
         return Outcome(reply=outcome.reply, event=event)
 
@@ -179,6 +188,14 @@ def introduce(
         return refuse(ErrorCode.PEER_NOT_FOUND, f"worker {initiator!r} is not connected")
     if second is None:
         return refuse(ErrorCode.PEER_NOT_FOUND, f"worker {responder!r} is not connected")
+    if policy is not None and not policy.allows(first.tags, second.tags):
+        # Checked before the endpoints, so a refusal tells nothing about the peer's state.
+        return refuse(
+            ErrorCode.NOT_ALLOWED,
+            f"the introduction policy does not let {initiator!r} reach {responder!r}",
+            tags=list(first.tags),
+            peer_tags=list(second.tags),
+        )
     if first.udp_endpoint is None:
         return refuse(ErrorCode.NO_ENDPOINT, f"worker {initiator!r} has no UDP endpoint yet")
     if second.udp_endpoint is None:
@@ -309,8 +326,12 @@ def handle_message(
     message: ClientMessage,
     now: float,
     peers: RecordLookup | None = None,
+    policy: IntroductionPolicy | None = None,
+    candidates: Page | None = None,
 ) -> Outcome:
-    """A decoded message; `peers` finds introduction peers (default: the registry)."""
+    """A decoded message; `peers` finds introduction peers (default: the registry);
+    `policy` says who may reach whom (None: everyone); `candidates`: the page of workers
+    a list_peers asks about, fetched from the store (default: from the registry)."""
     if not registry.is_current(worker_id, connection_id):
         replaced = ProtocolError(
             ErrorCode.CONNECTION_REPLACED,
@@ -355,8 +376,23 @@ def handle_message(
             return Outcome(reply=EchoResponse.for_request(message, worker_id))
         case ConnectRequest():
             return introduce(
-                registry if peers is None else peers, sessions, worker_id, message.peer_id, now
+                registry if peers is None else peers,
+                sessions,
+                worker_id,
+                message.peer_id,
+                now,
+                policy,
             )
+        case ListPeers():
+            asker = registry.get(worker_id)
+            assert asker is not None  # is_current() checked it above
+            page = (
+                candidates
+                if candidates is not None
+                else registry.page(message.limit, message.cursor)
+            )
+            listing = peers_page(policy or ALLOW_ALL, asker, page)
+            return Outcome(reply=dataclasses.replace(listing, request_id=message.request_id))
         case PunchResult():
             return _punch_result(sessions, worker_id, message)
         case RelayDatagram():

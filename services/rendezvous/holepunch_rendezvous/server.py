@@ -103,7 +103,7 @@ class RendezvousServer(uvicorn.Server):
         )
         for server in self.servers:
             server.close()  # no new connections while the old ones close
-        grace = self.config.timeout_graceful_shutdown or 8.0
+        grace = self.rendezvous.config.shutdown_grace_sec
         # Whatever is still open after half the grace period, uvicorn's shutdown closes.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(
@@ -131,6 +131,7 @@ def build_server(
         ws_ping_interval=config.ws_ping_interval_sec,
         ws_ping_timeout=config.ws_ping_timeout_sec,
         proxy_headers=False,  # handled by build_asgi_app, only when configured
+        # uvicorn takes whole seconds; the 1001 closes above keep the exact grace.
         timeout_graceful_shutdown=int(config.shutdown_grace_sec),
         lifespan="off",
         log_config=None,

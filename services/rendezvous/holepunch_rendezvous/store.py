@@ -228,6 +228,7 @@ def encode_record(record: WorkerRecord) -> str:
         "pip": record.reported_public_ip,
         "uat": record.udp_updated_at,
         "n": record.udp_update_count,
+        "tags": list(record.tags) or None,  # another instance applies the policy to them
         "pk": record.public_key,
     }
     if endpoint is not None:
@@ -264,6 +265,7 @@ def decode_record(worker_id: str, text: str | None) -> WorkerRecord | None:
             udp_endpoint=endpoint,
             udp_updated_at=fields.get("uat"),
             udp_update_count=int(fields.get("n", 0)),
+            tags=tuple(str(tag) for tag in fields.get("tags", ())),
             public_key=fields.get("pk"),
         )
     except (ValueError, KeyError, TypeError, AttributeError):
@@ -273,6 +275,7 @@ def decode_record(worker_id: str, text: str | None) -> WorkerRecord | None:
 # --- Redis key names and the Lua scripts -------------------------------------------------
 
 # What follows the prefix in each kind of key; see the module docstring.
+DEFAULT_KEY_PREFIX = "holepunch:"
 KEY_NAMESPACES = {
     "worker": "w:",
     "ids": "ids",
@@ -351,7 +354,7 @@ class RedisStore(RegistryStore):
         *,
         ttl_sec: float,
         heartbeat_sec: float | None = None,
-        prefix: str = "holepunch:",
+        prefix: str = DEFAULT_KEY_PREFIX,
         instance_id: str | None = None,
         ownership: WorkerOwnership | None = None,
         clock: Callable[[], float] = time.time,

@@ -24,6 +24,7 @@ REFUSALS = frozenset(
         CloseCode.UNAUTHENTICATED,
         CloseCode.FORBIDDEN,
         CloseCode.TOO_MANY_CONNECTIONS,
+        CloseCode.TAG_NOT_ALLOWED,
     }
 )
 

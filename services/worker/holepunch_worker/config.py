@@ -14,7 +14,14 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from holepunch_env import LOG_LEVELS, ConfigError, env_float, env_int, env_log_level, env_text
-from holepunch_protocol import AuthMode, ProtocolError, validate_worker_id
+from holepunch_protocol import (
+    TAGS_QUERY_PARAMETER,
+    AuthMode,
+    ProtocolError,
+    format_tags,
+    parse_tags,
+    validate_worker_id,
+)
 
 from holepunch_worker.identity import WorkerKey
 from holepunch_worker.punch import IDLE_TIMEOUT_KEEPALIVES, PunchTimings
@@ -71,6 +78,8 @@ class WorkerConfig:
     rendezvous_token: str | None
     # AUTH_MODE=iam: the ID token's audience, the rendezvous URL as http(s).
     id_token_audience: str | None
+    # WORKER_TAGS: declared at registration, for the rendezvous's introduction policy.
+    tags: tuple[str, ...] = ()
     # The worker's identity: from WORKER_KEY_FILE, or generated for this process.
     key: WorkerKey = field(default_factory=WorkerKey.generate)
 
@@ -138,9 +147,13 @@ def _stun_servers(environ: Mapping[str, str]) -> tuple[StunServerAddress, ...]:
 
 
 def rendezvous_websocket_url(
-    base_url: str, worker_id: str, variable: str = "RENDEZVOUS_SERVICE_URL"
+    base_url: str,
+    worker_id: str,
+    variable: str = "RENDEZVOUS_SERVICE_URL",
+    tags: tuple[str, ...] = (),
 ) -> str:
-    """Map an http(s) or ws(s) base URL to the worker's registration WebSocket URL."""
+    """Map an http(s) or ws(s) base URL to the worker's registration WebSocket URL
+    (with `?tags=` when the worker declares tags; none: the original design's URL)."""
     parts = urlsplit(base_url.strip())
     schemes = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
     scheme = schemes.get(parts.scheme.lower())
@@ -155,7 +168,16 @@ def rendezvous_websocket_url(
     except ValueError:
         raise ConfigError(variable, f"has an invalid port: {base_url!r}") from None
     path = parts.path.rstrip("/") + f"/ws/register/{worker_id}"
-    return urlunsplit((scheme, parts.netloc, path, "", ""))
+    # Tags are a-z 0-9 _ . - only: nothing in them needs escaping in a query.
+    query = f"{TAGS_QUERY_PARAMETER}={format_tags(tags)}" if tags else ""
+    return urlunsplit((scheme, parts.netloc, path, query, ""))
+
+
+def _tags(environ: Mapping[str, str]) -> tuple[str, ...]:
+    try:
+        return parse_tags(env_text(environ, "WORKER_TAGS"))
+    except ValueError as error:
+        raise ConfigError("WORKER_TAGS", str(error)) from None
 
 
 def _echo_url(environ: Mapping[str, str]) -> str | None:
@@ -198,7 +220,8 @@ def load_config(
     base_url = env_text(environ, "RENDEZVOUS_SERVICE_URL")
     if base_url is None:
         raise ConfigError("RENDEZVOUS_SERVICE_URL", "is required (the rendezvous service URL)")
-    rendezvous_url = rendezvous_websocket_url(base_url, worker_id)
+    tags = _tags(environ)
+    rendezvous_url = rendezvous_websocket_url(base_url, worker_id, tags=tags)
 
     udp_bind_host = env_text(environ, "UDP_BIND_HOST") or "0.0.0.0"
     try:
@@ -240,6 +263,7 @@ def load_config(
         peer_echo_timeout_sec=_seconds(environ, "PEER_ECHO_TIMEOUT_SEC", 5.0, maximum=60),
         connect_to=_connect_to(environ, worker_id),
         **_auth(environ, base_url),
+        tags=tags,
         key=_worker_key(environ),
     )
 

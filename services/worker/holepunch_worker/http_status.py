@@ -1,5 +1,6 @@
 """The worker's HTTP listener on $PORT: `GET /` -> `OK`, `GET /status` -> JSON, and the
-routes of an optional `ApiHandler` (the worker's `POST /peers/{peer_id}/connect|echo`).
+routes of an optional `ApiHandler` (the worker's `GET /peers` and
+`POST /peers/{peer_id}/connect|echo`).
 
 Cloud Run requires every service to listen on $PORT (its default startup probe is a TCP
 connect). Two read-only routes do not need a framework: this is `asyncio.start_server`
@@ -24,7 +25,8 @@ __all__ = ["ApiHandler", "ApiResponse", "StatusProvider", "respond", "start_http
 
 StatusProvider = Callable[[], dict[str, Any]]
 ApiResponse = tuple[HTTPStatus, dict[str, Any]]
-# (method, path) -> a JSON response, or None when the route is not the handler's.
+# (method, target: the path and any ?query) -> a JSON response, or None when the route is
+# not the handler's.
 ApiHandler = Callable[[str, str], Awaitable[ApiResponse | None]]
 
 _MAX_HEADER_BYTES = 8192
@@ -98,7 +100,7 @@ async def _api_response(request_line: bytes, api: ApiHandler) -> bytes | None:
     parts = request_line.decode("latin-1").split(" ")
     if len(parts) != 3:
         return None
-    answer = await api(parts[0], parts[1].split("?", 1)[0])
+    answer = await api(parts[0], parts[1])
     return None if answer is None else json_response(*answer)
 
 

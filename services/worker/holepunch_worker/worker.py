@@ -12,21 +12,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import itertools
 import logging
 import time
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 from holepunch_logging import WorkerEvent, log_event
 from holepunch_protocol import (
+    LIST_PEERS_DEFAULT_LIMIT,
+    LIST_PEERS_MAX_LIMIT,
     MAX_FRAME_BYTES,
     AuthChallenge,
     ConnectRequest,
     ErrorCode,
     ErrorMessage,
+    ListPeers,
     MappingBehaviour,
     PeerIntroduction,
+    Peers,
     ProtocolError,
     RegisterPublicIp,
     RelayDatagram,
@@ -113,6 +118,8 @@ class Worker:
         self._endpoint_acked = asyncio.Event()
         self._echo_waiters: dict[tuple[str, int], asyncio.Future[EchoReplied]] = {}
         self._peer_data_received = 0
+        self._peer_listings: dict[int, asyncio.Future[Peers]] = {}
+        self._request_ids = itertools.count(1)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -206,6 +213,7 @@ class Worker:
             },
             "datagrams": None if udp is None else udp.counters.as_dict(),
             "connect_to": list(self._config.connect_to),
+            "tags": list(self._config.tags),
             "peer_data_received": self._peer_data_received,
             **self._punch.status(self._now()),
         }
@@ -291,8 +299,14 @@ class Worker:
 
     # ------------------------------------------------------------------ HTTP API
 
-    async def _api(self, method: str, path: str) -> ApiResponse | None:
-        """`POST /peers/{peer_id}/connect` and `POST /peers/{peer_id}/echo`."""
+    async def _api(self, method: str, target: str) -> ApiResponse | None:
+        """`GET /peers?limit=&cursor=`, `POST /peers/{peer_id}/connect` and
+        `POST /peers/{peer_id}/echo`."""
+        path, _, query = target.partition("?")
+        if path == "/peers":
+            if method != "GET":
+                return HTTPStatus.METHOD_NOT_ALLOWED, {"error": "method_not_allowed"}
+            return await self._list_peers(query)
         parts = path.split("/")
         if len(parts) != 4 or parts[:2] != ["", "peers"] or parts[3] not in ("connect", "echo"):
             return None
@@ -310,6 +324,37 @@ class Worker:
                 return HTTPStatus.SERVICE_UNAVAILABLE, {"error": "rendezvous_unavailable"}
             return HTTPStatus.ACCEPTED, {"peer_id": peer_id, "status": "requested"}
         return await self._echo(peer_id)
+
+    async def _list_peers(self, query: str) -> ApiResponse:
+        """Ask the rendezvous for one page of the peers the policy lets this worker reach."""
+        params = parse_qs(query, keep_blank_values=False)
+        raw_limit = params.get("limit", [str(LIST_PEERS_DEFAULT_LIMIT)])[-1]
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= LIST_PEERS_MAX_LIMIT:
+            return HTTPStatus.BAD_REQUEST, {
+                "error": "invalid_limit",
+                "detail": f"limit must be an integer in 1..{LIST_PEERS_MAX_LIMIT}",
+            }
+        cursor = params.get("cursor", [None])[-1]
+        if cursor is not None:
+            try:
+                validate_worker_id(cursor)
+            except ProtocolError as error:
+                return HTTPStatus.BAD_REQUEST, {"error": "invalid_cursor", "detail": error.detail}
+        if self._outbox is None:
+            return HTTPStatus.SERVICE_UNAVAILABLE, {"error": "rendezvous_unavailable"}
+        request_id = next(self._request_ids)
+        waiter: asyncio.Future[Peers] = asyncio.get_running_loop().create_future()
+        self._peer_listings[request_id] = waiter
+        request = ListPeers(limit=int(raw_limit), cursor=cursor, request_id=request_id)
+        self._outbox.put_nowait(encode_message(request))
+        try:
+            answer = await asyncio.wait_for(waiter, self._config.peer_echo_timeout_sec)
+        except TimeoutError:
+            return HTTPStatus.GATEWAY_TIMEOUT, {"error": "timeout"}
+        finally:
+            self._peer_listings.pop(request_id, None)
+        fields = answer.to_fields()
+        return HTTPStatus.OK, {"peers": fields["peers"], "next_cursor": fields["next_cursor"]}
 
     async def _echo(self, peer_id: str) -> ApiResponse:
         session = self._punch.for_peer(peer_id)
@@ -632,6 +677,10 @@ class Worker:
             self._apply(self._punch.introduce(message, self._now()))
         elif isinstance(message, RelayDatagram):
             self._apply(self._punch.relay_received(message.session_id, message.data, self._now()))
+        elif isinstance(message, Peers):
+            listing = self._peer_listings.pop(message.request_id or 0, None)
+            if listing is not None and not listing.done():
+                listing.set_result(message)
         elif isinstance(message, ErrorMessage):
             self._log(
                 WorkerEvent.RENDEZVOUS_ERROR,
