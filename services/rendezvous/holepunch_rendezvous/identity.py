@@ -1,6 +1,6 @@
 """Worker keys at the rendezvous: the challenge, the proof, and the worker_id bindings.
 
-Pure code, no I/O (the nonce's randomness is passed in by the caller when a test wants it).
+Pure code, no I/O: `new_challenge` draws its nonce from os.urandom unless a test passes one.
 
 - A worker that names a public key in the upgrade (`PUBLIC_KEY_HEADER`) gets an
   `auth_challenge` with a fresh nonce and must answer with an `auth_proof`: its key and
@@ -52,8 +52,9 @@ __all__ = [
 
 # How long a worker that named a key has to answer the challenge.
 PROOF_TIMEOUT_SEC = 10.0
-# Longer than the worker's longest reconnect delay (36 s) and a rendezvous restart, short
-# enough that a worker restarted with a fresh key (the default) is served again soon.
+# Longer than a worker's longest reconnect delay (RECONNECT_MAX_DELAY_SEC, 60 s by default)
+# and a rendezvous restart, short enough that a worker restarted with a fresh key (the
+# default) is served again soon.
 DEFAULT_KEY_BINDING_TTL_SEC = 600.0
 SWEEP_MINIMUM = 1024
 
