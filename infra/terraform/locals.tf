@@ -49,6 +49,7 @@ locals {
     TRUSTED_PROXIES             = join(",", var.trusted_proxy_cidrs)
     AUTH_MODE                   = var.auth_mode
     DEBUG_ENDPOINTS             = tostring(var.debug_endpoints)
+    ALLOW_KEYLESS_WORKERS       = tostring(var.allow_keyless_workers)
     MAX_MESSAGES_PER_SEC        = tostring(var.rendezvous_limits.max_messages_per_sec)
     MAX_CONNECTIONS_PER_ADDRESS = tostring(var.rendezvous_limits.max_connections_per_address)
     RELAY_DATAGRAMS_PER_SEC     = tostring(var.rendezvous_limits.relay_datagrams_per_sec)

@@ -16,6 +16,13 @@ variable "admin_token_secret" {
   }
 }
 
+variable "allow_keyless_workers" {
+  description = "ALLOW_KEYLESS_WORKERS of the rendezvous: serve workers of the original design that prove no key (listed as keyless, introduced with a null key). Off: every worker must prove its key, so a client holding the shared credential cannot take over another worker's id. Turn on only while old workers are replaced."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
 variable "artifact_keep_count" {
   description = "How many of the most recent versions of each image the Artifact Registry cleanup policy keeps; older ones are deleted after a day."
   type        = number

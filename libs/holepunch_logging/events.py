@@ -51,6 +51,8 @@ class RendezvousEvent(enum.StrEnum):
     SLOW_CLIENT_CLOSED = "slow_client_closed"
     # Budgets (issue 11): a session's relay refused, once per session.
     RELAY_RATE_LIMITED = "relay_rate_limited"
+    # Worker keys.
+    KEY_BINDING_RELEASED = "key_binding_released"
 
 
 class WorkerEvent(enum.StrEnum):

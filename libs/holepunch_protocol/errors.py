@@ -39,6 +39,9 @@ class ErrorCode(enum.StrEnum):
     TOO_MANY_SESSIONS = "too_many_sessions"  # either side is in too many punch sessions
     INTRODUCTION_RATE_LIMITED = "introduction_rate_limited"  # the target's, per minute
     RELAY_RATE_LIMITED = "relay_rate_limited"  # the session's or its initiator's relay budget
+    KEY_PROOF_INVALID = "key_proof_invalid"  # no, or a wrong, answer to auth_challenge
+    WORKER_KEY_MISMATCH = "worker_key_mismatch"  # the worker_id is bound to another key
+    KEYLESS_NOT_ALLOWED = "keyless_not_allowed"  # ALLOW_KEYLESS_WORKERS is off
 
 
 class ProtocolError(ValueError):

@@ -28,6 +28,12 @@ from holepunch_protocol.validation import (
     parse_ip_literal,
     validate_port,
 )
+from holepunch_protocol.worker_keys import (
+    NONCE_BYTES,
+    PUBLIC_KEY_BYTES,
+    SIGNATURE_BYTES,
+    b64url_decode,
+)
 
 __all__ = [
     "LIST_PEERS_DEFAULT_LIMIT",
@@ -37,6 +43,8 @@ __all__ = [
     "SECRET_HEX",
     "SESSION_ID_HEX",
     "AckStatus",
+    "AuthChallenge",
+    "AuthProof",
     "ClientMessage",
     "ConnectRequest",
     "EchoRequest",
@@ -129,6 +137,17 @@ def _hex(fields: Fields, name: str, message_type: str, *, length: int) -> str:
             ErrorCode.INVALID_FIELD, f"{name} must be {length} lowercase hex digits", message_type
         )
     return value
+
+
+def _b64url(fields: Fields, name: str, message_type: str, *, length: int) -> str:
+    value = _string(fields, name, message_type, max_length=4 * length // 3 + 4)
+    try:
+        b64url_decode(value, length)
+    except ValueError:
+        raise ProtocolError(
+            ErrorCode.INVALID_FIELD, f"{name} must be base64url of {length} bytes", message_type
+        ) from None
+    return value.rstrip("=")
 
 
 def _worker_id(fields: Fields, name: str, message_type: str) -> str:
@@ -438,6 +457,27 @@ class ListPeers:
         return fields
 
 
+@dataclass(frozen=True, slots=True)
+class AuthProof:
+    """The worker's answer to `auth_challenge`: its public key and its Ed25519 signature
+    of `registration_message(nonce, worker_id)` (both unpadded base64url)."""
+
+    TYPE: ClassVar[str] = "auth_proof"
+    public_key: str
+    signature: str
+
+    @classmethod
+    def from_fields(cls, fields: Fields) -> AuthProof:
+        t = cls.TYPE
+        return cls(
+            public_key=_b64url(fields, "public_key", t, length=PUBLIC_KEY_BYTES),
+            signature=_b64url(fields, "signature", t, length=SIGNATURE_BYTES),
+        )
+
+    def to_fields(self) -> dict[str, Any]:
+        return {"type": self.TYPE, "public_key": self.public_key, "signature": self.signature}
+
+
 ClientMessage = (
     RegisterPublicIp
     | UpdateUdpEndpoint
@@ -447,6 +487,7 @@ ClientMessage = (
     | PunchResult
     | RelayDatagram
     | ListPeers
+    | AuthProof
 )
 
 # ---------------------------------------------------------------- rendezvous -> worker
@@ -578,6 +619,8 @@ class PeerIntroduction:
     role: PeerRole
     # Either side's mapping is endpoint-dependent: start on the relay, keep trying direct.
     relay_first: bool = False
+    # The peer's public key (base64url); None for a keyless worker of the original design.
+    peer_public_key: str | None = None
 
     @classmethod
     def from_fields(cls, fields: Fields) -> PeerIntroduction:
@@ -597,6 +640,9 @@ class PeerIntroduction:
             secret=_hex(fields, "secret", t, length=SECRET_HEX),
             role=_enum(fields, "role", t, PeerRole),
             relay_first=relay_first,
+            peer_public_key=None
+            if fields.get("peer_public_key") is None
+            else _b64url(fields, "peer_public_key", t, length=PUBLIC_KEY_BYTES),
         )
 
     def to_fields(self) -> dict[str, Any]:
@@ -610,6 +656,7 @@ class PeerIntroduction:
             "secret": self.secret,
             "role": self.role.value,
             "relay_first": self.relay_first,
+            "peer_public_key": self.peer_public_key,
         }
 
 
@@ -682,6 +729,22 @@ class Peers:
         return fields
 
 
+@dataclass(frozen=True, slots=True)
+class AuthChallenge:
+    """Sent right after the upgrade to a worker that named a public key: sign this nonce
+    (unpadded base64url of `NONCE_BYTES` fresh random bytes) to register."""
+
+    TYPE: ClassVar[str] = "auth_challenge"
+    nonce: str
+
+    @classmethod
+    def from_fields(cls, fields: Fields) -> AuthChallenge:
+        return cls(nonce=_b64url(fields, "nonce", cls.TYPE, length=NONCE_BYTES))
+
+    def to_fields(self) -> dict[str, Any]:
+        return {"type": self.TYPE, "nonce": self.nonce}
+
+
 ServerMessage = (
     UdpEndpointAck
     | EchoResponse
@@ -690,4 +753,5 @@ ServerMessage = (
     | PeerIntroduction
     | RelayDatagram
     | Peers
+    | AuthChallenge
 )

@@ -41,6 +41,7 @@ CLIENT_TYPES = [
     "punch_result",
     "relay_datagram",
     "list_peers",
+    "auth_proof",
 ]
 SERVER_TYPES = [
     "udp_endpoint_ack",
@@ -50,13 +51,14 @@ SERVER_TYPES = [
     "peer_introduction",
     "relay_datagram",
     "peers",
+    "auth_challenge",
 ]
 FIELD_NAMES = [
     "ip", "udp_ip", "udp_port", "mapping", "local_port", "payload", "peer_id", "session_id",
     "status", "path", "attempts", "elapsed_ms", "rtt_ms", "peer_udp_ip", "peer_udp_port",
     "data", "secret", "role", "relay_first", "peer_mapping", "code", "detail", "worker_id",
     "original_payload", "processed_by_rendezvous", "limit", "cursor", "request_id", "peers",
-    "next_cursor", "tags",
+    "next_cursor", "tags", "public_key", "signature", "nonce", "peer_public_key",
 ]  # fmt: skip
 
 # Values close to valid ones: that is where validation bugs live.
@@ -71,6 +73,8 @@ json_leaves = st.one_of(
             "203.0.113.5", "::1", "fe80::1%eth0", "0.0.0.0", "255.255.255.255", "1.2.3.4:5",
             "endpoint_independent", "endpoint_dependent", "connected", "relay", "initiator",
             "ab" * 16, "ab" * 32, "AA==", "\ud800", "worker-1", "", "x" * 5000, "team-a",
+            # base64url of 32 and 64 bytes (keys, nonces, signatures), padded and not.
+            "A" * 43, "A" * 43 + "=", "A" * 42 + "B", "_" * 43, "A" * 86, "A" * 86 + "==",
         ]
     ),
 )  # fmt: skip

@@ -260,6 +260,7 @@ def test_iam_defaults_give_the_services_no_secret(env_module: Path) -> None:
         "TRUSTED_PROXIES": "169.254.0.0/16",
         "AUTH_MODE": "iam",
         "DEBUG_ENDPOINTS": "false",
+        "ALLOW_KEYLESS_WORKERS": "false",
         "MAX_MESSAGES_PER_SEC": "50",
         "MAX_CONNECTIONS_PER_ADDRESS": "1000",
         "RELAY_DATAGRAMS_PER_SEC": "100",
@@ -462,9 +463,16 @@ def test_token_mode_reads_the_tokens_from_secret_manager(env_module: Path) -> No
     assert out["worker_secret_env"] == {"RENDEZVOUS_TOKEN": token}
     env = out["rendezvous_env"]
     assert (env["AUTH_MODE"], env["DEBUG_ENDPOINTS"]) == ("token", "true")
+    assert env["ALLOW_KEYLESS_WORKERS"] == "false"  # the secure default, in token mode too
     assert env["MAX_CONNECTIONS_PER_ADDRESS"] == "20000"
     assert (env["MAX_MESSAGES_PER_SEC"], env["RELAY_BYTES_PER_SEC"]) == ("50", "1200")
     assert "secretmanager.googleapis.com" in out["apis"]
+
+
+def test_keyless_workers_are_served_only_when_asked_for(env_module: Path) -> None:
+    out = tfeval.outputs(env_module, {**GOOD, "allow_keyless_workers": True})
+    assert out["rendezvous_env"]["ALLOW_KEYLESS_WORKERS"] == "true"
+    assert "ALLOW_KEYLESS_WORKERS" not in out["worker_env"]
 
 
 def test_log_metric_filters_equal_the_saved_queries(tmp_path: Path) -> None:

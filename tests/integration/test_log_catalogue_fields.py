@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -21,12 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from holepunch_devtools.processes import LogLine, ServiceProcess, start_service
 from holepunch_devtools.stun_server import start_stun_server
-from websockets.asyncio.client import connect
+from holepunch_worker.identity import WorkerKey
 
 from tests.support.ports import free_tcp_port, free_udp_port
 from tests.support.punch_workers import FAST_PUNCHING, LyingStunServer
+from tests.support.worker_keys import connect_with_key
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
@@ -118,9 +121,14 @@ class Cast:
                 await process.stop()
 
 
-async def exercise_every_event(cast: Cast) -> None:
+async def exercise_every_event(cast: Cast, key_dir: Path) -> None:
     """Drive both services through every logged situation the catalogue names."""
     port = free_tcp_port()
+    # The main worker's key, in a file, so that a client here can take its id over.
+    seed = os.urandom(32)
+    (key_dir / "catalogue-worker.key").write_bytes(seed)
+    main_key = WorkerKey(Ed25519PrivateKey.from_private_bytes(seed))
+    raw_key = WorkerKey.generate()
     dead_stun = f"127.0.0.1:{free_udp_port()}"  # nothing listens: stun_failed
     auth = {"Authorization": f"Bearer {TOKEN}"}
     async with (
@@ -135,7 +143,12 @@ async def exercise_every_event(cast: Cast) -> None:
         cast.add(
             "worker",
             "catalogue-worker",
-            await start_worker("catalogue-worker", port, f"{truthful},{dead_stun}"),
+            await start_worker(
+                "catalogue-worker",
+                port,
+                f"{truthful},{dead_stun}",
+                WORKER_KEY_FILE=str(key_dir / "catalogue-worker.key"),
+            ),
         )
         await cast.expect("catalogue-worker", "reconnect_scheduled")
         server = cast.add(
@@ -174,10 +187,10 @@ async def exercise_every_event(cast: Cast) -> None:
         )
 
         url = f"ws://127.0.0.1:{port}/ws/register/"
-        async with (
-            asyncio.timeout(EVENT_DEADLINE_SEC),
-            connect(url + "catalogue-raw", additional_headers=auth) as raw,
-        ):
+        raw_connection, _ = await connect_with_key(
+            url + "catalogue-raw", "catalogue-raw", raw_key, auth
+        )
+        async with asyncio.timeout(EVENT_DEADLINE_SEC), raw_connection as raw:
             await raw.send(json.dumps({"type": "register_public_ip", "ip": "198.51.100.4"}))
             await raw.send(
                 json.dumps({"type": "update_udp_endpoint", "udp_ip": "x", "udp_port": 1})
@@ -190,12 +203,19 @@ async def exercise_every_event(cast: Cast) -> None:
             for _ in range(60):  # above MAX_MESSAGES_PER_SEC
                 await raw.send(json.dumps({"type": "get_my_details"}))
             await cast.expect("rendezvous", "connection_rate_limited")
-            async with connect(url + "catalogue-raw", additional_headers=auth) as replacement:
+            replacement_connection, _ = await connect_with_key(
+                url + "catalogue-raw", "catalogue-raw", raw_key, auth
+            )
+            async with replacement_connection as replacement:
                 await cast.expect("rendezvous", "worker_replaced")
                 await replacement.close(1000, "finished")
         await cast.expect("rendezvous", "worker_disconnected", reason="finished")
-        # Someone else takes the main worker's id: it is replaced (worker_id_taken).
-        async with connect(url + "catalogue-worker", additional_headers=auth):
+        # Someone else with its key takes the main worker's id: it is replaced
+        # (worker_id_taken).
+        taker, _ = await connect_with_key(
+            url + "catalogue-worker", "catalogue-worker", main_key, auth
+        )
+        async with taker:
             await cast.expect("catalogue-worker", "worker_id_taken")
 
         await server.stop()  # the workers see their WebSocket close
@@ -214,10 +234,11 @@ async def exercise_every_event(cast: Cast) -> None:
 
 async def test_every_catalogued_event_and_field_is_emitted(
     required_fields: dict[tuple[str, str | None], frozenset[str]],
+    tmp_path: Path,
 ) -> None:
     cast = Cast()
     try:
-        await exercise_every_event(cast)
+        await exercise_every_event(cast, tmp_path)
     finally:
         await cast.stop_all()
     missing: list[str] = []

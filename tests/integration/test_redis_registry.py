@@ -246,7 +246,13 @@ async def test_a_duplicate_on_another_instance_replaces_the_old_connection(
 async def test_worker_id_ownership_is_shared(cluster: Cluster) -> None:
     audience = "https://rendezvous.example"
     with stand_in_issuer() as issuer:
-        env = {"AUTH_MODE": "iam", "IAM_CERTS_URL": issuer.certs_url, "IAM_AUDIENCE": audience}
+        # These clients speak the original, keyless protocol.
+        env = {
+            "AUTH_MODE": "iam",
+            "IAM_CERTS_URL": issuer.certs_url,
+            "IAM_AUDIENCE": audience,
+            "ALLOW_KEYLESS_WORKERS": "1",
+        }
         a = await cluster.start(**env)
         b = await cluster.start(**env)
         owner = {"Authorization": f"Bearer {issuer.token('one@example.iam', audience)}"}

@@ -38,6 +38,7 @@ async def token_server() -> AsyncIterator[RunningRendezvous]:
         rendezvous_token=TOKEN,
         admin_token=ADMIN,
         debug_endpoints=True,
+        allow_keyless_workers=True,  # these clients speak the original, keyless protocol
     )
     async with running_rendezvous(config) as running:
         yield running
@@ -83,6 +84,7 @@ async def test_a_worker_id_belongs_to_the_identity_that_first_registered_it() ->
             auth_mode=AuthMode.IAM,
             debug_endpoints=True,
             iam_certs_url=issuer.certs_url,
+            allow_keyless_workers=True,  # these clients speak the original, keyless protocol
         )
         async with running_rendezvous(config) as server:
             url = server.ws_url("w1")

@@ -39,6 +39,7 @@ def token_config(policy: str | None = POLICY) -> RendezvousConfig:
         admin_token=ADMIN,
         debug_endpoints=True,
         introduction_policy=policy,
+        allow_keyless_workers=True,  # these clients speak the original, keyless protocol
     )
 
 

@@ -5,17 +5,21 @@ UDP ping, SIGTERM; and the exit code for a bad configuration."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from holepunch_devtools.processes import ServiceProcess, start_service
 from holepunch_devtools.stun_server import start_stun_server
 from holepunch_protocol import encode_ping, pong_token
-from websockets.asyncio.client import connect
+from holepunch_worker.identity import WorkerKey
 
 from tests.support.ports import free_tcp_port
+from tests.support.worker_keys import connect_with_key
 
 WORKER_ID = "worker-under-test"
 
@@ -162,7 +166,14 @@ async def test_invalid_configuration_exits_2_naming_the_variable() -> None:
     assert "STUN_REFRESH_SEC" in errors[0]["message"]
 
 
-async def test_a_worker_whose_id_is_taken_over_backs_off_to_the_longest_delay() -> None:
+async def test_a_worker_whose_id_is_taken_over_backs_off_to_the_longest_delay(
+    tmp_path: Path,
+) -> None:
+    # Only a client holding the same key can take the id over (another one is refused):
+    # a second process started with the same WORKER_KEY_FILE.
+    seed = os.urandom(32)
+    (tmp_path / "worker.key").write_bytes(seed)
+    key = WorkerKey(Ed25519PrivateKey.from_private_bytes(seed))
     rendezvous_port = free_tcp_port()
     stun_server = await start_stun_server([("127.0.0.1", 0), ("127.0.0.2", 0)])
     rendezvous = await start_rendezvous(rendezvous_port)
@@ -176,12 +187,14 @@ async def test_a_worker_whose_id_is_taken_over_backs_off_to_the_longest_delay() 
             "STUN_SERVERS": ",".join(f"{host}:{port}" for host, port in stun_server.addresses),
             "RECONNECT_INITIAL_DELAY_SEC": "0.1",
             "RECONNECT_MAX_DELAY_SEC": "30",
+            "WORKER_KEY_FILE": str(tmp_path / "worker.key"),
         },
     )
     try:
         await worker.wait_for_event("endpoint_ack", status="success")
         url = f"ws://127.0.0.1:{rendezvous_port}/ws/register/{WORKER_ID}"
-        async with connect(url):  # another client claims the same worker_id
+        other, _ = await connect_with_key(url, WORKER_ID, key)
+        async with other:  # another client claims the same worker_id
             taken = await worker.wait_for_event("worker_id_taken")
             scheduled = await worker.wait_for_event("reconnect_scheduled")
         assert taken["reason"] == "replaced by a newer connection for this worker_id"

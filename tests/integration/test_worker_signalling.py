@@ -7,10 +7,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from typing import Any
 
 from holepunch_devtools.stun_server import start_stun_server
-from holepunch_protocol import AckStatus, UdpEndpointAck, encode_message
+from holepunch_protocol import (
+    NONCE_BYTES,
+    AckStatus,
+    AuthChallenge,
+    UdpEndpointAck,
+    b64url_encode,
+    encode_message,
+)
 from holepunch_worker.config import load_config
 from holepunch_worker.worker import Worker
 from websockets.asyncio.server import ServerConnection, serve
@@ -42,6 +50,9 @@ async def test_resends_without_ack_then_reconnects_and_reports_again() -> None:
         frames: list[dict[str, Any]] = []
         connections.append(frames)
         first_connection = len(connections) == 1
+        challenge = AuthChallenge(nonce=b64url_encode(os.urandom(NONCE_BYTES)))
+        await websocket.send(encode_message(challenge))
+        assert json.loads(await websocket.recv())["type"] == "auth_proof"
         async for frame in websocket:
             frames.append(json.loads(frame))
             if not first_connection:  # the first connection never acks

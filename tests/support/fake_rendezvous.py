@@ -1,5 +1,6 @@
 """A small rendezvous for the worker's punching tests: a real `websockets` server that
-acknowledges endpoints, introduces workers (with addresses and `relay_first` a test can
+challenges a worker that names a key (and records the key it answers with, unverified:
+the real rendezvous's verification has its own tests), acknowledges endpoints, introduces workers (with addresses and `relay_first` a test can
 choose), forwards relayed datagrams unopened, and records punch results."""
 
 from __future__ import annotations
@@ -11,9 +12,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from holepunch_protocol import (
+    NONCE_BYTES,
+    PUBLIC_KEY_HEADER,
     SECRET_BYTES,
     SESSION_ID_BYTES,
     AckStatus,
+    AuthChallenge,
+    AuthProof,
     ConnectRequest,
     ErrorMessage,
     MappingBehaviour,
@@ -24,6 +29,7 @@ from holepunch_protocol import (
     RelayDatagram,
     UdpEndpointAck,
     UpdateUdpEndpoint,
+    b64url_encode,
     decode_client_message,
     encode_message,
 )
@@ -59,6 +65,7 @@ class FakeRendezvous:
     sessions: dict[str, FakeSession] = field(default_factory=dict)
     results: list[tuple[str, PunchResult]] = field(default_factory=list)
     connect_requests: list[tuple[str, str]] = field(default_factory=list)
+    public_keys: dict[str, str] = field(default_factory=dict)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     server: Server | None = None
 
@@ -71,6 +78,9 @@ class FakeRendezvous:
         worker_id = websocket.request.path.rsplit("/", 1)[-1]
         self.connections[worker_id] = websocket
         try:
+            if websocket.request.headers.get(PUBLIC_KEY_HEADER) is not None:
+                nonce = b64url_encode(os.urandom(NONCE_BYTES))
+                await websocket.send(encode_message(AuthChallenge(nonce=nonce)))
             async for frame in websocket:
                 try:
                     message = decode_client_message(frame)
@@ -87,7 +97,9 @@ class FakeRendezvous:
             await self._notify()
 
     async def _received(self, worker_id: str, message: object) -> None:
-        if isinstance(message, UpdateUdpEndpoint):
+        if isinstance(message, AuthProof):
+            self.public_keys[worker_id] = message.public_key
+        elif isinstance(message, UpdateUdpEndpoint):
             self.endpoints[worker_id] = message
             await self.connections[worker_id].send(
                 encode_message(UdpEndpointAck(AckStatus.SUCCESS))
@@ -130,6 +142,7 @@ class FakeRendezvous:
                 secret=secret,
                 role=role,
                 relay_first=self.relay_first,
+                peer_public_key=self.public_keys.get(peer),
             )
             await self.connections[to].send(encode_message(intro))
         return session

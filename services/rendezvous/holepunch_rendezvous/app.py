@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import enum
 import functools
 import itertools
 import logging
@@ -22,6 +23,8 @@ from typing import Any, cast
 import orjson
 from holepunch_logging import RendezvousEvent, log_event
 from holepunch_protocol import (
+    PUBLIC_KEY_HEADER,
+    AuthProof,
     ClientMessage,
     CloseCode,
     ErrorCode,
@@ -29,6 +32,7 @@ from holepunch_protocol import (
     ListPeers,
     ProtocolError,
     RelayDatagram,
+    decode_client_message,
     encode_message,
     iso_timestamp,
     parse_tags,
@@ -39,7 +43,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Route, WebSocketRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketState
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -64,6 +68,17 @@ from holepunch_rendezvous.handler import (
     lookups_for,
 )
 from holepunch_rendezvous.id_tokens import CertificateCache, accepted_audiences
+from holepunch_rendezvous.identity import (
+    IdentityRefusal,
+    KeyBindings,
+    VerifiedKey,
+    announced_key,
+    invalid_proof,
+    keyless_refusal,
+    mismatch_refusal,
+    new_challenge,
+    verify_proof,
+)
 from holepunch_rendezvous.policy import policy_for
 from holepunch_rendezvous.punch_sessions import (
     PunchSessionRecord,
@@ -119,6 +134,7 @@ class Rendezvous:
             self.config.registry_ttl_sec,
             self.ownership,
             clock,
+            KeyBindings(self.config.key_binding_ttl_sec),
         )
         self.sessions = PunchSessionTable(
             RelayLimits(self.config.relay_datagrams_per_sec, self.config.relay_bytes_per_sec),
@@ -310,6 +326,11 @@ class Rendezvous:
             "udp_endpoint_updated_at": endpoint_updated_at,
             "udp_endpoint_update_count": record.udp_update_count,
             "tags": list(record.tags),
+            "public_key": record.public_key,
+            "key_fingerprint": None
+            if record.public_key is None
+            else VerifiedKey(record.public_key).fingerprint,
+            "keyless": record.public_key is None,
         }
 
 
@@ -339,6 +360,7 @@ async def index(request: Request) -> Response:
                 "/debug/list_workers?limit=&cursor=",
                 "/debug/sessions",
                 "POST /admin/introduce",
+                "DELETE /admin/bindings/{worker_id}",
             ],
         }
     )
@@ -447,6 +469,7 @@ class _Connection:
     connection_id: int
     identity: str
     address_key: str
+    public_key: str | None = None  # None: a keyless worker
 
 
 async def register_worker(websocket: WebSocket) -> None:
@@ -515,10 +538,22 @@ async def _admit(rendezvous: Rendezvous, websocket: WebSocket) -> _Connection | 
             "too many connections from this address",
         )
         return None
+    public_key = await _prove_key(rendezvous, websocket, worker_id)
+    if isinstance(public_key, IdentityRefusal):
+        refusal = public_key
+        await _refuse(websocket, worker_id, refusal.error, refusal.close_code, refusal.reason)
+        return None
+    if public_key is _ClientLeft.LEFT:
+        return None
+    if not await rendezvous.store.admit_key(worker_id, public_key):
+        refusal = mismatch_refusal()
+        await _refuse(websocket, worker_id, refusal.error, refusal.close_code, refusal.reason)
+        return None
     connection_id = rendezvous.next_connection_id()
     record = WorkerRecord(
         worker_id, connection_id, observed_ip, observed_port, rendezvous.clock(), tags=tags
     )
+    record.public_key = public_key
     claim = await rendezvous.store.connect(record, identity)
     if not claim.accepted:
         await _refuse(
@@ -568,6 +603,47 @@ async def _declared_tags(
     return tags
 
 
+class _ClientLeft(enum.Enum):
+    """The client closed the connection before it answered the challenge."""
+
+    LEFT = "left"
+
+
+async def _prove_key(
+    rendezvous: Rendezvous, websocket: WebSocket, worker_id: str
+) -> str | IdentityRefusal | _ClientLeft | None:
+    """The key the worker proved it holds (its challenge answered); None for a keyless
+    worker where they are allowed; `_ClientLeft.LEFT` if it left first. Nothing else it sends is
+    read before the proof, and it is not in the registry until then."""
+    announced = announced_key(websocket.headers.get(PUBLIC_KEY_HEADER))
+    if announced is None:
+        return None if rendezvous.config.keyless_allowed else keyless_refusal()
+    if isinstance(announced, IdentityRefusal):
+        return announced
+    challenge = new_challenge(worker_id, announced)
+    await websocket.send_text(encode_message(challenge.message))
+    # The proof is the first message: FIRST_MESSAGE_TIMEOUT_SEC bounds it, as it bounds a
+    # keyless worker's first frame in _receive_loop.
+    frame = await receive_first_frame(websocket, rendezvous.config.first_message_timeout_sec)
+    if frame is None:
+        timeout = rendezvous.config.first_message_timeout_sec
+        client = websocket.client
+        rendezvous.slow_clients.record(
+            SlowClientKind.FIRST_MESSAGE, client.host if client else None, timeout
+        )
+        return invalid_proof(f"no auth_proof within {timeout:g} s")
+    if frame["type"] == "websocket.disconnect":
+        return _ClientLeft.LEFT
+    try:
+        proof = decode_client_message(frame.get("text") or "")
+    except ProtocolError as error:
+        return invalid_proof(f"the answer to auth_challenge is invalid: {error.detail}")
+    if not isinstance(proof, AuthProof):
+        return invalid_proof(f"expected auth_proof before any other message, got {proof.TYPE}")
+    verified = verify_proof(challenge, proof)
+    return verified if isinstance(verified, IdentityRefusal) else verified.public_key
+
+
 def _register(
     rendezvous: Rendezvous,
     websocket: WebSocket,
@@ -595,6 +671,10 @@ def _register(
         identity=identity,
         tags=list(record.tags),
         workers=len(registry),
+        key_fingerprint=None
+        if record.public_key is None
+        else VerifiedKey(record.public_key).fingerprint,
+        keyless=record.public_key is None,
     )
     if replaced is not None:
         log_event(
@@ -626,7 +706,9 @@ def _register(
             replaced_instance_id=claim.replaced_instance,
             reason=CLOSE_REPLACED_REASON,
         )
-    return _Connection(websocket, worker_id, connection_id, identity, address_key)
+    return _Connection(
+        websocket, worker_id, connection_id, identity, address_key, record.public_key
+    )
 
 
 async def _receive_loop(
@@ -637,9 +719,11 @@ async def _receive_loop(
     websocket, worker_id = connection.websocket, connection.worker_id
     budget = TokenBucket(config.max_messages_per_sec, 2 * config.max_messages_per_sec)
     limited = False
-    pending = await receive_first_frame(websocket, config.first_message_timeout_sec)
-    if pending is None:
-        return await _close_silent(rendezvous, connection)
+    pending: Message | None = None
+    if connection.public_key is None:  # a keyed worker's first message was its proof
+        pending = await receive_first_frame(websocket, config.first_message_timeout_sec)
+        if pending is None:
+            return await _close_silent(rendezvous, connection)
     while True:
         message = pending if pending is not None else await websocket.receive()
         pending = None
@@ -716,6 +800,8 @@ async def _clean_up(
     was_current = rendezvous.registry.disconnect(worker_id, connection_id)
     if was_current:
         rendezvous.sessions.end_sessions_of(worker_id, rendezvous.clock())
+        if connection.public_key is not None:
+            await rendezvous.store.key_left(worker_id, connection.public_key)
     await rendezvous.store.disconnected(worker_id, connection.identity, removed=was_current)
     log_event(
         logger,
@@ -791,6 +877,30 @@ async def admin_introduce(request: Request) -> Response:
     return JSONResponse({"session_id": None if session is None else session.session_id})
 
 
+async def admin_release_binding(request: Request) -> Response:
+    """An operator frees a worker_id from its key (the key was lost): the next key proven
+    for it claims it. A connection of the old key, if any, is left as it is."""
+    worker_id: str = request.path_params["worker_id"]
+    released = await _rendezvous(request).store.release_key(worker_id)
+    if released is None:
+        return JSONResponse(
+            {"error": "not_found", "detail": f"worker_id {worker_id[:80]!r} is bound to no key"},
+            status_code=404,
+        )
+    fingerprint = VerifiedKey(released).fingerprint
+    log_event(
+        logger,
+        RendezvousEvent.KEY_BINDING_RELEASED,
+        f"Released worker {worker_id} from key {fingerprint}",
+        level=logging.WARNING,
+        worker_id=worker_id,
+        key_fingerprint=fingerprint,
+    )
+    return JSONResponse(
+        {"worker_id": worker_id, "released_public_key": released, "key_fingerprint": fingerprint}
+    )
+
+
 WORKER_SOCKET_ROUTE = WebSocketRoute("/ws/register/{worker_id}", register_worker)
 
 
@@ -805,6 +915,11 @@ def create_app(rendezvous: Rendezvous | None = None) -> Starlette:
             Route("/debug/sessions", _operator_only(list_sessions, debug=True)),
             Route(
                 "/admin/introduce", _operator_only(admin_introduce, debug=False), methods=["POST"]
+            ),
+            Route(
+                "/admin/bindings/{worker_id}",
+                _operator_only(admin_release_binding, debug=False),
+                methods=["DELETE"],
             ),
             WORKER_SOCKET_ROUTE,
         ]

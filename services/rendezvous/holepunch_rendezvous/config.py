@@ -19,6 +19,7 @@ from holepunch_env import (
 from holepunch_rendezvous.auth import AuthMode
 from holepunch_rendezvous.budgets import DEFAULT_CAPS
 from holepunch_rendezvous.id_tokens import GOOGLE_CERTS_URL
+from holepunch_rendezvous.identity import DEFAULT_KEY_BINDING_TTL_SEC
 from holepunch_rendezvous.policy import PolicyError, policy_for
 from holepunch_rendezvous.punch_sessions import DEFAULT_RELAY_LIMITS
 
@@ -166,6 +167,17 @@ class RendezvousConfig:
     introductions_per_target_per_min: float = DEFAULT_CAPS.introductions_per_target_per_min
     initiator_relay_datagrams_per_sec: float = DEFAULT_CAPS.initiator_relay_datagrams_per_sec
     initiator_relay_bytes_per_sec: float = DEFAULT_CAPS.initiator_relay_bytes_per_sec
+    # Workers of the original design (no key). None: allowed only under AUTH_MODE=none,
+    # where there is no credential to add a key to; anything else must say so.
+    allow_keyless_workers: bool | None = None
+    # How long a worker_id stays bound to its key after that key's last connection ended.
+    key_binding_ttl_sec: float = DEFAULT_KEY_BINDING_TTL_SEC
+
+    @property
+    def keyless_allowed(self) -> bool:
+        if self.allow_keyless_workers is None:
+            return self.auth_mode is AuthMode.NONE
+        return self.allow_keyless_workers
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RendezvousConfig:
@@ -276,6 +288,16 @@ class RendezvousConfig:
                 default.initiator_relay_bytes_per_sec,
                 minimum=1200.0,
                 maximum=1e9,
+            ),
+            allow_keyless_workers=None
+            if env_text(env, "ALLOW_KEYLESS_WORKERS") is None
+            else env_bool(env, "ALLOW_KEYLESS_WORKERS", False),
+            key_binding_ttl_sec=env_float(
+                env,
+                "KEY_BINDING_TTL_SEC",
+                default.key_binding_ttl_sec,
+                minimum=1.0,
+                maximum=31_536_000.0,
             ),
         )
 

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from holepunch_logging import RendezvousEvent
 from holepunch_protocol import (
     AckStatus,
+    AuthProof,
     ClientMessage,
     ConnectRequest,
     EchoRequest,
@@ -217,16 +218,17 @@ def introduce(
     relay_first = dependent in (a.mapping, b.mapping)
     session = sessions.create(initiator, responder, now, relay_first=relay_first)
 
-    def introduction(peer_id: str, endpoint: UdpEndpoint, role: PeerRole) -> PeerIntroduction:
+    def introduction(peer: WorkerRecord, endpoint: UdpEndpoint, role: PeerRole) -> PeerIntroduction:
         return PeerIntroduction(
             session_id=session.session_id,
-            peer_id=peer_id,
+            peer_id=peer.worker_id,
             peer_udp_ip=endpoint.ip,
             peer_udp_port=endpoint.port,
             peer_mapping=endpoint.mapping,
             secret=session.secret,
             role=role,
             relay_first=relay_first,
+            peer_public_key=peer.public_key,
         )
 
     return Outcome(
@@ -247,8 +249,8 @@ def introduce(
             },
         ),
         deliveries=(
-            Delivery(initiator, introduction(responder, b, PeerRole.INITIATOR)),
-            Delivery(responder, introduction(initiator, a, PeerRole.RESPONDER)),
+            Delivery(initiator, introduction(second, b, PeerRole.INITIATOR)),
+            Delivery(responder, introduction(first, a, PeerRole.RESPONDER)),
         ),
         created_session=session,
     )
@@ -428,6 +430,16 @@ def handle_message(
             return _punch_result(sessions, worker_id, message)
         case RelayDatagram():
             return _relay(sessions, worker_id, message, now)
+        case AuthProof():
+            # The proof answers the challenge before registration, and only then.
+            return _rejection(
+                worker_id,
+                ProtocolError(
+                    ErrorCode.KEY_PROOF_INVALID,
+                    "this connection already proved its key: no auth_proof is expected now",
+                    message.TYPE,
+                ),
+            )
         case GetMyDetails():
             record = registry.get(worker_id)
             assert record is not None  # is_current() checked it above

@@ -38,6 +38,8 @@ class WorkerRecord:
     udp_update_count: int = 0
     # Declared at registration, for the introduction policy (holepunch_rendezvous.policy).
     tags: tuple[str, ...] = ()
+    # The proven public key (base64url); None for a keyless worker of the original design.
+    public_key: str | None = None
     # The listing's ISO 8601 text of (connected_at, udp_updated_at), kept with the record
     # so a record listed again is not formatted again; it goes when the record goes.
     timestamps_text: tuple[float, float | None, str, str | None] | None = field(

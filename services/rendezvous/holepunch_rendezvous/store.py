@@ -14,6 +14,9 @@ Redis keys (names built only by `RedisKeys`, for Python and, as the table `K`, f
                                refreshed by the owning instance's heartbeat
     {prefix}ids                sorted set, every score 0: worker ids in order (pages)
     {prefix}own:{worker_id}    string: the identity that owns the id; PX 24 h
+    {prefix}key:{worker_id}    string: the public key the id is bound to; no expiry while
+                               a connection of that key is current, then PX
+                               KEY_BINDING_TTL_SEC; deleted by an operator's release
     {prefix}i:{instance}       set: worker ids an instance holds (swept when it dies)
     {prefix}instances          sorted set: instance -> last heartbeat (Redis TIME, ms)
     {prefix}s:{session_id}     hash: a punch session's members and secret; PX session ttl
@@ -54,6 +57,7 @@ from holepunch_protocol import MappingBehaviour
 
 from holepunch_rendezvous.auth import OWNERSHIP_TTL_SEC, WorkerOwnership
 from holepunch_rendezvous.handler import Lookups, RecordLookup
+from holepunch_rendezvous.identity import KeyBindings
 from holepunch_rendezvous.punch_sessions import PunchSessionRecord, PunchSessionTable
 from holepunch_rendezvous.registry import Page, Registry, UdpEndpoint, WorkerRecord
 
@@ -105,17 +109,23 @@ class RegistryStore(abc.ABC):
     `registry` is this process's own table of its connections, which the app changes
     through the pure handler; the store publishes those changes wherever it keeps them,
     and finds what lives elsewhere. `ownership` is this process's table of worker_id
-    owners (the only one in memory; the fallback while a shared store is away).
+    owners (the only one in memory; the fallback while a shared store is away), and
+    `bindings` its table of worker_id -> public key, likewise.
     """
 
     backend: ClassVar[str]
 
     def __init__(
-        self, registry: Registry, ownership: WorkerOwnership, clock: Callable[[], float]
+        self,
+        registry: Registry,
+        ownership: WorkerOwnership,
+        clock: Callable[[], float],
+        bindings: KeyBindings | None = None,
     ) -> None:
         self.registry = registry
         self.ownership = ownership
         self.clock = clock
+        self.bindings = bindings if bindings is not None else KeyBindings()
 
     @property
     def ready(self) -> bool:
@@ -163,6 +173,19 @@ class RegistryStore(abc.ABC):
     async def route(self, worker_id: str, frame: str) -> bool:
         """Send a frame to a worker connected to another instance; False if none has it."""
 
+    async def admit_key(self, worker_id: str, public_key: str | None) -> bool:
+        """May a connection proven to hold `public_key` (None: keyless) take `worker_id`?
+        A key claims a free id; see `identity.KeyBindings`."""
+        return self.bindings.admit(worker_id, public_key, self.clock())
+
+    async def key_left(self, worker_id: str, public_key: str) -> None:
+        """The current connection of `public_key` for `worker_id` ended."""
+        self.bindings.left(worker_id, public_key, self.clock())
+
+    async def release_key(self, worker_id: str) -> str | None:
+        """An operator releases the binding; the key it held, or None if there was none."""
+        return self.bindings.release(worker_id, self.clock())
+
 
 class MemoryStore(RegistryStore):
     """This process only: the registry is the whole store, nothing is published."""
@@ -206,6 +229,7 @@ def encode_record(record: WorkerRecord) -> str:
         "uat": record.udp_updated_at,
         "n": record.udp_update_count,
         "tags": list(record.tags) or None,  # another instance applies the policy to them
+        "pk": record.public_key,
     }
     if endpoint is not None:
         fields["uip"] = endpoint.ip
@@ -242,6 +266,7 @@ def decode_record(worker_id: str, text: str | None) -> WorkerRecord | None:
             udp_updated_at=fields.get("uat"),
             udp_update_count=int(fields.get("n", 0)),
             tags=tuple(str(tag) for tag in fields.get("tags", ())),
+            public_key=fields.get("pk"),
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -255,6 +280,7 @@ KEY_NAMESPACES = {
     "worker": "w:",
     "ids": "ids",
     "owner": "own:",
+    "key": "key:",
     "held": "i:",
     "instances": "instances",
     "session": "s:",
@@ -366,6 +392,7 @@ class RedisStore(RegistryStore):
         self._route = self._scripts["route"]
         self._forget = self._scripts["forget_instance"]
         self._page = self._scripts["page"]
+        self._key_binding = self._scripts["key_binding"]
         self._channel = self.keys.channel(self.instance_id)
         self._identities: dict[str, str] = {}  # worker_id -> identity, for re-publishing
         self._pending_removals: set[str] = set()
@@ -581,6 +608,44 @@ class RedisStore(RegistryStore):
         if limit is None and cursor is None:
             count = len(records)  # exact, even before the index is swept
         return Page(int(count), records, last if int(more) and last else None)
+
+    # --- worker keys -------------------------------------------------------------------
+
+    async def _binding_call(self, op: str, worker_id: str, public_key: str | None) -> Any:
+        return await self._call(
+            "key_binding",
+            self._key_binding,
+            [op, worker_id, public_key or "", _ms(self.bindings.ttl), self.instance_id],
+        )
+
+    async def admit_key(self, worker_id: str, public_key: str | None) -> bool:
+        if self._available:
+            try:
+                return int(await self._binding_call("admit", worker_id, public_key)) == 1
+            except Exception as error:
+                self._failed(error)
+        # Redis is away: this process's own table decides (as for the ownership claim).
+        return await super().admit_key(worker_id, public_key)
+
+    async def key_left(self, worker_id: str, public_key: str) -> None:
+        await super().key_left(worker_id, public_key)
+        if not self._available:
+            return
+        try:
+            await self._binding_call("left", worker_id, public_key)
+        except Exception as error:
+            self._failed(error)
+
+    async def release_key(self, worker_id: str) -> str | None:
+        local = await super().release_key(worker_id)
+        if not self._available:
+            return local
+        try:
+            released = await self._binding_call("release", worker_id, None)
+        except Exception as error:
+            self._failed(error)
+            return local
+        return str(released) or local
 
     # --- sessions and deliveries -------------------------------------------------------
 
@@ -805,8 +870,12 @@ def build_store(
     ttl_sec: float,
     ownership: WorkerOwnership,
     clock: Callable[[], float] = time.time,
+    bindings: KeyBindings | None = None,
 ) -> RegistryStore:
     """`url` None: the in-memory store; redis://...: the store shared through Redis."""
     if url is None:
-        return MemoryStore(registry, ownership, clock)
-    return RedisStore(registry, url, ttl_sec=ttl_sec, ownership=ownership, clock=clock)
+        return MemoryStore(registry, ownership, clock, bindings)
+    store = RedisStore(registry, url, ttl_sec=ttl_sec, ownership=ownership, clock=clock)
+    if bindings is not None:
+        store.bindings = bindings
+    return store

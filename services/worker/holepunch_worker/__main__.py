@@ -67,6 +67,7 @@ def main() -> int:
         worker_id=config.worker_id,
         rendezvous_url=config.rendezvous_url,
         stun_servers=[str(server) for server in config.stun_servers],
+        key_fingerprint=config.key.fingerprint,
     )
     try:
         asyncio.run(_serve(config, logger))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -23,6 +23,7 @@ from holepunch_protocol import (
     validate_worker_id,
 )
 
+from holepunch_worker.identity import WorkerKey
 from holepunch_worker.probe_budget import DEFAULT_PROBE_LIMITS, ProbeLimits
 from holepunch_worker.punch import IDLE_TIMEOUT_KEEPALIVES, PunchTimings
 
@@ -82,6 +83,8 @@ class WorkerConfig:
     tags: tuple[str, ...] = ()
     # What the worker probes before a peer answers (probe_budget.py).
     probe_limits: ProbeLimits = DEFAULT_PROBE_LIMITS
+    # The worker's identity: from WORKER_KEY_FILE, or generated for this process.
+    key: WorkerKey = field(default_factory=WorkerKey.generate)
 
 
 def _seconds(environ: Mapping[str, str], name: str, default: float, *, maximum: float) -> float:
@@ -264,6 +267,7 @@ def load_config(
         connect_to=_connect_to(environ, worker_id),
         **_auth(environ, base_url),
         tags=tags,
+        key=_worker_key(environ),
         probe_limits=_probe_limits(environ),
     )
 
@@ -287,6 +291,11 @@ def _probe_limits(environ: Mapping[str, str]) -> ProbeLimits:
             maximum=100_000,
         ),
     )
+
+
+def _worker_key(environ: Mapping[str, str]) -> WorkerKey:
+    path = env_text(environ, "WORKER_KEY_FILE")
+    return WorkerKey.generate() if path is None else WorkerKey.from_file(path)
 
 
 def _punch_timings(environ: Mapping[str, str]) -> PunchTimings:

@@ -207,6 +207,9 @@ class PunchSession:
         self.session_id = introduction.session_id
         self.session_key = bytes.fromhex(introduction.session_id)
         self.peer_id = introduction.peer_id
+        # The key the rendezvous saw the peer prove (None: a keyless peer); the data
+        # plane will pin it.
+        self.peer_public_key = introduction.peer_public_key
         self._secret = bytes.fromhex(introduction.secret)
         self._t = timings
         self.introduced_addr: Address = (introduction.peer_udp_ip, introduction.peer_udp_port)
@@ -261,6 +264,7 @@ class PunchSession:
         peer = self.peer_addr if self.path is PathKind.DIRECT else None
         return {
             "peer_id": self.peer_id,
+            "peer_public_key": self.peer_public_key,
             "session_id": self.session_id,
             "role": self.introduction.role.value,
             "state": self.state.value,

@@ -24,6 +24,7 @@ from holepunch_protocol import (
     LIST_PEERS_DEFAULT_LIMIT,
     LIST_PEERS_MAX_LIMIT,
     MAX_FRAME_BYTES,
+    AuthChallenge,
     ConnectRequest,
     ErrorCode,
     ErrorMessage,
@@ -186,6 +187,8 @@ class Worker:
                 local = udp.local_address
         return {
             "worker_id": self._config.worker_id,
+            "public_key": self._config.key.public_key,
+            "key_fingerprint": self._config.key.fingerprint,
             "udp_local": _endpoint(local),
             "udp_mapped": _endpoint(self._mapped),
             "mapping": None if self._mapping is None else self._mapping.value,
@@ -478,7 +481,10 @@ class Worker:
         while True:
             self._rendezvous_state = RendezvousState.CONNECTING
             try:
-                headers = await self._credentials.headers()
+                headers = {
+                    **await self._credentials.headers(),
+                    **config.key.upgrade_headers(),
+                }
                 websocket = await connect(
                     config.rendezvous_url,
                     additional_headers=headers,
@@ -497,7 +503,10 @@ class Worker:
                 )
             else:
                 opened = loop.time()
-                await self._session(websocket)
+                if await self._prove_key(websocket):
+                    await self._session(websocket)
+                else:
+                    await websocket.close()
                 ending = after_session(loop.time() - opened, websocket.close_code)
                 if ending is SessionEnd.RESET_BACKOFF:
                     attempt = 0
@@ -537,6 +546,38 @@ class Worker:
                 attempt=attempt,
             )
             await asyncio.sleep(delay)
+
+    async def _prove_key(self, websocket: ClientConnection) -> bool:
+        """Answer the rendezvous's challenge, the first frame it sends; False if it did
+        not come (the connection closed, or something else came first)."""
+        try:
+            async with asyncio.timeout(WEBSOCKET_OPEN_TIMEOUT_SEC):
+                challenge = decode_server_message(await websocket.recv())
+            if not isinstance(challenge, AuthChallenge):
+                raise ProtocolError(
+                    ErrorCode.UNKNOWN_TYPE, f"expected auth_challenge first, got {challenge.TYPE}"
+                )
+            proof = self._config.key.prove(challenge, self._config.worker_id)
+            await websocket.send(encode_message(proof))
+        except ConnectionClosed:
+            return False
+        except TimeoutError:
+            self._log(
+                WorkerEvent.RENDEZVOUS_UNRESPONSIVE,
+                f"no auth_challenge within {WEBSOCKET_OPEN_TIMEOUT_SEC:g} s",
+                level=logging.WARNING,
+                reason="no auth_challenge",
+            )
+            return False
+        except ProtocolError as error:
+            self._log(
+                WorkerEvent.RENDEZVOUS_FRAME_INVALID,
+                f"cannot prove the worker key: {error.detail}",
+                level=logging.WARNING,
+                reason=error.detail,
+            )
+            return False
+        return True
 
     async def _session(self, websocket: ClientConnection) -> None:
         """One WebSocket connection, from open to close."""
