@@ -22,14 +22,16 @@ def test_cluster_bench_registers_everyone_in_two_round_trips_each(tmp_path: Path
     assert code == 0
     (result,) = json.loads(out.read_text())["results"]
     assert result["registered"] == 60 and result["failed"] == 0
-    # Each registration is one CONNECT and one SAVE script; nothing else went to Redis but,
-    # perhaps, a heartbeat (every 5 s).
+    # Each registration is one key-binding check (a keyless worker may not take an id bound
+    # to a key), one CONNECT and one SAVE script; nothing else went to Redis but, perhaps, a
+    # heartbeat (every 5 s).
     trips = result["round_trips"]
     assert {name: n for name, n in trips.items() if name != "heartbeat"} == {
+        "key_binding": 60,
         "connect": 60,
         "save": 60,
     }
-    assert result["round_trips_per_registration"] == 2.0
+    assert result["round_trips_per_registration"] == 3.0
     assert result["list_bytes"] > 0 and len(result["list_ms_runs"]) == 6
     for index in range(2):  # worker i went to instance i % 2
         log = (tmp_path / f"rendezvous-python-60-{index}.log").read_text().splitlines()

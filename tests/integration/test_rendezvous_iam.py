@@ -30,7 +30,10 @@ def issuer() -> Iterator[StandInIssuer]:
 @pytest.fixture
 async def iam_server(issuer: StandInIssuer) -> AsyncIterator[RunningRendezvous]:
     config = RendezvousConfig(
-        host="127.0.0.1", auth_mode=AuthMode.IAM, iam_certs_url=issuer.certs_url
+        host="127.0.0.1",
+        auth_mode=AuthMode.IAM,
+        iam_certs_url=issuer.certs_url,
+        allow_keyless_workers=True,  # these clients speak the original, keyless protocol
     )
     async with running_rendezvous(config) as running:
         yield running
@@ -93,7 +96,10 @@ async def test_without_certificates_connections_are_refused_until_they_come(
 ) -> None:
     issuer.available = False
     config = RendezvousConfig(
-        host="127.0.0.1", auth_mode=AuthMode.IAM, iam_certs_url=issuer.certs_url
+        host="127.0.0.1",
+        auth_mode=AuthMode.IAM,
+        iam_certs_url=issuer.certs_url,
+        allow_keyless_workers=True,  # these clients speak the original, keyless protocol
     )
     with caplog.at_level(logging.ERROR, "holepunch.rendezvous"):
         async with running_rendezvous(config) as server:
