@@ -26,7 +26,7 @@ from websockets.exceptions import ConnectionClosed
 from tests.support.id_tokens import stand_in_issuer
 from tests.support.ports import free_tcp_port
 from tests.support.redis_server import RedisServer, redis_server
-from tests.support.rendezvous import eventually
+from tests.support.rendezvous import ask, eventually
 
 __all__ = ["redis_server"]  # the fixture, imported to be used here
 
@@ -113,12 +113,6 @@ async def _stop(service: ServiceProcess) -> None:
 async def cluster(redis_server: RedisServer) -> AsyncIterator[Cluster]:
     async with AsyncExitStack() as stack:
         yield Cluster(redis_server, stack)
-
-
-async def ask(ws: ClientConnection, message: dict[str, Any]) -> dict[str, Any]:
-    await ws.send(json.dumps(message))
-    reply: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 5))
-    return reply
 
 
 async def next_frame(ws: ClientConnection) -> dict[str, Any]:

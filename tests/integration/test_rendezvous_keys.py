@@ -17,7 +17,7 @@ from holepunch_worker.identity import WorkerKey
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.support.rendezvous import RunningRendezvous, running_rendezvous
+from tests.support.rendezvous import RunningRendezvous, ask, running_rendezvous
 from tests.support.worker_keys import connect_with_key
 
 TOKEN = "keys-test-token-" + "t" * 16
@@ -42,12 +42,6 @@ def token_config(**overrides: Any) -> RendezvousConfig:
 async def server() -> AsyncIterator[RunningRendezvous]:
     async with running_rendezvous(token_config()) as running:
         yield running
-
-
-async def ask(ws: ClientConnection, message: dict[str, Any]) -> dict[str, Any]:
-    await ws.send(json.dumps(message))
-    reply: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 5))
-    return reply
 
 
 async def report_endpoint(ws: ClientConnection, port: int) -> None:

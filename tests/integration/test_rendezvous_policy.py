@@ -21,7 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.support.punch_workers import running_workers
-from tests.support.rendezvous import RunningRendezvous, running_rendezvous
+from tests.support.rendezvous import RunningRendezvous, ask, running_rendezvous
 
 TOKEN = "policy-test-token-0123456789"
 ADMIN = "policy-admin-token-0123456789"
@@ -47,12 +47,6 @@ def token_config(policy: str | None = POLICY) -> RendezvousConfig:
 async def server() -> AsyncIterator[RunningRendezvous]:
     async with running_rendezvous(token_config()) as running:
         yield running
-
-
-async def ask(ws: ClientConnection, message: dict[str, Any]) -> dict[str, Any]:
-    await ws.send(json.dumps(message))
-    reply: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 5))
-    return reply
 
 
 async def join(

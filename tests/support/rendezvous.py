@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from holepunch_rendezvous.app import Rendezvous
 from holepunch_rendezvous.config import RendezvousConfig
 from holepunch_rendezvous.server import RendezvousServer, build_server
+from websockets.asyncio.client import ClientConnection
 
-__all__ = ["RunningRendezvous", "eventually", "running_rendezvous"]
+__all__ = ["RunningRendezvous", "ask", "eventually", "running_rendezvous"]
 
 
 @dataclass
@@ -69,3 +72,10 @@ async def eventually(
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {timeout} s: {what or condition}")
         await asyncio.sleep(0.01)
+
+
+async def ask(ws: ClientConnection, message: dict[str, Any]) -> dict[str, Any]:
+    """Send one JSON message and read the next frame (5 s at most)."""
+    await ws.send(json.dumps(message))
+    reply: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    return reply
