@@ -14,8 +14,9 @@ from holepunch_protocol import (
     UpdateUdpEndpoint,
     encode_message,
 )
+from holepunch_rendezvous.budgets import TokenBucket
 from holepunch_rendezvous.handler import handle_text_frame, introduce
-from holepunch_rendezvous.punch_sessions import PunchSessionTable, RelayLimits, TokenBucket
+from holepunch_rendezvous.punch_sessions import PunchSessionTable, RelayLimits
 from holepunch_rendezvous.registry import Registry
 
 

@@ -54,7 +54,7 @@ from holepunch_rendezvous.auth import (
     authenticate,
     is_admin,
 )
-from holepunch_rendezvous.budgets import CapLimits, charged_to_control
+from holepunch_rendezvous.budgets import CapLimits, TokenBucket, charged_to_control
 from holepunch_rendezvous.config import RendezvousConfig
 from holepunch_rendezvous.handler import (
     NO_LOOKUPS,
@@ -84,7 +84,6 @@ from holepunch_rendezvous.punch_sessions import (
     PunchSessionRecord,
     PunchSessionTable,
     RelayLimits,
-    TokenBucket,
 )
 from holepunch_rendezvous.registry import Page, Registry, WorkerRecord
 from holepunch_rendezvous.slow_clients import SlowClientKind, SlowClients, receive_first_frame
@@ -626,11 +625,7 @@ async def _prove_key(
     # keyless worker's first frame in _receive_loop.
     frame = await receive_first_frame(websocket, rendezvous.config.first_message_timeout_sec)
     if frame is None:
-        timeout = rendezvous.config.first_message_timeout_sec
-        client = websocket.client
-        rendezvous.slow_clients.record(
-            SlowClientKind.FIRST_MESSAGE, client.host if client else None, timeout
-        )
+        timeout = _count_silent(rendezvous, websocket)
         return invalid_proof(f"no auth_proof within {timeout:g} s")
     if frame["type"] == "websocket.disconnect":
         return _ClientLeft.LEFT
@@ -772,13 +767,19 @@ async def _receive_loop(
             await rendezvous.deliver(outcome)
 
 
-async def _close_silent(rendezvous: Rendezvous, connection: _Connection) -> tuple[int, str]:
-    """Close a connection that sent no frame within FIRST_MESSAGE_TIMEOUT_SEC; count it."""
+def _count_silent(rendezvous: Rendezvous, websocket: WebSocket) -> float:
+    """Count a client that sent nothing within FIRST_MESSAGE_TIMEOUT_SEC; that deadline."""
     timeout = rendezvous.config.first_message_timeout_sec
-    client = connection.websocket.client
+    client = websocket.client
     rendezvous.slow_clients.record(
         SlowClientKind.FIRST_MESSAGE, client.host if client else None, timeout
     )
+    return timeout
+
+
+async def _close_silent(rendezvous: Rendezvous, connection: _Connection) -> tuple[int, str]:
+    """Close a connection that sent no frame within FIRST_MESSAGE_TIMEOUT_SEC; count it."""
+    timeout = _count_silent(rendezvous, connection.websocket)
     reason = f"no message within {timeout:g} s"
     await _close_quietly(connection.websocket, CloseCode.FIRST_MESSAGE_TIMEOUT, reason)
     return CloseCode.FIRST_MESSAGE_TIMEOUT, reason

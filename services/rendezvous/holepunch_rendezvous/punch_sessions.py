@@ -21,7 +21,6 @@ __all__ = [
     "PunchSessionRecord",
     "PunchSessionTable",
     "RelayLimits",
-    "TokenBucket",
 ]
 
 
