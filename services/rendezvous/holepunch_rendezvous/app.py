@@ -550,9 +550,14 @@ async def _admit(rendezvous: Rendezvous, websocket: WebSocket) -> _Connection | 
         return None
     connection_id = rendezvous.next_connection_id()
     record = WorkerRecord(
-        worker_id, connection_id, observed_ip, observed_port, rendezvous.clock(), tags=tags
+        worker_id,
+        connection_id,
+        observed_ip,
+        observed_port,
+        rendezvous.clock(),
+        tags=tags,
+        public_key=public_key,
     )
-    record.public_key = public_key
     claim = await rendezvous.store.connect(record, identity)
     if not claim.accepted:
         await _refuse(

@@ -12,7 +12,8 @@ Three budgets, kept apart (issue 11, "Budgets that one party cannot spend for an
 
 And two caps on introductions (`IntroductionCaps`): concurrent punch sessions per worker,
 and introductions per target per minute. Beyond any of them the sender gets an error
-code that names it; the refusals are counted here for /debug/sessions.
+code that names it; the app counts those refusals (`introductions_refused` on
+/debug/registry) and the sessions count relay refusals (/debug/sessions).
 """
 
 from __future__ import annotations
@@ -99,10 +100,9 @@ class _Buckets:
 
 @dataclass(frozen=True, slots=True)
 class IntroductionRefusal:
-    """Why `IntroductionCaps.check` refused: the error code, the side, and the detail."""
+    """Why `IntroductionCaps.check` refused: the error code and the detail."""
 
     code: ErrorCode
-    worker_id: str
     detail: str
 
 
@@ -132,13 +132,11 @@ class IntroductionCaps:
             if sessions_of.get(worker_id, 0) >= cap:
                 return IntroductionRefusal(
                     ErrorCode.TOO_MANY_SESSIONS,
-                    worker_id,
                     f"worker {worker_id!r} is already in {cap} punch sessions",
                 )
         if not self._per_target.allow(responder, 1, now):
             return IntroductionRefusal(
                 ErrorCode.INTRODUCTION_RATE_LIMITED,
-                responder,
                 f"worker {responder!r} was asked for more than "
                 f"{self.limits.introductions_per_target_per_min:g} introductions a minute",
             )

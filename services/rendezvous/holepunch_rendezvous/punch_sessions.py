@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 
 from holepunch_protocol import SECRET_BYTES, SESSION_ID_BYTES, PunchResult, PunchStatus
 
-from holepunch_rendezvous.budgets import CapLimits, IntroductionCaps, RelayBudgets, TokenBucket
+from holepunch_rendezvous.budgets import (
+    DEFAULT_CAPS,
+    CapLimits,
+    IntroductionCaps,
+    RelayBudgets,
+    TokenBucket,
+)
 
 __all__ = [
     "DEFAULT_RELAY_LIMITS",
@@ -92,8 +98,9 @@ class PunchSessionTable:
         caps: CapLimits | None = None,
     ) -> None:
         self.limits = limits or DEFAULT_RELAY_LIMITS
-        self.caps = IntroductionCaps(caps or CapLimits())
-        self.relay_budgets = RelayBudgets(caps or CapLimits())
+        caps = caps or DEFAULT_CAPS
+        self.caps = IntroductionCaps(caps)
+        self.relay_budgets = RelayBudgets(caps)
         self._active: dict[str, PunchSessionRecord] = {}
         self._by_worker: dict[str, set[str]] = {}
         self._ended: deque[PunchSessionRecord] = deque(maxlen=keep_ended)

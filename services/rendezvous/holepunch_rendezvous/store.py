@@ -358,8 +358,9 @@ class RedisStore(RegistryStore):
         instance_id: str | None = None,
         ownership: WorkerOwnership | None = None,
         clock: Callable[[], float] = time.time,
+        bindings: KeyBindings | None = None,
     ) -> None:
-        super().__init__(registry, ownership or WorkerOwnership(), clock)
+        super().__init__(registry, ownership or WorkerOwnership(), clock, bindings)
         # Imported here: a memory-only deployment never loads the client.
         import redis.asyncio as redis_asyncio
         from redis.backoff import NoBackoff
@@ -875,7 +876,6 @@ def build_store(
     """`url` None: the in-memory store; redis://...: the store shared through Redis."""
     if url is None:
         return MemoryStore(registry, ownership, clock, bindings)
-    store = RedisStore(registry, url, ttl_sec=ttl_sec, ownership=ownership, clock=clock)
-    if bindings is not None:
-        store.bindings = bindings
-    return store
+    return RedisStore(
+        registry, url, ttl_sec=ttl_sec, ownership=ownership, clock=clock, bindings=bindings
+    )
