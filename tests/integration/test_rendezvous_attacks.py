@@ -103,7 +103,7 @@ async def test_reflection_many_attackers_send_a_third_party_one_probe_budget() -
         replies = [json.loads(await websocket.recv()) for websocket in attackers]
         introduced = [r["session_id"] for r in replies if r["type"] == "peer_introduction"]
         refused = [r["code"] for r in replies if r["type"] == "error"]
-        per_minute = server.rendezvous.config.introductions_per_target_per_min
+        per_minute = server.rendezvous.config.caps.introductions_per_target_per_min
         assert len(introduced) == per_minute
         assert refused == ["introduction_rate_limited"] * (attackers_count - len(introduced))
 

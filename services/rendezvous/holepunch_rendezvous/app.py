@@ -54,7 +54,7 @@ from holepunch_rendezvous.auth import (
     authenticate,
     is_admin,
 )
-from holepunch_rendezvous.budgets import CapLimits, TokenBucket, charged_to_control
+from holepunch_rendezvous.budgets import TokenBucket, charged_to_control
 from holepunch_rendezvous.config import RendezvousConfig
 from holepunch_rendezvous.handler import (
     NO_LOOKUPS,
@@ -137,12 +137,7 @@ class Rendezvous:
         )
         self.sessions = PunchSessionTable(
             RelayLimits(self.config.relay_datagrams_per_sec, self.config.relay_bytes_per_sec),
-            caps=CapLimits(
-                max_sessions_per_worker=self.config.max_sessions_per_worker,
-                introductions_per_target_per_min=self.config.introductions_per_target_per_min,
-                initiator_relay_datagrams_per_sec=self.config.initiator_relay_datagrams_per_sec,
-                initiator_relay_bytes_per_sec=self.config.initiator_relay_bytes_per_sec,
-            ),
+            caps=self.config.caps,
         )
         self.policy = policy_for(
             self.config.auth_mode, self.config.introduction_policy, self.config.allowed_worker_tags

@@ -17,7 +17,7 @@ from holepunch_env import (
 )
 
 from holepunch_rendezvous.auth import AuthMode
-from holepunch_rendezvous.budgets import DEFAULT_CAPS
+from holepunch_rendezvous.budgets import DEFAULT_CAPS, CapLimits
 from holepunch_rendezvous.id_tokens import GOOGLE_CERTS_URL
 from holepunch_rendezvous.identity import DEFAULT_KEY_BINDING_TTL_SEC
 from holepunch_rendezvous.policy import PolicyError, policy_for
@@ -162,11 +162,8 @@ class RendezvousConfig:
     # A client's request line and headers, then its first WebSocket frame (slowloris).
     handshake_timeout_sec: float = 10.0
     first_message_timeout_sec: float = 10.0
-    # Caps and budgets (budgets.py); the defaults are CapLimits's own.
-    max_sessions_per_worker: int = DEFAULT_CAPS.max_sessions_per_worker
-    introductions_per_target_per_min: float = DEFAULT_CAPS.introductions_per_target_per_min
-    initiator_relay_datagrams_per_sec: float = DEFAULT_CAPS.initiator_relay_datagrams_per_sec
-    initiator_relay_bytes_per_sec: float = DEFAULT_CAPS.initiator_relay_bytes_per_sec
+    # Caps and budgets (budgets.py), passed whole; the defaults are CapLimits's own.
+    caps: CapLimits = DEFAULT_CAPS
     # Workers of the original design (no key). None: allowed only under AUTH_MODE=none,
     # where there is no credential to add a key to; anything else must say so.
     allow_keyless_workers: bool | None = None
@@ -261,34 +258,7 @@ class RendezvousConfig:
                 minimum=0.1,
                 maximum=3600.0,
             ),
-            max_sessions_per_worker=env_int(
-                env,
-                "MAX_SESSIONS_PER_WORKER",
-                default.max_sessions_per_worker,
-                minimum=1,
-                maximum=100_000,
-            ),
-            introductions_per_target_per_min=env_float(
-                env,
-                "INTRODUCTIONS_PER_TARGET_PER_MIN",
-                default.introductions_per_target_per_min,
-                minimum=1.0,
-                maximum=1e6,
-            ),
-            initiator_relay_datagrams_per_sec=env_float(
-                env,
-                "INITIATOR_RELAY_DATAGRAMS_PER_SEC",
-                default.initiator_relay_datagrams_per_sec,
-                minimum=1.0,
-                maximum=1e6,
-            ),
-            initiator_relay_bytes_per_sec=env_float(
-                env,
-                "INITIATOR_RELAY_BYTES_PER_SEC",
-                default.initiator_relay_bytes_per_sec,
-                minimum=1200.0,
-                maximum=1e9,
-            ),
+            caps=_caps(env, default.caps),
             allow_keyless_workers=None
             if env_text(env, "ALLOW_KEYLESS_WORKERS") is None
             else env_bool(env, "ALLOW_KEYLESS_WORKERS", False),
@@ -320,3 +290,37 @@ def _allowed_worker_tags(env: Mapping[str, str], auth_mode: AuthMode) -> str | N
         except PolicyError as error:
             raise ConfigError("ALLOWED_WORKER_TAGS", str(error)) from None
     return raw
+
+
+def _caps(env: Mapping[str, str], default: CapLimits) -> CapLimits:
+    """The caps and initiator relay budget variables over CapLimits' defaults."""
+    return CapLimits(
+        max_sessions_per_worker=env_int(
+            env,
+            "MAX_SESSIONS_PER_WORKER",
+            default.max_sessions_per_worker,
+            minimum=1,
+            maximum=100_000,
+        ),
+        introductions_per_target_per_min=env_float(
+            env,
+            "INTRODUCTIONS_PER_TARGET_PER_MIN",
+            default.introductions_per_target_per_min,
+            minimum=1.0,
+            maximum=1e6,
+        ),
+        initiator_relay_datagrams_per_sec=env_float(
+            env,
+            "INITIATOR_RELAY_DATAGRAMS_PER_SEC",
+            default.initiator_relay_datagrams_per_sec,
+            minimum=1.0,
+            maximum=1e6,
+        ),
+        initiator_relay_bytes_per_sec=env_float(
+            env,
+            "INITIATOR_RELAY_BYTES_PER_SEC",
+            default.initiator_relay_bytes_per_sec,
+            minimum=1200.0,
+            maximum=1e9,
+        ),
+    )
