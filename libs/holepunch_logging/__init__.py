@@ -19,11 +19,13 @@ from google.cloud.logging.handlers import StructuredLogHandler
 from google.cloud.logging_v2.handlers.structured_log import GCP_STRUCTURED_LOGGING_FIELDS
 
 from holepunch_logging.events import EVENTS_BY_SERVICE, DevEvent, RendezvousEvent, WorkerEvent
+from holepunch_logging.throttle import LogThrottle
 
 __all__ = [
     "EVENTS_BY_SERVICE",
     "DevEvent",
     "FastStructuredLogHandler",
+    "LogThrottle",
     "RendezvousEvent",
     "WorkerEvent",
     "configure_logging",

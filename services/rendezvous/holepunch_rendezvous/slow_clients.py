@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from holepunch_logging import RendezvousEvent, log_event
+from holepunch_logging import LogThrottle, RendezvousEvent, log_event
 from starlette.types import Message
 from starlette.websockets import WebSocket
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -56,23 +56,18 @@ class SlowClients:
     closed: dict[SlowClientKind, int] = field(
         default_factory=lambda: dict.fromkeys(SlowClientKind, 0)
     )
-    _unlogged: dict[SlowClientKind, int] = field(
-        default_factory=lambda: dict.fromkeys(SlowClientKind, 0)
-    )
-    _next_log_at: dict[SlowClientKind, float] = field(
-        default_factory=lambda: dict.fromkeys(SlowClientKind, 0.0)
-    )
+    _throttles: dict[SlowClientKind, LogThrottle] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._throttles = {kind: LogThrottle(self.log_interval_sec) for kind in SlowClientKind}
 
     def record(self, kind: SlowClientKind, observed_ip: str | None, deadline_sec: float) -> None:
         """Count one connection closed by a deadline; log it unless one was logged lately
         (the next line then says how many went unlogged in between)."""
         self.closed[kind] += 1
-        now = self.clock()
-        if now < self._next_log_at[kind]:
-            self._unlogged[kind] += 1
+        unlogged = self._throttles[kind].due(self.clock())
+        if unlogged is None:
             return
-        self._next_log_at[kind] = now + self.log_interval_sec
-        unlogged, self._unlogged[kind] = self._unlogged[kind], 0
         log_event(
             logger,
             RendezvousEvent.SLOW_CLIENT_CLOSED,

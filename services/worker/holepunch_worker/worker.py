@@ -19,7 +19,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from holepunch_logging import WorkerEvent, log_event
+from holepunch_logging import LogThrottle, WorkerEvent, log_event
 from holepunch_protocol import (
     LIST_PEERS_DEFAULT_LIMIT,
     LIST_PEERS_MAX_LIMIT,
@@ -123,7 +123,7 @@ class Worker:
         self._peer_listings: dict[int, asyncio.Future[Peers]] = {}
         self._request_ids = itertools.count(1)
         self._relay_refused = 0
-        self._relay_refused_logged_at: float | None = None
+        self._relay_refused_log = LogThrottle(RELAY_REFUSED_LOG_INTERVAL_SEC)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -688,9 +688,7 @@ class Worker:
                 listing.set_result(message)
         elif isinstance(message, ErrorMessage) and message.code == ErrorCode.RELAY_RATE_LIMITED:
             self._relay_refused += 1
-            now, last = self._now(), self._relay_refused_logged_at
-            if last is None or now - last >= RELAY_REFUSED_LOG_INTERVAL_SEC:
-                self._relay_refused_logged_at = now
+            if self._relay_refused_log.due(self._now()) is not None:
                 self._log(
                     WorkerEvent.RENDEZVOUS_ERROR,
                     f"rendezvous reported an error: {message.code} ({self._relay_refused} so far)",
