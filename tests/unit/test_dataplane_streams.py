@@ -14,6 +14,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.stream import QuicStreamSender
 from holepunch_devtools.quic_pipe import QuicPipe
+from holepunch_devtools.stream_bench import run_bench
 from holepunch_worker.dataplane.streams import (
     PeerStreamIds,
     StreamMux,
@@ -347,6 +348,23 @@ async def test_connection_lost_wakes_blocked_readers_and_writers() -> None:
         accepted.writer.close()
 
 
+async def test_connection_lost_after_a_half_close_still_ends_everything() -> None:
+    async with QuicPipe() as pipe:
+        mux = pipe.client.streams()
+        stream_id, reader, writer = mux.open_stream()
+        writer.write(b"request")
+        writer.write_eof()
+        accepted = await pipe.server.accepted.get()
+        assert await accepted.reader.read() == b"request"
+        await pipe.until(lambda: send_progress(pipe.client.connection(), stream_id).finished)
+        mux.connection_lost(None)
+        with pytest.raises(ConnectionResetError, match="connection lost: closed"):
+            await pipe.run(reader.read(), timeout=5)
+        with pytest.raises(ConnectionResetError):
+            await pipe.run(writer.wait_closed(), timeout=5)
+        accepted.writer.close()
+
+
 # --- the writer as an asyncio transport ---------------------------------------------------
 
 
@@ -382,3 +400,9 @@ def test_a_mux_needs_a_running_loop_and_sane_limits() -> None:
         asyncio.run(build(send_buffer_limit=-1))
     with pytest.raises(ValueError, match="receive_window"):
         asyncio.run(build(receive_window=0))
+
+
+async def test_stream_bench_moves_the_bytes_both_ways() -> None:
+    result = await run_bench(megabytes=1, rounds=1)  # raises when a byte count is wrong
+    assert result.streams_mbit_s[0] > 0
+    assert result.aioquic_mbit_s[0] > 0

@@ -138,6 +138,10 @@ class QuicPipe:
         async with asyncio.timeout(timeout):
             return list(await asyncio.gather(*coroutines))
 
+    def flush(self, side: PipeSide) -> None:
+        """What a StreamMux's `transmit` does: send what `side` has to send."""
+        self._transmit(side)
+
     def _configuration(self, *, is_client: bool) -> QuicConfiguration:
         configuration = QuicConfiguration(is_client=is_client, alpn_protocols=[_ALPN])
         if self._max_stream_data is not None:

@@ -342,6 +342,12 @@ class QuicStreamTransport(asyncio.Transport):
             self._write_paused = False
             self._stream_protocol.resume_writing()
 
+    def _lose(self, reason: str) -> None:
+        self._end_reader(ConnectionResetError(f"connection lost: {reason}"))
+        self._end_sending(ConnectionResetError(f"connection lost: {reason}"))
+        self._closing = True
+        self._tell_protocol(ConnectionResetError(f"connection lost: {reason}"))  # if not yet
+
     def _tell_protocol(self, exc: Exception | None) -> None:
         if not self._protocol_told:
             self._protocol_told = True
@@ -446,9 +452,7 @@ class StreamMux:
         transports = list(self._streams.values())
         self._streams.clear()
         for transport in transports:
-            transport._end_reader(ConnectionResetError(f"connection lost: {reason}"))
-            transport._end_sending(ConnectionResetError(f"connection lost: {reason}"))
-            transport._closing = True
+            transport._lose(reason)
 
     # used by the transports
 
