@@ -187,6 +187,8 @@ async def test_many_concurrent_streams_each_echoed() -> None:
 
         results = await pipe.run(echo_server(), *(client(i) for i in range(count)), timeout=120)
         assert results[1:] == [True] * count
+        assert pipe.client.streams().streams_opened == count
+        assert pipe.server.streams().streams_opened == count
         await pipe.until(lambda: pipe.server.streams().streams_open == 0)
         assert pipe.client.streams().streams_open == 0
 

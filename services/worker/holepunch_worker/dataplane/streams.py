@@ -224,6 +224,9 @@ class QuicStreamTransport(asyncio.Transport):
         self._protocol_told = False
         self.reading_paused = False
 
+    def __repr__(self) -> str:
+        return f"<QuicStreamTransport stream {self.stream_id}{' closing' if self._closing else ''}>"
+
     # asyncio.WriteTransport
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -401,6 +404,7 @@ class StreamMux:
         self._lost: Exception | None = None
         self.bytes_sent = 0
         self.bytes_received = 0
+        self.streams_opened = 0  # by either side, over the connection's life
         install_receive_credit(quic, self._credit)
 
     @property
@@ -439,9 +443,15 @@ class StreamMux:
         return None
 
     def after_receive(self) -> None:
-        """Re-check the streams waiting for acknowledgements (paused writers, FINs)."""
+        """Re-check the streams waiting for acknowledgements (paused writers, FINs).
+
+        Acknowledgements arrive only with datagrams, so once per received batch is enough;
+        calling it after every flush as well (`transmitted`) is harmless.
+        """
         for transport in [t for t in self._streams.values() if t._needs_acks]:
             self._check_sent(transport)
+
+    transmitted = after_receive
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Every reader raises `ConnectionResetError`, every drain() and open_stream() too."""
@@ -529,6 +539,7 @@ class StreamMux:
         reader.set_transport(transport)
         writer = asyncio.StreamWriter(transport, protocol, reader, self._loop)
         self._streams[stream_id] = transport
+        self.streams_opened += 1
         return MuxStream(stream_id, reader, writer)
 
     def _on_data(self, event: events.StreamDataReceived) -> MuxStream | None:
