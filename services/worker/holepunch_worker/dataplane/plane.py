@@ -31,7 +31,6 @@ from holepunch_protocol.stream_header import (
     encode_open,
 )
 
-from holepunch_worker.dataplane._streams import StreamMux
 from holepunch_worker.dataplane.exposure import Exposure, LogFunction
 from holepunch_worker.dataplane.interface import (
     DEFAULT_CONNECT_TIMEOUT_SEC,
@@ -51,6 +50,7 @@ from holepunch_worker.dataplane.link import (
     PeerLink,
     QuicEventReceived,
 )
+from holepunch_worker.dataplane.streams import StreamMux
 from holepunch_worker.identity import WorkerKey
 from holepunch_worker.punch import Action, PunchSession, PunchSessions
 
@@ -174,7 +174,10 @@ class QuicPeerConnection:
         )
 
     def _on_authenticated(self) -> None:
-        self.mux = StreamMux(self.link.quic, lambda: self._plane._schedule_flush(self))
+        # StreamMux coalesces its writes into one transmit per loop iteration itself.
+        self.mux = StreamMux(
+            self.link.quic, lambda: self._plane._flush(self), peer_name=self.peer_id
+        )
         if not self._authenticated.done():
             self._authenticated.set_result(None)
 
@@ -264,6 +267,8 @@ class QuicDataPlane:
         if conn is None:
             return
         self._handle(conn, conn.link.packet_received(packet, self._now()))
+        if conn.mux is not None:
+            conn.mux.after_receive()  # acknowledgements may have freed paused writers
         self._flush(conn)
 
     async def run(self) -> None:
@@ -502,6 +507,4 @@ class QuicDataPlane:
                 actions += sent
         if actions and self._apply is not None:
             self._apply(actions)
-        if conn.mux is not None:
-            conn.mux.transmitted()
         self._changed.set()
