@@ -17,12 +17,13 @@ from holepunch_worker.dataplane.interface import (
     DatagramChannel,
     IncomingStream,
     PeerAuthenticationFailed,
+    PeerUnavailable,
     StreamRefused,
 )
 from holepunch_worker.identity import WorkerKey
 
 from tests.integration.test_worker_punch_rendezvous import rendezvous_process
-from tests.support.punch_workers import RunningWorker, running_workers
+from tests.support.punch_workers import LyingStunServer, RunningWorker, running_workers
 
 A, B = "real-a", "real-b"  # A has the smaller id: A is the QUIC client
 
@@ -145,3 +146,49 @@ async def test_a_peer_with_another_key_than_introduced_is_refused() -> None:
         closed = await b.log.wait_for_event("peer_link_closed", reason="key_mismatch")
         assert closed["by_peer"] is True
         assert not a.log.named("peer_link_authenticated")
+
+
+async def test_a_stream_through_the_relay() -> None:
+    async with (
+        rendezvous_process() as (_, url),
+        LyingStunServer.running(shift=1000) as lying_stun,
+        echo_server() as echo_port,
+        running_workers(
+            url,
+            (A, {"STUN_SERVERS": lying_stun}),
+            (B, {"STUN_SERVERS": lying_stun, "EXPOSE_PORTS": str(echo_port)}),
+        ) as (a, b),
+    ):
+        await registered(a, b)
+        payload = os.urandom(100_000)  # within the relay's default budget
+        assert await round_trip(a, echo_port, payload) == payload
+        [status] = (await a.status())["peer_connections"]
+        assert status["path"] == "relay"
+
+
+async def test_the_peer_going_away_ends_streams_with_a_clean_error() -> None:
+    async with (
+        rendezvous_process() as (_, url),
+        running_workers(url, (A, {}), (B, {})) as (a, b),
+    ):
+        await registered(a, b)
+        accepted = asyncio.Event()
+
+        async def hold(stream: IncomingStream) -> None:
+            accepted.set()
+            await stream.reader.read()
+
+        b.worker.data_plane.serve_port(7000, hold)
+        async with asyncio.timeout(20):
+            connection = await a.worker.data_plane.connect(B)
+            reader, _ = await connection.open_stream(7000)
+            await accepted.wait()
+            b.stop.set()  # B shuts down: its QUIC connection closes with it
+            with pytest.raises(ConnectionResetError):
+                await reader.read()
+            await connection.wait_closed()
+        assert connection.closed
+        closed = await a.log.wait_for_event("peer_link_closed")
+        assert closed["by_peer"] is True and closed["reason"] == "shutdown"
+        with pytest.raises(PeerUnavailable):
+            connection.send_datagram(DatagramChannel.APPLICATION, b"late")
