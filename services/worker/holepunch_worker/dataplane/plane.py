@@ -226,6 +226,8 @@ class QuicDataPlane:
         self._datagram_handlers: dict[DatagramChannel, DatagramHandler] = {}
         self._flush_scheduled: set[str] = set()
         self._changed = asyncio.Event()
+        self._armed: float | None = None  # the deadline run() sleeps until
+        self._sessions_seen: tuple[tuple[str, PathKind], ...] = ()
         self._waiters: list[asyncio.Future[None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._reconciling = False
@@ -243,6 +245,11 @@ class QuicDataPlane:
         """Match the links to the punch sessions (called after every batch of actions)."""
         if self._reconciling or self._punch is None:
             return
+        # Called for every batch of actions (every packet): skip when nothing moved.
+        seen = tuple((s.session_id, s.path) for s in self._punch.active())
+        if seen == self._sessions_seen:
+            return
+        self._sessions_seen = seen
         self._reconciling = True
         try:
             active = {s.session_id: s for s in self._punch.active()}
@@ -278,6 +285,7 @@ class QuicDataPlane:
                 self._changed.clear()
                 deadlines = [c.link.next_deadline() for c in self._connections.values()]
                 deadline = min((d for d in deadlines if d is not None), default=None)
+                self._armed = deadline
                 try:
                     async with asyncio.timeout_at(deadline):
                         await self._changed.wait()
@@ -507,4 +515,8 @@ class QuicDataPlane:
                 actions += sent
         if actions and self._apply is not None:
             self._apply(actions)
-        self._changed.set()
+        # Wake run() only for an earlier deadline than the one it sleeps until: sending
+        # and receiving mostly push deadlines later, and a wake per packet costs.
+        deadline = conn.link.next_deadline()
+        if deadline is not None and (self._armed is None or deadline < self._armed):
+            self._changed.set()
