@@ -23,6 +23,7 @@ from holepunch_worker.dataplane.interface import (
 from holepunch_worker.identity import WorkerKey
 
 from tests.integration.test_worker_punch_rendezvous import rendezvous_process
+from tests.support.ports import free_tcp_port
 from tests.support.punch_workers import LyingStunServer, RunningWorker, running_workers
 
 A, B = "real-a", "real-b"  # A has the smaller id: A is the QUIC client
@@ -81,19 +82,25 @@ async def test_a_stream_reaches_an_exposed_port_byte_exact() -> None:
         assert status["bytes_sent"] >= len(payload) and status["bytes_received"] >= len(payload)
 
 
-async def test_a_port_not_exposed_is_refused_and_the_next_stream_is_served() -> None:
+async def test_refused_streams_and_the_next_stream_is_served() -> None:
+    dead_port = free_tcp_port()  # exposed, but nothing listens there
     async with (
         rendezvous_process() as (_, url),
         echo_server() as echo_port,
-        running_workers(url, (A, {}), (B, {"EXPOSE_PORTS": str(echo_port)})) as (a, b),
+        running_workers(url, (A, {}), (B, {"EXPOSE_PORTS": f"{echo_port},{dead_port}"})) as (
+            a,
+            b,
+        ),
     ):
         await registered(a, b)
-        with pytest.raises(StreamRefused) as refused:
-            async with asyncio.timeout(20):
-                await a.worker.data_plane.open_stream(B, echo_port + 1, timeout=10)
-        assert refused.value.reason == "port_not_exposed"
+        not_exposed = echo_port + 1 if echo_port + 1 != dead_port else echo_port + 2
+        for port, reason in ((not_exposed, "port_not_exposed"), (dead_port, "connect_failed")):
+            with pytest.raises(StreamRefused) as refused:
+                async with asyncio.timeout(20):
+                    await a.worker.data_plane.open_stream(B, port, timeout=10)
+            assert refused.value.reason == reason
         logged = await b.log.wait_for_event("stream_refused")
-        assert logged["port"] == echo_port + 1 and logged["peer_id"] == A
+        assert logged["port"] == not_exposed and logged["peer_id"] == A
         assert await round_trip(a, echo_port, b"still served") == b"still served"
 
 
