@@ -199,3 +199,43 @@ async def test_the_peer_going_away_ends_streams_with_a_clean_error() -> None:
         assert closed["by_peer"] is True and closed["reason"] == "shutdown"
         with pytest.raises(PeerUnavailable):
             connection.send_datagram(DatagramChannel.APPLICATION, b"late")
+
+
+async def test_garbage_on_one_stream_and_a_stream_cap_disturb_nothing_else() -> None:
+    async with (
+        rendezvous_process() as (_, url),
+        running_workers(url, (A, {}), (B, {})) as (a, b),
+    ):
+        await registered(a, b)
+        held = asyncio.Event()
+
+        async def hold(stream: IncomingStream) -> None:
+            held.set()
+            await stream.reader.read()
+
+        async def echo(stream: IncomingStream) -> None:
+            stream.writer.write(await stream.reader.read())
+            stream.writer.close()
+
+        b.worker.data_plane.serve_port(7000, hold)
+        b.worker.data_plane.serve_port(7001, echo)
+        async with asyncio.timeout(20):
+            connection = await a.worker.data_plane.connect(B)
+            assert connection.mux is not None
+            _, reader, writer = connection.mux.open_stream()
+            writer.write(b"GET / HTTP/1.1\r\n\r\n")  # not a stream header
+            with pytest.raises(ConnectionResetError):
+                await reader.read()
+        logged = await b.log.wait_for_event("stream_header_invalid")
+        assert "version 71" in logged["reason"]
+
+        b.worker.data_plane.exposure.max_streams_per_peer = 1
+        async with asyncio.timeout(20):
+            _, holding = await connection.open_stream(7000)
+            await held.wait()
+            with pytest.raises(StreamRefused) as refused:
+                await connection.open_stream(7001)
+            assert refused.value.reason == "too_many_streams"
+            holding.close()
+            b.worker.data_plane.exposure.max_streams_per_peer = 256
+        assert await round_trip(a, 7001, b"after") == b"after"

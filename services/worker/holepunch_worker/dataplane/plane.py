@@ -131,6 +131,10 @@ class QuicPeerConnection:
             raise ValueError(f"datagram payload is longer than {MAX_DATAGRAM_PAYLOAD} bytes")
         if self.closed or not self.link.authenticated:
             raise self._unavailable()
+        session = self._plane._session(self)
+        if session is None or session.path is PathKind.NONE:
+            self.datagrams_lost += 1  # no path now: QUIC never retransmits a datagram
+            return
         self.link.quic.send_datagram_frame(bytes([channel]) + payload)
         self.datagrams_sent += 1
         self._plane._schedule_flush(self)
