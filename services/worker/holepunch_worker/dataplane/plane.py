@@ -4,8 +4,8 @@ connection (a `PeerLink`) per punch session whose peer has a key.
 The worker feeds it: `punch_changed()` after every batch of punch actions (a session got
 a path: make its link; a session ended or was replaced: its link closes, its streams get
 ConnectionResetError), `quic_received()` for each `QuicReceived` action. It sends the
-links' packets with `PunchSession.send_quic` on the session's current path and hands the
-resulting actions back to the worker (`apply`), and runs the links' timers in `run()`.
+links' packets with `PunchSession.send_quic` on the session's current path, has the worker
+send the sealed datagrams (`send`), and runs the links' timers in `run()`.
 
 Connecting to a peer without a session asks for an introduction (`introduce`, supplied by
 the worker: it raises ConnectRefused with the rendezvous's reason) and waits for the
@@ -52,7 +52,7 @@ from holepunch_worker.dataplane.link import (
 )
 from holepunch_worker.dataplane.streams import StreamMux
 from holepunch_worker.identity import WorkerKey
-from holepunch_worker.punch import Action, PunchSession, PunchSessions
+from holepunch_worker.punch import PunchSession, PunchSessions, SendRelay, SendUdp
 
 __all__ = ["MAX_DATAGRAM_PAYLOAD", "QuicDataPlane", "QuicPeerConnection"]
 
@@ -64,7 +64,7 @@ SESSION_REPLACED = "session_replaced"
 SHUTDOWN = "shutdown"
 
 Introduce = Callable[[str], Awaitable[None]]
-Apply = Callable[[list[Action]], None]
+SendSealed = Callable[[SendUdp | SendRelay], None]
 
 
 class QuicPeerConnection:
@@ -224,7 +224,7 @@ class QuicDataPlane:
         self._settings = settings or LinkSettings()
         self.exposure = Exposure(expose_ports, log, self._now)
         self._punch: PunchSessions | None = None
-        self._apply: Apply | None = None
+        self._send: SendSealed | None = None
         self._connections: dict[str, QuicPeerConnection] = {}
         self._finished_sessions: set[str] = set()  # no second link on a session
         self._datagram_handlers: dict[DatagramChannel, DatagramHandler] = {}
@@ -242,8 +242,9 @@ class QuicDataPlane:
 
     # ------------------------------------------------------------------ worker side
 
-    def attach(self, punch: PunchSessions, apply: Apply) -> None:
-        self._punch, self._apply = punch, apply
+    def attach(self, punch: PunchSessions, send: SendSealed) -> None:
+        """The worker's punch sessions, and how it sends what `send_quic` seals."""
+        self._punch, self._send = punch, send
 
     def punch_changed(self) -> None:
         """Match the links to the punch sessions (called after every batch of actions)."""
@@ -510,15 +511,13 @@ class QuicDataPlane:
         now = self._now()
         packets = conn.link.packets_to_send(now)
         session = self._session(conn)
-        actions: list[Action] = []
         for packet in packets:
             sent = None if session is None else session.send_quic(packet, now)
             if sent is None:
                 conn.packets_unsent += 1
-            else:
-                actions += sent
-        if actions and self._apply is not None:
-            self._apply(actions)
+            elif self._send is not None:
+                for action in sent:
+                    self._send(action)
         # Wake run() only for an earlier deadline than the one it sleeps until: sending
         # and receiving mostly push deadlines later, and a wake per packet costs.
         deadline = conn.link.next_deadline()
