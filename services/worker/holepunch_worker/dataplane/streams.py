@@ -143,7 +143,7 @@ def install_receive_credit(quic: QuicConnection, credit: Callable[[QuicStream], 
     aioquic's `_write_stream_limits` doubles a stream's limit whenever half of it was
     received, read or not. This replaces it on this connection only, and writes the same
     MAX_STREAM_DATA frame when the limit grows (re-sent when lost: aioquic's delivery
-    handler zeroes `max_stream_data_local_sent`).
+    handler zeroes `max_stream_data_local_sent`). The frame is not written to a qlog trace.
     """
     delivery_handler = getattr(quic, "_on_max_stream_data_delivery", None)
     if not callable(getattr(quic, "_write_stream_limits", None)) or delivery_handler is None:
