@@ -239,3 +239,31 @@ async def test_garbage_on_one_stream_and_a_stream_cap_disturb_nothing_else() -> 
             holding.close()
             b.worker.data_plane.exposure.max_streams_per_peer = 256
         assert await round_trip(a, 7001, b"after") == b"after"
+
+
+async def test_a_failure_inside_one_connection_ends_only_that_connection() -> None:
+    async with (
+        rendezvous_process() as (_, url),
+        running_workers(url, (A, {}), (B, {})) as (a, b),
+    ):
+        await registered(a, b)
+
+        async def echo(stream: IncomingStream) -> None:
+            stream.writer.write(await stream.reader.read())
+            stream.writer.close()
+
+        b.worker.data_plane.serve_port(7001, echo)
+        async with asyncio.timeout(20):
+            connection = await a.worker.data_plane.connect(B)
+
+            def broken(packet: bytes, now: float) -> list[object]:
+                raise RuntimeError("a bug in one connection")
+
+            connection.link.packet_received = broken  # type: ignore[assignment,method-assign]
+            b.worker.data_plane.send_datagram(A, DatagramChannel.APPLICATION, b"poke")
+            await connection.wait_closed()
+        failed = await a.log.wait_for_event("peer_link_closed", reason="internal_error")
+        assert "a bug in one connection" in failed["detail"]
+        # The worker serves on: a new introduction, a new connection.
+        assert await round_trip(a, 7001, b"again") == b"again"
+        a.log.events[:] = [e for e in a.log.events if e is not failed]  # the expected ERROR

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from aioquic.quic.events import DatagramFrameReceived
@@ -62,6 +62,7 @@ MAX_DATAGRAM_PAYLOAD = MAX_QUIC_PACKET_BYTES - 64 - 1
 SESSION_ENDED = "session_ended"
 SESSION_REPLACED = "session_replaced"
 SHUTDOWN = "shutdown"
+INTERNAL_ERROR = "internal_error"
 
 Introduce = Callable[[str], Awaitable[None]]
 SendSealed = Callable[[SendUdp | SendRelay], None]
@@ -278,10 +279,11 @@ class QuicDataPlane:
         conn = self._link_for(session)
         if conn is None:
             return
-        self._handle(conn, conn.link.packet_received(packet, self._now()))
-        if conn.mux is not None:
-            conn.mux.after_receive()  # acknowledgements may have freed paused writers
-        self._flush(conn)
+        with self._contained(conn):
+            self._handle(conn, conn.link.packet_received(packet, self._now()))
+            if conn.mux is not None:
+                conn.mux.after_receive()  # acknowledgements may have freed paused writers
+            self._flush(conn)
 
     async def run(self) -> None:
         """The links' timers, until cancelled; then every link is closed."""
@@ -299,8 +301,9 @@ class QuicDataPlane:
                     for conn in list(self._connections.values()):
                         when = conn.link.next_deadline()
                         if when is not None and now >= when:
-                            self._handle(conn, conn.link.timer(now))
-                            self._flush(conn)
+                            with self._contained(conn):
+                                self._handle(conn, conn.link.timer(now))
+                                self._flush(conn)
         finally:
             self.close_all(SHUTDOWN)
 
@@ -421,6 +424,25 @@ class QuicDataPlane:
         self._flush(conn)
         self._notify()
         return conn
+
+    @contextlib.contextmanager
+    def _contained(self, conn: QuicPeerConnection) -> Iterator[None]:
+        """A failure inside one connection ends that connection, never the worker (run()
+        is one of the worker's tasks) nor another connection."""
+        try:
+            yield
+        except Exception as error:
+            self._log(
+                WorkerEvent.PEER_LINK_CLOSED,
+                f"QUIC connection with {conn.peer_id} failed: {error!r}",
+                level=logging.ERROR,
+                peer_id=conn.peer_id,
+                session_id=conn.session_id,
+                reason=INTERNAL_ERROR,
+                detail=repr(error),
+            )
+            with contextlib.suppress(Exception):
+                self._close(conn, INTERNAL_ERROR)
 
     def _close(self, conn: QuicPeerConnection, reason: str) -> None:
         self._handle(conn, conn.link.close(reason))
