@@ -802,6 +802,10 @@ class PunchSessions:
     def for_peer(self, peer_id: str) -> PunchSession | None:
         return next((s for s in self._sessions.values() if s.peer_id == peer_id), None)
 
+    def last_ended(self, peer_id: str) -> PunchSession | None:
+        """The most recent ended session with `peer_id` still remembered, if any."""
+        return next((s for s in reversed(self._ended) if s.peer_id == peer_id), None)
+
     def status(self, now: float) -> dict[str, Any]:
         return {
             "sessions": [s.status(now) for s in self._sessions.values()],

@@ -34,6 +34,7 @@ from holepunch_protocol.stream_header import (
 from holepunch_worker.dataplane.exposure import Exposure, LogFunction
 from holepunch_worker.dataplane.interface import (
     DEFAULT_CONNECT_TIMEOUT_SEC,
+    ConnectRefused,
     DatagramChannel,
     DatagramHandler,
     PeerAuthenticationFailed,
@@ -63,6 +64,7 @@ SESSION_ENDED = "session_ended"
 SESSION_REPLACED = "session_replaced"
 SHUTDOWN = "shutdown"
 INTERNAL_ERROR = "internal_error"
+NO_PATH = "no_path"  # the punch session's end reason when it failed
 
 Introduce = Callable[[str], Awaitable[None]]
 SendSealed = Callable[[SendUdp | SendRelay], None]
@@ -256,6 +258,7 @@ class QuicDataPlane:
         if seen == self._sessions_seen:
             return
         self._sessions_seen = seen
+        self._notify()  # connect() waits on sessions appearing, getting a path, ending
         self._reconciling = True
         try:
             active = {s.session_id: s for s in self._punch.active()}
@@ -355,19 +358,27 @@ class QuicDataPlane:
     async def _connect(self, peer_id: str) -> QuicPeerConnection:
         asked = False
         asked_for: str | None = None  # the session (if any) there was when we asked
+        seen: set[str] = set()  # sessions with the peer while this connect waited
         while True:
             conn = self._connections.get(peer_id)
             if conn is not None and not conn.closed:
                 try:
                     await conn.wait_authenticated()
                 except PeerUnavailable:
-                    if conn.close_reason != SESSION_REPLACED:
+                    if conn.close_reason not in (SESSION_REPLACED, SESSION_ENDED):
                         raise
-                    continue  # the peer was introduced again: use the new session
+                    continue  # see below what became of the session
                 if not conn.closed:
                     return conn
                 continue
             session = None if self._punch is None else self._punch.for_peer(peer_id)
+            if session is not None:
+                seen.add(session.session_id)
+            ended = None if self._punch is None else self._punch.last_ended(peer_id)
+            if ended is not None and ended.session_id in seen and ended.end_reason == NO_PATH:
+                raise ConnectRefused(
+                    NO_PATH, f"neither a direct path nor the relay reached {peer_id}"
+                )
             if session is not None and session.peer_public_key is None:
                 raise PeerUnavailable(
                     "keyless_peer", f"{peer_id} has no worker key: no authenticated data plane"
