@@ -115,7 +115,7 @@ resource "google_monitoring_alert_policy" "workers_below_expected" {
 # Punching degraded: a share of the punch results of the last 15 minutes, once enough
 # were reported that the share means something (both conditions at once).
 resource "google_monitoring_alert_policy" "punch_failures" {
-  display_name          = "holepunch (${var.name_prefix}): punch failures above ${var.alert_thresholds.punch_failure_share * 100} %"
+  display_name          = "holepunch (${var.name_prefix}): punch failures above ${format("%.0f", var.alert_thresholds.punch_failure_share * 100)} %"
   combiner              = "AND"
   severity              = "WARNING"
   notification_channels = var.alert_notification_channels
@@ -165,7 +165,7 @@ resource "google_monitoring_alert_policy" "punch_failures" {
 }
 
 resource "google_monitoring_alert_policy" "relay_share" {
-  display_name          = "holepunch (${var.name_prefix}): relayed sessions above ${var.alert_thresholds.relay_share * 100} %"
+  display_name          = "holepunch (${var.name_prefix}): relayed sessions above ${format("%.0f", var.alert_thresholds.relay_share * 100)} %"
   combiner              = "AND"
   severity              = "WARNING"
   notification_channels = var.alert_notification_channels
