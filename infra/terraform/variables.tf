@@ -620,6 +620,12 @@ variable "worker_data_plane" {
   }
 
   validation {
+    # 8080 is the worker's own HTTP server (/status, /readyz): peers must not reach it.
+    condition     = !contains(var.worker_data_plane.expose_ports, 8080)
+    error_message = "worker_data_plane.expose_ports must not include 8080, the worker's own HTTP port (its status and API are for the instance's containers only)."
+  }
+
+  validation {
     condition = var.worker_data_plane.socks_listen == null || try(
       can(regex("^(127\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}|\\[::1\\]):[0-9]{1,5}$", var.worker_data_plane.socks_listen)) &&
       tonumber(regex("[0-9]+$", var.worker_data_plane.socks_listen)) >= 1 && tonumber(regex("[0-9]+$", var.worker_data_plane.socks_listen)) <= 65535,

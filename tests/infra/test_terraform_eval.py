@@ -153,6 +153,7 @@ def test_defaults_with_a_project_id_are_valid(variables_module: Path) -> None:
         ),
         ("worker_data_plane", {"expose_ports": [70000]}, "expose_ports and expose_udp_ports must"),
         ("worker_data_plane", {"expose_udp_ports": [0]}, "expose_ports and expose_udp_ports must"),
+        ("worker_data_plane", {"expose_ports": [8080]}, "must not include 8080"),
         # The proxy is for the instance's own containers only.
         ("worker_data_plane", {"socks_listen": "0.0.0.0:1080"}, "socks_listen must be a loopback"),
         (
