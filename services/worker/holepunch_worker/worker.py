@@ -295,9 +295,8 @@ class Worker:
     def worker_id(self) -> str:
         return self._config.worker_id
 
-    @property
-    def dataplane(self) -> DataPlane | None:
-        """The data plane (`self.data_plane`, set where one runs), or None."""
+    def data_plane_or_none(self) -> DataPlane | None:
+        """The data plane (the `data_plane` attribute, where one runs), or None."""
         return cast("DataPlane | None", getattr(self, "data_plane", None))
 
     def _endpoint_problem(self) -> dict[str, Any] | None:
@@ -312,7 +311,7 @@ class Worker:
 
     def _peer_connections(self) -> list[dict[str, Any]]:
         """Each data-plane connection (path, RTT, streams, bytes, datagrams lost...)."""
-        plane = self.dataplane
+        plane = self.data_plane_or_none()
         if plane is None:
             return []
         return [
