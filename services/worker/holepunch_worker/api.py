@@ -156,7 +156,9 @@ def _config_from(config: WorkerConfig | Mapping[str, str] | None) -> WorkerConfi
 
 
 async def _first_of(ready: asyncio.Task[None], running: asyncio.Task[None], timeout: float) -> None:
-    done, _ = await asyncio.wait({ready, running}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    done, _ = await asyncio.wait(
+        {ready, running}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+    )
     if running in done:
         error = None if running.cancelled() else running.exception()
         raise NodeStartFailed(f"the worker stopped while starting: {error!r}") from error
