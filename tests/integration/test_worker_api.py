@@ -193,7 +193,9 @@ async def test_a_stream_and_datagrams_between_two_nodes() -> None:
         writer.write(b"hello\n")
         await writer.drain()
         assert await asyncio.wait_for(reader.readline(), 10) == f"{A} SAID HELLO\n".upper().encode()
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # the handler closed it
         writer.close()
+        await writer.wait_closed()
 
         connection = await a.connect(B)
         assert connection.peer_id == B and not connection.closed

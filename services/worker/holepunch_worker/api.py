@@ -65,6 +65,8 @@ class Node:
         self._worker = worker
         self._datagrams: asyncio.Queue[tuple[str, bytes]] | None = None
         self.datagrams_dropped = 0
+        if worker.data_plane_or_none() is not None:
+            self._datagram_queue()  # keep datagrams from the start, not from the first read
 
     @property
     def worker_id(self) -> str:
@@ -143,7 +145,7 @@ class Node:
 
     async def datagrams(self) -> AsyncIterator[tuple[str, bytes]]:
         """`async for peer_id, payload in node.datagrams()`: every datagram received
-        from the first call on (earlier ones were not kept)."""
+        since the node started (up to `DATAGRAM_QUEUE_LIMIT` waiting)."""
         queue = self._datagram_queue()
         while True:
             yield await queue.get()
