@@ -50,6 +50,7 @@ from holepunch_worker.config import WorkerConfig
 from holepunch_worker.credentials import CredentialsError, RendezvousCredentials
 from holepunch_worker.dataplane.interface import ConnectRefused, DataPlane, PeerUnavailable
 from holepunch_worker.http_status import ApiResponse, Readiness, start_http_server
+from holepunch_worker.introductions import PendingIntroductions, http_status_for
 from holepunch_worker.mapping import TransportAddress, carry_forward_mapping
 from holepunch_worker.public_ip import fetch_public_ip
 from holepunch_worker.punch import (
@@ -83,22 +84,6 @@ CONNECT_RETRY_SEC = 2.0  # CONNECT_TO peers without a session are asked for agai
 RELAY_REFUSED_LOG_INTERVAL_SEC = 10.0
 # A worker whose STUN servers never answer says so at most this often (each round fails).
 NO_ENDPOINT_LOG_INTERVAL_SEC = 60.0
-# What `POST /peers/{id}/connect` answers for each reason the rendezvous (or the worker)
-# gives; a reason not listed here is 502: the rendezvous refused for a reason unknown here.
-CONNECT_REFUSAL_STATUS = {
-    ErrorCode.PEER_NOT_FOUND.value: HTTPStatus.NOT_FOUND,
-    ErrorCode.NOT_ALLOWED.value: HTTPStatus.FORBIDDEN,
-    ErrorCode.SELF_INTRODUCTION.value: HTTPStatus.BAD_REQUEST,
-    ErrorCode.NO_ENDPOINT.value: HTTPStatus.SERVICE_UNAVAILABLE,
-    ErrorCode.PEER_HAS_NO_ENDPOINT.value: HTTPStatus.SERVICE_UNAVAILABLE,
-    ErrorCode.TOO_MANY_SESSIONS.value: HTTPStatus.TOO_MANY_REQUESTS,
-    ErrorCode.INTRODUCTION_RATE_LIMITED.value: HTTPStatus.TOO_MANY_REQUESTS,
-    "probe_budget": HTTPStatus.TOO_MANY_REQUESTS,
-}
-PEER_UNAVAILABLE_STATUS = {
-    "rendezvous_unavailable": HTTPStatus.SERVICE_UNAVAILABLE,
-    "timeout": HTTPStatus.GATEWAY_TIMEOUT,
-}
 
 
 class RendezvousState(enum.StrEnum):
@@ -157,8 +142,7 @@ class Worker:
         self._request_ids = itertools.count(1)
         self._relay_refused = 0
         self._relay_refused_log = LogThrottle(RELAY_REFUSED_LOG_INTERVAL_SEC)
-        # Introductions asked for by `introduce`, by request_id: (peer_id, waiter).
-        self._introductions: dict[int, tuple[str, asyncio.Future[None]]] = {}
+        self._introductions = PendingIntroductions()
         self._ready = asyncio.Event()
         self._stun_unanswered_rounds = 0
         self._stun_unanswered_since: float | None = None
@@ -407,12 +391,11 @@ class Worker:
                 ErrorCode.SELF_INTRODUCTION.value, "a worker cannot be introduced to itself"
             )
         request_id = next(self._request_ids)
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if not self._request_connect(peer_id, source, request_id):
             raise PeerUnavailable(
                 "rendezvous_unavailable", "this worker is not connected to the rendezvous"
             )
-        self._introductions[request_id] = (peer_id, waiter)
+        waiter = self._introductions.add(request_id, peer_id)
         try:
             async with asyncio.timeout(timeout):
                 await waiter
@@ -421,44 +404,7 @@ class Worker:
                 "timeout", f"the rendezvous did not introduce {peer_id} within {timeout:g} s"
             ) from None
         finally:
-            self._introductions.pop(request_id, None)
-
-    def _introduced(self, message: PeerIntroduction) -> None:
-        """Answer the `introduce` calls this introduction settles: the one whose
-        request_id it carries, and any waiting for the same peer."""
-        session = self._punch.for_peer(message.peer_id)
-        started = session is not None and session.session_id == message.session_id
-        for request_id, (peer_id, waiter) in list(self._introductions.items()):
-            if waiter.done() or (request_id != message.request_id and peer_id != message.peer_id):
-                continue
-            if started:
-                waiter.set_result(None)
-            else:
-                waiter.set_exception(
-                    ConnectRefused(
-                        "probe_budget",
-                        "this worker started probing too many new addresses in the last "
-                        "minute to start one more introduction",
-                    )
-                )
-
-    def _introduction_refused(self, message: ErrorMessage) -> bool:
-        """Fail the `introduce` call this error answers; False if it answers none."""
-        entry = None if message.request_id is None else self._introductions.get(message.request_id)
-        if entry is None or entry[1].done():
-            return False
-        entry[1].set_exception(ConnectRefused(message.code, message.detail))
-        return True
-
-    def _abandon_introductions(self) -> None:
-        for _, waiter in self._introductions.values():
-            if not waiter.done():
-                waiter.set_exception(
-                    PeerUnavailable(
-                        "rendezvous_unavailable",
-                        "the connection to the rendezvous ended before it answered",
-                    )
-                )
+            self._introductions.forget(request_id)
 
     async def _connect_to_loop(self) -> None:
         """Ask for every CONNECT_TO peer without a live session, once the rendezvous holds
@@ -499,16 +445,9 @@ class Worker:
         the reason there is none: the rendezvous's error code, or the worker's."""
         try:
             await self.introduce(peer_id, self._config.peer_echo_timeout_sec, source="http")
-        except ConnectRefused as refused:
-            status = CONNECT_REFUSAL_STATUS.get(refused.reason, HTTPStatus.BAD_GATEWAY)
-            return status, {"error": refused.reason, "detail": refused.detail, "peer_id": peer_id}
-        except PeerUnavailable as unavailable:
-            status = PEER_UNAVAILABLE_STATUS.get(unavailable.reason, HTTPStatus.BAD_GATEWAY)
-            return status, {
-                "error": unavailable.reason,
-                "detail": unavailable.detail,
-                "peer_id": peer_id,
-            }
+        except (ConnectRefused, PeerUnavailable) as error:
+            body = {"error": error.reason, "detail": error.detail, "peer_id": peer_id}
+            return http_status_for(error), body
         session = self._punch.for_peer(peer_id)
         if session is None:  # ended between the introduction and this answer
             return HTTPStatus.BAD_GATEWAY, {
@@ -541,8 +480,7 @@ class Worker:
         try:
             answer = await self.list_peers(int(raw_limit), cursor)
         except PeerUnavailable as unavailable:
-            status = PEER_UNAVAILABLE_STATUS.get(unavailable.reason, HTTPStatus.BAD_GATEWAY)
-            return status, {"error": unavailable.reason}
+            return http_status_for(unavailable), {"error": unavailable.reason}
         fields = answer.to_fields()
         return HTTPStatus.OK, {"peers": fields["peers"], "next_cursor": fields["next_cursor"]}
 
@@ -855,7 +793,7 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self._outbox = None
-            self._abandon_introductions()
+            self._introductions.abandon()
             self._apply(self._punch.set_relay_available(False, loop.time()))
             self._reporter.connection_closed()
             self._connected_since = None
@@ -918,7 +856,9 @@ class Worker:
             self._signalling_changed.set()
         elif isinstance(message, PeerIntroduction):
             self._apply(self._punch.introduce(message, self._now()))
-            self._introduced(message)
+            session = self._punch.for_peer(message.peer_id)
+            started = session is not None and session.session_id == message.session_id
+            self._introductions.introduced(message, started)
         elif isinstance(message, RelayDatagram):
             self._apply(self._punch.relay_received(message.session_id, message.data, self._now()))
         elif isinstance(message, Peers):
@@ -937,7 +877,7 @@ class Worker:
                     total=self._relay_refused,
                 )
         elif isinstance(message, ErrorMessage):
-            self._introduction_refused(message)
+            self._introductions.refused(message)
             self._log(
                 WorkerEvent.RENDEZVOUS_ERROR,
                 f"rendezvous reported an error: {message.code}",
