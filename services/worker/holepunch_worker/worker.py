@@ -374,7 +374,7 @@ class Worker:
         )
         return True
 
-    async def introduce(self, peer_id: str, timeout: float, *, source: str = "api") -> None:
+    async def introduce(self, peer_id: str, timeout: float, *, source: str = "data_plane") -> None:
         """Ask the rendezvous to introduce `peer_id` and wait until the punch session with
         it exists (an introduction the peer asked for at the same time serves too).
 
