@@ -114,6 +114,8 @@ class WorkerEvent(enum.StrEnum):
     STREAM_REFUSED = "stream_refused"
     STREAM_HEADER_INVALID = "stream_header_invalid"
     STREAM_HANDLER_FAILED = "stream_handler_failed"
+    # No STUN server answered and the worker has no public endpoint yet (rate-limited).
+    NO_ENDPOINT = "no_endpoint"
 
 
 class DevEvent(enum.StrEnum):
