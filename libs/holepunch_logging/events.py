@@ -107,6 +107,11 @@ class WorkerEvent(enum.StrEnum):
     # The probe budget (issue 11): an introduction not started; a session's probes held back.
     PUNCH_REFUSED = "punch_refused"
     PUNCH_PROBES_LIMITED = "punch_probes_limited"
+    # The data plane's SOCKS5 proxy and forwards (dataplane/proxies.py): a listener up; a
+    # local client's connection that did not become a stream; UDP forward datagrams dropped.
+    PROXY_LISTENING = "proxy_listening"
+    PROXY_REFUSED = "proxy_refused"
+    UDP_FORWARD_DROPPED = "udp_forward_dropped"
 
 
 class DevEvent(enum.StrEnum):
