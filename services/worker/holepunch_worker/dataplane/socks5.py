@@ -121,6 +121,11 @@ class Socks5Handshake:
     def done(self) -> bool:
         return self._state is _State.DONE
 
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes held for an incomplete message: at most one message's worth."""
+        return len(self._buffer)
+
     def receive_data(self, data: bytes) -> HandshakeStep:
         if self._state is _State.DONE:
             raise RuntimeError("the SOCKS5 handshake is over")
