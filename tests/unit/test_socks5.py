@@ -95,10 +95,26 @@ def test_the_no_authentication_method_among_others_is_chosen() -> None:
         (b"GET / HTTP/1.1\r\n", b"", "not_socks5"),
         (GREETING + bytes([4, 1, 0, 1]), refused(Reply.GENERAL_FAILURE), "not_socks5"),
         (GREETING + bytes([4]), refused(Reply.GENERAL_FAILURE), "not_socks5"),
-        (GREETING + bytes([5, 2, 0, 1]), refused(Reply.COMMAND_NOT_SUPPORTED), "command_not_supported"),
-        (GREETING + bytes([5, 3, 0, 3]), refused(Reply.COMMAND_NOT_SUPPORTED), "command_not_supported"),
-        (GREETING + bytes([5, 1, 0, 2]), refused(Reply.ADDRESS_TYPE_NOT_SUPPORTED), "address_type_not_supported"),
-        (GREETING + domain_request(b"\xff.holepunch", 80), refused(Reply.HOST_UNREACHABLE), "invalid_host"),
+        (
+            GREETING + bytes([5, 2, 0, 1]),
+            refused(Reply.COMMAND_NOT_SUPPORTED),
+            "command_not_supported",
+        ),
+        (
+            GREETING + bytes([5, 3, 0, 3]),
+            refused(Reply.COMMAND_NOT_SUPPORTED),
+            "command_not_supported",
+        ),
+        (
+            GREETING + bytes([5, 1, 0, 2]),
+            refused(Reply.ADDRESS_TYPE_NOT_SUPPORTED),
+            "address_type_not_supported",
+        ),
+        (
+            GREETING + domain_request(b"\xff.holepunch", 80),
+            refused(Reply.HOST_UNREACHABLE),
+            "invalid_host",
+        ),
     ],
 )
 def test_a_malformed_or_unsupported_client_gets_its_answer_and_is_closed(
@@ -137,7 +153,10 @@ def domain(host: str, port: int = 8000) -> ConnectRequest:
         ("worker-b.holepunch", PeerTarget("worker-b", 8000)),
         ("worker-b.holepunch.", PeerTarget("worker-b", 8000)),
         ("Worker.B.HOLEPUNCH", PeerTarget("Worker.B", 8000)),
-        ("0f8fad5b-d9cb-469f-a165-70867728950e.holepunch", PeerTarget("0f8fad5b-d9cb-469f-a165-70867728950e", 8000)),
+        (
+            "0f8fad5b-d9cb-469f-a165-70867728950e.holepunch",
+            PeerTarget("0f8fad5b-d9cb-469f-a165-70867728950e", 8000),
+        ),
     ],
 )
 def test_a_holepunch_host_names_a_peer(host: str, target: PeerTarget) -> None:
