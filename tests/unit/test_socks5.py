@@ -200,6 +200,8 @@ def test_an_ip_address_refusal_says_to_let_the_proxy_resolve() -> None:
         (ConnectRefused("no_path", ""), Reply.HOST_UNREACHABLE),
         (ConnectRefused("no_endpoint", ""), Reply.NETWORK_UNREACHABLE),
         (PeerUnavailable("timeout", ""), Reply.TTL_EXPIRED),
+        (PeerUnavailable("rendezvous_unavailable", ""), Reply.NETWORK_UNREACHABLE),
+        (PeerUnavailable("no_connection", ""), Reply.HOST_UNREACHABLE),
         (PeerUnavailable("connection_lost", ""), Reply.HOST_UNREACHABLE),
         (PeerAuthenticationFailed("key_mismatch", ""), Reply.GENERAL_FAILURE),
         (StreamRefused("port_not_exposed", ""), Reply.NOT_ALLOWED),

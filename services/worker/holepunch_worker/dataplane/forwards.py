@@ -20,7 +20,7 @@ from holepunch_worker.dataplane.interface import (
     DataPlaneError,
 )
 from holepunch_worker.dataplane.splice import reset, splice
-from holepunch_worker.dataplane.tcp_listener import TcpListener
+from holepunch_worker.dataplane.tcp_listener import TcpListener, format_address
 
 __all__ = ["MAX_FORWARD_CLIENTS", "TcpForward"]
 
@@ -54,11 +54,11 @@ class TcpForward:
         log_event(
             self._logger,
             WorkerEvent.PROXY_LISTENING,
-            f"TCP forward listening on {bound[0]}:{bound[1]} to "
+            f"TCP forward listening on {format_address(*bound)} to "
             f"{self.spec.peer_id}:{self.spec.peer_port}",
             worker_id=self._worker_id,
             kind="tcp_forward",
-            listen=f"{bound[0]}:{bound[1]}",
+            listen=format_address(*bound),
             peer_id=self.spec.peer_id,
             port=self.spec.peer_port,
         )

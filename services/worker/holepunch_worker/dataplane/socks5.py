@@ -290,13 +290,13 @@ def reply_for_error(error: DataPlaneError) -> Reply:
     answers one."""
     if error.reason in _TIMEOUT_REASONS:
         return Reply.TTL_EXPIRED
+    if error.reason in _NETWORK_UNREACHABLE_REASONS:
+        return Reply.NETWORK_UNREACHABLE
     if isinstance(error, StreamRefused):
         return _STREAM_REPLIES.get(error.reason, Reply.GENERAL_FAILURE)
     if isinstance(error, ConnectRefused):
         if error.reason in _NOT_ALLOWED_REASONS:
             return Reply.NOT_ALLOWED
-        if error.reason in _NETWORK_UNREACHABLE_REASONS:
-            return Reply.NETWORK_UNREACHABLE
         return Reply.HOST_UNREACHABLE  # peer_not_found, peer_has_no_endpoint, no_path...
     if isinstance(error, PeerUnavailable):
         return Reply.HOST_UNREACHABLE

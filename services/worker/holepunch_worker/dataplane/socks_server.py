@@ -30,7 +30,7 @@ from holepunch_worker.dataplane.socks5 import (
     resolve_target,
 )
 from holepunch_worker.dataplane.splice import splice
-from holepunch_worker.dataplane.tcp_listener import TcpListener
+from holepunch_worker.dataplane.tcp_listener import TcpListener, format_address
 
 __all__ = ["HANDSHAKE_TIMEOUT_SEC", "MAX_CLIENTS", "SocksServer"]
 
@@ -67,9 +67,9 @@ class SocksServer:
         bound = await self._listener.start(host, port)
         self._log(
             WorkerEvent.PROXY_LISTENING,
-            f"SOCKS5 proxy listening on {bound[0]}:{bound[1]}",
+            f"SOCKS5 proxy listening on {format_address(*bound)}",
             kind="socks",
-            listen=f"{bound[0]}:{bound[1]}",
+            listen=format_address(*bound),
         )
         return bound
 

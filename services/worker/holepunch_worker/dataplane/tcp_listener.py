@@ -12,9 +12,13 @@ from collections.abc import Awaitable, Callable
 
 from holepunch_worker.dataplane.splice import reset
 
-__all__ = ["ClientHandler", "TcpListener"]
+__all__ = ["ClientHandler", "TcpListener", "format_address"]
 
 ClientHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+def format_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class TcpListener:

@@ -41,6 +41,7 @@ from holepunch_worker.dataplane.interface import (
     DataPlaneError,
     PeerUnavailable,
 )
+from holepunch_worker.dataplane.tcp_listener import format_address
 
 __all__ = [
     "HEADER_BYTES",
@@ -220,10 +221,11 @@ class UdpForwarding:
         log_event(
             self._logger,
             WorkerEvent.PROXY_LISTENING,
-            f"UDP forward listening on {host}:{bound_port} to {spec.peer_id}:{spec.peer_port}",
+            f"UDP forward listening on {format_address(host, bound_port)} to "
+            f"{spec.peer_id}:{spec.peer_port}",
             worker_id=self._worker_id,
             kind="udp_forward",
-            listen=f"{host}:{bound_port}",
+            listen=format_address(host, bound_port),
             peer_id=spec.peer_id,
             port=spec.peer_port,
         )
