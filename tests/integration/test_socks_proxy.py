@@ -21,7 +21,7 @@ import pytest
 from holepunch_logging import WorkerEvent
 from holepunch_worker.config import ForwardSpec, load_config
 from holepunch_worker.dataplane.forwards import TcpForward
-from holepunch_worker.dataplane.interface import ConnectRefused, DatagramChannel
+from holepunch_worker.dataplane.interface import ConnectRefused, DatagramChannel, IncomingStream
 from holepunch_worker.dataplane.proxies import start_proxies
 from holepunch_worker.dataplane.socks_server import SocksServer
 from holepunch_worker.dataplane.udp_forward import UdpForwarding, UdpForwardLimits
@@ -347,6 +347,45 @@ async def test_a_stalled_handshake_is_closed_and_others_are_served_meanwhile(
             w.close()
     reasons = [line["reason"] for line in recorder.events(WorkerEvent.PROXY_REFUSED)]
     assert sorted(reasons) == ["address_type_not_supported", "handshake_timeout"]
+
+
+async def test_clients_over_the_cap_are_reset_on_arrival(
+    plane: LoopbackDataPlane, logger: logging.Logger, recorder: Recorder
+) -> None:
+    async with socks_proxy(plane, logger, max_clients=1) as proxy_port:
+        first_reader, first_writer = await asyncio.open_connection("127.0.0.1", proxy_port)
+        first_writer.write(GREETING)
+        async with asyncio.timeout(DEADLINE):
+            assert await first_reader.readexactly(2) == bytes([5, 0])  # being served
+            second_reader, second_writer = await asyncio.open_connection("127.0.0.1", proxy_port)
+            with pytest.raises(ConnectionResetError):
+                await second_reader.read()
+        first_writer.close()
+        second_writer.close()
+    [line] = recorder.events(WorkerEvent.PROXY_REFUSED)
+    assert line["reason"] == "too_many_clients"
+
+
+async def test_a_port_the_peer_serves_in_process_is_reached_too(
+    network: LoopbackNetwork, logger: logging.Logger
+) -> None:
+    seen: list[tuple[str, int]] = []
+
+    async def greet(stream: IncomingStream) -> None:
+        seen.append((stream.peer_id, stream.port))
+        stream.writer.write(b"served by worker-b")
+        await stream.writer.drain()
+        stream.writer.close()
+
+    network.planes["worker-b"].serve_port(7000, greet)
+    async with socks_proxy(network.planes["worker-a"], logger) as proxy_port:
+        proxy = Proxy.from_url(f"socks5://127.0.0.1:{proxy_port}", rdns=True)
+        sock = await proxy.connect("worker-b.holepunch", 7000, timeout=DEADLINE)
+        reader, writer = await asyncio.open_connection(sock=sock)
+        async with asyncio.timeout(DEADLINE):
+            assert await reader.read() == b"served by worker-b"
+        writer.close()
+    assert seen == [("worker-a", 7000)]
 
 
 async def test_closing_the_proxy_ends_open_relays(
