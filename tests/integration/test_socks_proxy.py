@@ -648,6 +648,60 @@ async def test_udp_to_a_port_not_exposed_is_dropped_and_counted(
     )
 
 
+async def test_idle_udp_flows_expire_and_a_sender_gets_a_new_flow(
+    network: LoopbackNetwork, logger: logging.Logger
+) -> None:
+    loop = asyncio.get_running_loop()
+    echo_transport, _ = await loop.create_datagram_endpoint(UdpEcho, local_addr=("127.0.0.1", 0))
+    echo_port = echo_transport.get_extra_info("sockname")[1]
+    try:
+        async with udp_forward_pair(network, logger, frozenset({echo_port}), echo_port) as (
+            port,
+            forwarding,
+            exposing,
+        ):
+            client, received = await udp_client(port)
+            async with asyncio.timeout(DEADLINE):
+                client.sendto(b"before")
+                assert await received.received.get() == b"echo:before"
+                later = loop.time() + UdpForwardLimits().idle_timeout
+                forwarding.expire_idle(later)
+                exposing.expire_idle(later)
+                assert exposing.exposed_flow_count() == 0
+                client.sendto(b"after")  # a new flow, a new socket on the exposing end
+                assert await received.received.get() == b"echo:after"
+            assert exposing.exposed_flow_count() == 1
+            client.close()
+    finally:
+        echo_transport.close()
+
+
+async def test_udp_datagrams_that_cannot_go_are_dropped_with_the_reason(
+    network: LoopbackNetwork, logger: logging.Logger, recorder: Recorder
+) -> None:
+    async with udp_forward_pair(network, logger, frozenset({9}), 9) as (port, forwarding, _):
+        client, _ = await udp_client(port)
+        client.sendto(b"x" * 1500)  # over the loopback plane's 1,100-byte datagrams
+        async with asyncio.timeout(DEADLINE):
+            await recorder.wait_for(WorkerEvent.UDP_FORWARD_DROPPED)
+        assert forwarding.dropped == {"too_large": 1}
+        client.close()
+
+
+async def test_udp_datagrams_for_a_peer_the_policy_forbids_are_dropped(
+    network: LoopbackNetwork, logger: logging.Logger, recorder: Recorder
+) -> None:
+    network.planes["worker-a"].refuse_connect("worker-b", ConnectRefused("not_allowed", "policy"))
+    async with udp_forward_pair(network, logger, frozenset({9}), 9) as (port, forwarding, _):
+        client, _ = await udp_client(port)
+        client.sendto(b"one")
+        async with asyncio.timeout(DEADLINE):
+            await recorder.wait_for(WorkerEvent.UDP_FORWARD_DROPPED)
+        assert forwarding.dropped == {"not_allowed": 1}
+        assert network.planes["worker-a"].connect_calls == ["worker-b"]
+        client.close()
+
+
 # ---------------------------------------------------------------------- start_proxies
 
 
