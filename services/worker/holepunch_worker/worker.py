@@ -16,7 +16,7 @@ import itertools
 import logging
 import time
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, unquote
 
 from holepunch_logging import LogThrottle, WorkerEvent, log_event
@@ -126,7 +126,6 @@ class Worker:
         self._request_ids = itertools.count(1)
         self._relay_refused = 0
         self._relay_refused_log = LogThrottle(RELAY_REFUSED_LOG_INTERVAL_SEC)
-        self._data_plane: DataPlane | None = None  # the QUIC data plane, once wired in
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -149,9 +148,9 @@ class Worker:
         )
         http_port = http_server.sockets[0].getsockname()[1]
         self._log(WorkerEvent.HTTP_LISTENING, f"HTTP listening on port {http_port}", port=http_port)
-        proxies = Proxies()
-        if self._data_plane is not None:  # SOCKS_LISTEN, TCP_FORWARDS, UDP_FORWARDS...
-            proxies = await start_proxies(self._data_plane, config, self._logger)
+        # SOCKS_LISTEN, TCP_FORWARDS, UDP_FORWARDS, EXPOSE_UDP_PORTS: on the data plane.
+        plane = cast("DataPlane | None", getattr(self, "data_plane", None))
+        proxies = Proxies() if plane is None else await start_proxies(plane, config, self._logger)
 
         tasks = [
             asyncio.create_task(self._stun_loop(), name="stun"),
