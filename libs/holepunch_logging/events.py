@@ -107,6 +107,8 @@ class WorkerEvent(enum.StrEnum):
     # The probe budget (issue 11): an introduction not started; a session's probes held back.
     PUNCH_REFUSED = "punch_refused"
     PUNCH_PROBES_LIMITED = "punch_probes_limited"
+    # No STUN server answered and the worker has no public endpoint yet (rate-limited).
+    NO_ENDPOINT = "no_endpoint"
     # The data plane's SOCKS5 proxy and forwards (dataplane/proxies.py): a listener up; a
     # local client's connection that did not become a stream; UDP forward datagrams dropped.
     PROXY_LISTENING = "proxy_listening"
