@@ -55,6 +55,7 @@ from holepunch_worker.dataplane.interface import (
     PeerUnavailable,
 )
 from holepunch_worker.dataplane.plane import QuicDataPlane
+from holepunch_worker.dataplane.proxies import Proxies, start_proxies
 from holepunch_worker.http_status import ApiResponse, Readiness, start_http_server
 from holepunch_worker.introductions import PendingIntroductions, http_status_for
 from holepunch_worker.mapping import TransportAddress, carry_forward_mapping
@@ -190,6 +191,9 @@ class Worker:
         )
         http_port = http_server.sockets[0].getsockname()[1]
         self._log(WorkerEvent.HTTP_LISTENING, f"HTTP listening on port {http_port}", port=http_port)
+        # SOCKS_LISTEN, TCP_FORWARDS, UDP_FORWARDS, EXPOSE_UDP_PORTS: on the data plane.
+        plane = self.data_plane_or_none()
+        proxies = Proxies() if plane is None else await start_proxies(plane, config, self._logger)
 
         tasks = [
             asyncio.create_task(self._stun_loop(), name="stun"),
@@ -213,6 +217,7 @@ class Worker:
                 async with asyncio.timeout(SHUTDOWN_TIMEOUT_SEC):
                     await asyncio.gather(*tasks, stopped, return_exceptions=True)
             self._rendezvous_state = RendezvousState.STOPPED
+            await proxies.close()
             self._apply(self._punch.close_all(self._now()))
             self._udp.close()
             http_server.close()
