@@ -143,6 +143,7 @@ class Worker:
         self._public_ip: str | None = None
         self._punch = PunchSessions(config.punch, probe_limits=config.probe_limits)
         self._punch_changed = asyncio.Event()
+        self._punch_armed: float | None = None  # when _punch_timer wakes by itself
         self._endpoint_acked = asyncio.Event()
         self._echo_waiters: dict[tuple[str, int], asyncio.Future[EchoReplied]] = {}
         self._peer_data_received = 0
@@ -344,8 +345,9 @@ class Worker:
     async def _punch_timer(self) -> None:
         while True:
             self._punch_changed.clear()
+            self._punch_armed = self._punch.next_deadline()
             try:
-                async with asyncio.timeout_at(self._punch.next_deadline()):
+                async with asyncio.timeout_at(self._punch_armed):
                     await self._punch_changed.wait()
             except TimeoutError:
                 self._apply(self._punch.timer(self._now()))
@@ -376,7 +378,11 @@ class Worker:
                 self.data_plane.quic_received(action.peer_id, action.packet)
             elif isinstance(action, LogEvent):
                 self._log(action.event, action.message, level=action.level, **action.fields)
-        self._punch_changed.set()
+        # Wake the timer only for a closer deadline: with the data plane, a batch comes
+        # with every QUIC packet, and a wake each cost about as much as the packet.
+        deadline = self._punch.next_deadline()
+        if deadline is not None and (self._punch_armed is None or deadline < self._punch_armed):
+            self._punch_changed.set()
         self.data_plane.punch_changed()
 
     def _send_sealed(self, action: SendUdp | SendRelay) -> None:

@@ -232,8 +232,8 @@ class QuicDataPlane:
         self._finished_sessions: set[str] = set()  # no second link on a session
         self._datagram_handlers: dict[DatagramChannel, DatagramHandler] = {}
         self._flush_scheduled: set[str] = set()
-        self._changed = asyncio.Event()
-        self._armed: float | None = None  # the deadline run() sleeps until
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed: float | None = None  # when `_timer` fires
         self._sessions_seen: tuple[tuple[str, PathKind], ...] = ()
         self._waiters: list[asyncio.Future[None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -289,26 +289,38 @@ class QuicDataPlane:
             self._flush(conn)
 
     async def run(self) -> None:
-        """The links' timers, until cancelled; then every link is closed."""
+        """Serve until cancelled; then every link is closed. The links' timers are one
+        `call_at` handle (as aioquic's own asyncio layer keeps them), re-armed only when a
+        flush brings the next deadline closer: a task woken per packet cost more."""
         try:
-            while True:
-                self._changed.clear()
-                deadlines = [c.link.next_deadline() for c in self._connections.values()]
-                deadline = min((d for d in deadlines if d is not None), default=None)
-                self._armed = deadline
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        await self._changed.wait()
-                except TimeoutError:
-                    now = self._now()
-                    for conn in list(self._connections.values()):
-                        when = conn.link.next_deadline()
-                        if when is not None and now >= when:
-                            with self._contained(conn):
-                                self._handle(conn, conn.link.timer(now))
-                                self._flush(conn)
+            await asyncio.Event().wait()
         finally:
+            if self._timer is not None:
+                self._timer.cancel()
             self.close_all(SHUTDOWN)
+
+    def _arm(self) -> None:
+        """The timer at the earliest deadline of every link."""
+        deadlines = [c.link.next_deadline() for c in self._connections.values()]
+        deadline = min((d for d in deadlines if d is not None), default=None)
+        if deadline == self._armed:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._armed = deadline
+        loop = asyncio.get_running_loop()
+        self._timer = None if deadline is None else loop.call_at(deadline, self._timers_due)
+
+    def _timers_due(self) -> None:
+        self._timer, self._armed = None, None
+        now = self._now()
+        for conn in list(self._connections.values()):
+            when = conn.link.next_deadline()
+            if when is not None and now >= when:
+                with self._contained(conn):
+                    self._handle(conn, conn.link.timer(now))
+                    self._flush(conn)
+        self._arm()
 
     def close_all(self, reason: str = SHUTDOWN) -> None:
         for conn in list(self._connections.values()):
@@ -407,7 +419,6 @@ class QuicDataPlane:
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
-        self._changed.set()
 
     def _session(self, conn: QuicPeerConnection) -> PunchSession | None:
         if self._punch is None:
@@ -554,8 +565,8 @@ class QuicDataPlane:
             elif self._send is not None:
                 for action in sent:
                     self._send(action)
-        # Wake run() only for an earlier deadline than the one it sleeps until: sending
-        # and receiving mostly push deadlines later, and a wake per packet costs.
+        # Re-arm only for a closer deadline: sending and receiving mostly push deadlines
+        # later, and a timer that fires early finds nothing due and re-arms.
         deadline = conn.link.next_deadline()
         if deadline is not None and (self._armed is None or deadline < self._armed):
-            self._changed.set()
+            self._arm()
