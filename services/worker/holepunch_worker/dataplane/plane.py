@@ -5,7 +5,8 @@ The worker feeds it: `punch_changed()` after every batch of punch actions (a ses
 a path: make its link; a session ended or was replaced: its link closes, its streams get
 ConnectionResetError), `quic_received()` for each `QuicReceived` action. It sends the
 links' packets with `PunchSession.send_quic` on the session's current path, has the worker
-send the sealed datagrams (`send`), and runs the links' timers in `run()`.
+send the sealed datagrams (`send`), and keeps the links' timers while `run()` runs (its
+end closes every link).
 
 Connecting to a peer without a session asks for an introduction (`introduce`, supplied by
 the worker: it raises ConnectRefused with the rendezvous's reason) and waits for the
