@@ -438,3 +438,32 @@ async def test_stream_bench_moves_the_bytes_both_ways() -> None:
     result = await run_bench(megabytes=1, rounds=1)  # raises when a byte count is wrong
     assert result.streams_mbit_s[0] > 0
     assert result.aioquic_mbit_s[0] > 0
+
+
+async def test_the_peer_closing_after_reading_leaves_a_clean_close_and_fails_a_later_write() -> (
+    None
+):
+    async with QuicPipe() as pipe:
+        _, reader, writer = pipe.client.streams().open_stream()
+        writer.write(b"question")
+        accepted = await accept(pipe)
+        assert await accepted.reader.readexactly(8) == b"question"
+        accepted.writer.write(b"answer")
+        accepted.writer.close()  # FIN, and STOP_SENDING: the client never sent its FIN
+        assert await pipe.run(reader.read()) == [b"answer"]
+        # As over TCP: the asker closes cleanly although the answerer closed first ...
+        writer.close()
+        await pipe.run(writer.wait_closed())
+
+
+async def test_a_write_after_the_peer_stopped_reading_fails() -> None:
+    async with QuicPipe() as pipe:
+        _, reader, writer = pipe.client.streams().open_stream()
+        writer.write(b"question")
+        accepted = await accept(pipe)
+        await accepted.reader.readexactly(8)
+        accepted.writer.close()
+        assert await pipe.run(reader.read()) == [b""]
+        writer.write(b"more")  # ... but bytes written after it are an error, not lost in silence
+        with pytest.raises(ConnectionResetError):
+            await pipe.run(writer.drain())

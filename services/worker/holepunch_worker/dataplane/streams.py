@@ -221,6 +221,9 @@ class QuicStreamTransport(asyncio.Transport):
         self._eof_written = False
         self._closing = False
         self._send_done = False  # nothing more will be sent: FIN acknowledged, reset, lost
+        self._peer_stopped_reading: ConnectionResetError | None = (
+            None  # a STOP_SENDING that lost nothing
+        )
         self._receive_done = False  # the reader got its EOF or its exception
         self._protocol_told = False
         self.reading_paused = False
@@ -233,6 +236,11 @@ class QuicStreamTransport(asyncio.Transport):
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError(f"data: expected a bytes-like object, not {type(data).__name__}")
+        if self._peer_stopped_reading is not None and not self._closing:
+            # Like a TCP write after the peer closed: an error, not bytes silently dropped.
+            self._closing = True
+            self._tell_protocol(self._peer_stopped_reading)
+            return
         if self._send_done or self._closing:
             return  # like asyncio's socket transports: writes after the end are dropped
         if self._eof_written:
@@ -579,16 +587,21 @@ class StreamMux:
         if not transport._send_done:
             self._quic.reset_stream(stream_id, STREAM_ABORTED)
             self._schedule_transmit()
-        transport._end_sending(
-            ConnectionResetError(f"stream reset by the peer (code {error_code})")
-        )
+        reset = ConnectionResetError(f"stream reset by the peer (code {error_code})")
+        transport._end_sending(reset)
+        if transport._peer_stopped_reading is not None:  # its STOP_SENDING came first: an abort
+            transport._closing = True
+            transport._tell_protocol(reset)
         transport._finish_if_done()
 
     def _on_stop_sending(self, stream_id: int, error_code: int) -> None:
         transport = self._streams.get(stream_id)
         if transport is None:
             return
-        transport._end_sending(
-            ConnectionResetError(f"the peer stopped reading the stream (code {error_code})")
+        # The peer closed its side, as a TCP peer closes: closing this side stays clean (as
+        # on TCP, bytes the peer never read are not reported), and the next write fails.
+        transport._peer_stopped_reading = ConnectionResetError(
+            f"the peer stopped reading the stream (code {error_code})"
         )
+        transport._end_sending(None)
         transport._finish_if_done()
