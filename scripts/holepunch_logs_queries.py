@@ -60,7 +60,7 @@ class FieldQuery:
 
 @dataclass(frozen=True)
 class ChecklistItem:
-    """One log line the deployment checklist (design 3A.3) expects to find."""
+    """One log line the deployment checklist (scripts/verify) expects to find."""
 
     id: str
     text: str
