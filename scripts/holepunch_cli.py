@@ -9,6 +9,8 @@ Standard library only: the scripts run with any python3.
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import shlex
 import shutil
@@ -16,7 +18,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 __all__ = [
     "PROJECT_ENV_VARS",
@@ -24,8 +26,10 @@ __all__ = [
     "TF_DIR",
     "Gcloud",
     "die",
+    "from_terraform",
     "resolve_project",
     "terraform_output",
+    "terraform_outputs",
 ]
 
 # Read in this order when --project is not given, before Terraform's and gcloud's.
@@ -89,26 +93,41 @@ class Gcloud:
         return value if result.returncode == 0 and value and value != "(unset)" else None
 
 
-def terraform_output(name: str) -> str | None:
-    """`terraform output -raw NAME` of infra/terraform; None without terraform or state."""
+@functools.cache
+def terraform_outputs() -> dict[str, Any]:
+    """Every `terraform output -json` value of infra/terraform; {} without terraform or state."""
     terraform = shutil.which("terraform")
     if terraform is None:
-        return None
+        return {}
     try:
         result = subprocess.run(
-            [terraform, f"-chdir={TF_DIR}", "output", "-raw", name],
+            [terraform, f"-chdir={TF_DIR}", "output", "-json"],
             capture_output=True,
             text=True,
             check=False,
             timeout=60,
         )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    value = result.stdout.strip()
-    # Without state, terraform prints a warning box (with -raw) or exits non-zero.
-    if result.returncode != 0 or not value or "\n" in value or " " in value:
-        return None
-    return value
+        outputs = json.loads(result.stdout) if result.returncode == 0 else {}
+    except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError):
+        return {}
+    if not isinstance(outputs, dict):
+        return {}
+    return {
+        name: entry["value"]
+        for name, entry in outputs.items()
+        if isinstance(entry, dict) and "value" in entry
+    }
+
+
+def terraform_output(name: str) -> str | None:
+    """One string output of infra/terraform, or None (no terraform, no state, no such output)."""
+    value = terraform_outputs().get(name)
+    return value if isinstance(value, str) and value else None
+
+
+def from_terraform(explicit: str | None, output: str, fallback: str) -> str:
+    """A setting: the flag, else Terraform's output of that name, else the fallback."""
+    return explicit or terraform_output(output) or fallback
 
 
 def resolve_project(explicit: str | None, gcloud: Gcloud) -> str:

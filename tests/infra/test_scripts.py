@@ -61,14 +61,25 @@ FAKE_TERRAFORM = r"""#!/usr/bin/env bash
 printf '%s\n' "$(python3 -c 'import json,sys; print(json.dumps(["terraform", *sys.argv[1:]]))' "$@")" >> "$FAKE_LOG"
 if [[ "$2" == output ]]; then
   [[ -z "${FAKE_NO_STATE:-}" ]] || { echo "No outputs found" >&2; exit 1; }
-  case "$4" in
-    project_id) echo -n tf-project ;;
-    region) echo -n europe-west4 ;;
-    build_service_account) echo -n projects/tf-project/serviceAccounts/holepunch-build@tf-project.iam.gserviceaccount.com ;;
-    build_source_staging_dir) echo -n gs://tf-project-holepunch-build/source ;;
-    cloudbuild_substitutions) echo -n _REGION=europe-west4,_REPOSITORY=holepunch,_RENDEZVOUS_SERVICE=rendezvous,_WORKER_SERVICE=worker ;;
-    *) exit 1 ;;
-  esac
+  python3 - "$3" "${4:-}" <<'PY'
+import json, os, sys
+outputs = {
+    "project_id": "tf-project",
+    "region": "europe-west4",
+    "build_service_account": "projects/tf-project/serviceAccounts/holepunch-build@tf-project.iam.gserviceaccount.com",
+    "build_source_staging_dir": "gs://tf-project-holepunch-build/source",
+    "cloudbuild_substitutions": "_REGION=europe-west4,_REPOSITORY=holepunch,_RENDEZVOUS_SERVICE=rendezvous,_WORKER_SERVICE=worker",
+    "rendezvous_service_name": os.environ.get("FAKE_RENDEZVOUS_NAME", "rendezvous"),
+    "worker_service_name": os.environ.get("FAKE_WORKER_NAME", "worker"),
+}
+flag, name = sys.argv[1], sys.argv[2]
+if flag == "-json":
+    print(json.dumps({k: {"sensitive": False, "type": "string", "value": v} for k, v in outputs.items()}))
+elif name in outputs:
+    sys.stdout.write(outputs[name])
+else:
+    sys.exit(1)
+PY
 fi
 """
 
@@ -115,6 +126,11 @@ def run(
 
 def calls(log: Path) -> list[list[str]]:
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def gcloud_calls(log: Path) -> list[list[str]]:
+    """The gcloud calls only (the scripts also read `terraform output` for their defaults)."""
+    return [c for c in calls(log) if c[0] != "terraform"]
 
 
 def test_shellcheck_every_shell_script() -> None:
@@ -272,7 +288,7 @@ def test_logs_runs_the_saved_query(bin_dir: Path, fakes: Path, tmp_path: Path) -
         FAKE_LOGGING_JSON=str(data),
     )
     assert result.returncode == 0, result.stderr
-    (call,) = calls(fakes)
+    (call,) = [c for c in calls(fakes) if c[0] != "terraform"]
     assert call[:2] == ["logging", "read"]
     assert call[2] == (
         'resource.type="cloud_run_revision" AND resource.labels.service_name="worker" AND '
@@ -449,7 +465,7 @@ def test_verify_reads_the_url_from_cloud_run_and_reports_unreachable(
         ADMIN_TOKEN=ADMIN,
     )
     assert result.returncode == 1
-    made = calls(fakes)
+    made = gcloud_calls(fakes)
     assert made[0][:4] == ["run", "services", "describe", "rendezvous"]
     # The URL came from Cloud Run: an ID token for that audience.
     assert ["auth", "print-identity-token", "--audiences=http://127.0.0.1:9"] in made
@@ -463,7 +479,7 @@ def test_verify_without_admin_token_is_a_clear_error(
     assert result.returncode == 2
     assert "ADMIN_TOKEN is not set" in result.stderr and "--skip-debug" in result.stderr
     assert "gcloud secrets versions access" in result.stderr
-    assert FakeRendezvous.seen == [] and calls(fakes) == []
+    assert FakeRendezvous.seen == [] and gcloud_calls(fakes) == []
 
 
 def test_verify_skip_debug_needs_no_admin_token(
@@ -603,7 +619,7 @@ def test_verify_dry_run_shows_the_headers_not_the_tokens(bin_dir: Path, fakes: P
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert calls(fakes) == []
+    assert gcloud_calls(fakes) == []
     assert (
         "+ gcloud auth print-identity-token --audiences=https://rendezvous-xyz.a.run.app "
         "--impersonate-service-account=ops@p-1.iam.gserviceaccount.com"
@@ -801,3 +817,36 @@ def test_preflight_dry_run_and_bad_options(bin_dir: Path, fakes: Path) -> None:
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
     helped = run("bootstrap", "preflight", "--help", path=bin_dir)
     assert helped.returncode == 0 and "--shared-registry" in helped.stdout
+
+
+def test_verify_and_logs_take_region_and_service_names_from_terraform(
+    bin_dir: Path, fakes: Path
+) -> None:
+    names = {"FAKE_RENDEZVOUS_NAME": "hp-rv", "FAKE_WORKER_NAME": "hp-w"}
+    verify = run("verify", "--dry-run", "--skip-debug", path=bin_dir, log=fakes, **names)
+    assert verify.returncode == 0, verify.stderr
+    assert (
+        "+ gcloud run services describe hp-rv --project=tf-project --region=europe-west4"
+        in verify.stdout
+    )
+    assert 'resource.labels.service_name="hp-w"' in verify.stdout
+    logs = run("logs", "--dry-run", "stun", path=bin_dir, log=fakes, **names)
+    assert logs.returncode == 0, logs.stderr
+    assert 'resource.labels.service_name="hp-w"' in logs.stdout
+    # A flag still wins over Terraform.
+    flagged = run(
+        "verify",
+        "--dry-run",
+        "--skip-debug",
+        "--region",
+        "asia-east1",
+        "--rendezvous-service",
+        "mine",
+        path=bin_dir,
+        log=fakes,
+        **names,
+    )
+    assert (
+        "+ gcloud run services describe mine --project=tf-project --region=asia-east1"
+        in flagged.stdout
+    )
