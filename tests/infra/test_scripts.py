@@ -166,6 +166,7 @@ def test_help_and_strict_mode(script: str, bin_dir: Path) -> None:
     ("script", "args"),
     [
         ("bootstrap", ["--project", "p-1"]),
+        ("bootstrap", ["preflight", "--project", "p-1"]),
         ("logs", ["--project", "p-1", "stun"]),
         ("verify", ["--project", "p-1"]),
     ],
