@@ -7,10 +7,17 @@ A guide that says `scripts/verify --skip-debg`, `terraform output verify_cmd` or
 
 from __future__ import annotations
 
+import json
+import os
+import queue
 import re
 import shlex
+import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -19,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.infra.conftest import REPO, SCRIPTS, TF_DIR
+from tests.support.ports import free_tcp_port, free_udp_port
 
 GUIDE = REPO / "docs" / "infra.md"
 README = REPO / "README.md"
@@ -263,3 +271,114 @@ def test_shell_words_split_like_a_shell() -> None:
         ["export", "A=$(gcloud x --y)"],
         ["scripts/verify", "--since", "30m"],
     ]
+
+
+# --- "Run it by hand", run as written (ports swapped for free ones) ---
+
+
+class Started:
+    """A long-running command of the guide, its JSON log lines read as they come."""
+
+    def __init__(self, words: list[str], cwd: Path) -> None:
+        env = dict(os.environ)
+        while ASSIGNMENT.match(words[0]):
+            name, value = words[0].split("=", 1)
+            env[name] = value
+            words = words[1:]
+        program = words[0]
+        if program.startswith(".venv/bin/"):
+            # The virtualenv running these tests stands in for the guide's .venv.
+            program = str(Path(sys.executable).parent / Path(program).name)
+        self.name = Path(program).name
+        self.process = subprocess.Popen(
+            [program, *words[1:]],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def wait_for(self, event: str, timeout: float = 30.0) -> dict[str, object]:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                raise AssertionError(f"{self.name} exited: {''.join(self.seen[-20:])}")
+            self.seen.append(line)
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and record.get("event") == event:
+                return record
+        raise AssertionError(
+            f"{self.name}: no {event} within {timeout} s: {''.join(self.seen[-20:])}"
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.reader.join(timeout=10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+def by_hand_block(markdown: str) -> str:
+    section = markdown.split("## Run it by hand", 1)[1]
+    return next(b.text for b in code_blocks(section) if b.language in SHELL_LANGUAGES)
+
+
+def test_run_it_by_hand_works_as_written() -> None:
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl not found")
+    text = by_hand_block(GUIDE.read_text())
+    ports = {"3478": free_udp_port(), "8700": free_tcp_port()}
+    ports |= {"8701": free_tcp_port(), "8702": free_tcp_port()}
+    for written, free in ports.items():
+        assert written in text, f"the by-hand block no longer uses port {written}"
+        text = re.sub(rf"(?<=[=:]){written}\b", str(free), text)
+    commands = list(shell_commands(text))
+    assert len(commands) == 5, commands
+    *servers, introduce = commands
+    started: list[Started] = []
+    try:
+        stun = Started(servers[0], REPO)
+        started.append(stun)
+        rendezvous = Started(servers[1], REPO)
+        started.append(rendezvous)
+        rendezvous.wait_for("server_started")
+        workers = [Started(words, REPO) for words in servers[2:]]
+        started += workers
+        for worker in workers:
+            worker.wait_for("endpoint_ack")
+        answer = subprocess.run(
+            [curl, "-sS", *introduce[1:]], capture_output=True, text=True, timeout=30, check=False
+        )
+        assert answer.returncode == 0, answer.stderr
+        assert "session_id" in json.loads(answer.stdout)
+        connected = workers[0].wait_for("punch_connected")
+        assert connected.get("peer_id") == "w-b", connected
+    finally:
+        for process in reversed(started):
+            process.stop()
+    assert [p.process.returncode for p in started] == [0] * len(started)
