@@ -71,6 +71,7 @@ outputs = {
     "cloudbuild_substitutions": "_REGION=europe-west4,_REPOSITORY=holepunch,_RENDEZVOUS_SERVICE=rendezvous,_WORKER_SERVICE=worker",
     "rendezvous_service_name": os.environ.get("FAKE_RENDEZVOUS_NAME", "rendezvous"),
     "worker_service_name": os.environ.get("FAKE_WORKER_NAME", "worker"),
+    "worker_host": os.environ.get("FAKE_WORKER_HOST", "service"),
 }
 flag, name = sys.argv[1], sys.argv[2]
 if flag == "-json":
@@ -851,3 +852,42 @@ def test_verify_and_logs_take_region_and_service_names_from_terraform(
         "+ gcloud run services describe mine --project=tf-project --region=asia-east1"
         in flagged.stdout
     )
+
+
+def test_logs_and_verify_read_a_worker_pools_entries(bin_dir: Path, fakes: Path) -> None:
+    """On a worker pool (Terraform's default), the worker's entries are under the pool's
+    resource type and name label; the rendezvous's stay under its service's."""
+    pool = {"FAKE_WORKER_HOST": "worker_pool", "FAKE_WORKER_NAME": "hp-w"}
+    stun = run("logs", "--dry-run", "stun", path=bin_dir, log=fakes, **pool)
+    assert stun.returncode == 0, stun.stderr
+    assert (
+        'resource.type="cloud_run_worker_pool" AND resource.labels.worker_pool_name="hp-w" AND '
+        'jsonPayload.event=("stun_request" OR "stun_result" OR "stun_failed")'
+    ) in stun.stdout
+    both = run("logs", "--dry-run", "worker", "abc-1", path=bin_dir, log=fakes, **pool)
+    assert (
+        '((resource.type="cloud_run_revision" AND resource.labels.service_name="rendezvous") OR '
+        '(resource.type="cloud_run_worker_pool" AND resource.labels.worker_pool_name="hp-w")) '
+        'AND jsonPayload.worker_id="abc-1"'
+    ) in both.stdout
+    verify = run("verify", "--dry-run", "--skip-debug", path=bin_dir, log=fakes, **pool)
+    assert (
+        'resource.labels.worker_pool_name="hp-w" AND jsonPayload.event="stun_result"'
+        in verify.stdout
+    )
+    assert (
+        'resource.labels.service_name="rendezvous" AND jsonPayload.event="worker_connected"'
+        in verify.stdout
+    )
+    # Without Terraform state the default is Terraform's default, the worker pool; a flag wins.
+    bare = run("logs", "--dry-run", "--project", "p", "stun", path=bin_dir, FAKE_NO_STATE="1")
+    assert 'resource.type="cloud_run_worker_pool"' in bare.stdout, bare.stderr
+    flagged = run(
+        "logs", "--dry-run", "--worker-host", "service", "stun", path=bin_dir, log=fakes, **pool
+    )
+    assert (
+        'resource.type="cloud_run_revision" AND resource.labels.service_name="hp-w"'
+        in flagged.stdout
+    )
+    bad = run("logs", "--dry-run", "--worker-host", "vm", "stun", path=bin_dir, log=fakes)
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
