@@ -12,6 +12,7 @@ Standard library only: the scripts run with any python3.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -193,6 +194,10 @@ ASK_FOR_EXCEPTION = (
     "ask your organisation's policy administrator for an exception on this project "
     "(a project-level policy that overrides the inherited one)"
 )
+# The same, starting a sentence.
+ASK_FOR_EXCEPTION_SENTENCE = ASK_FOR_EXCEPTION[0].upper() + ASK_FOR_EXCEPTION[1:]
+# A region's own group (in:us-central1-locations): always decidable.
+_REGION_GROUP = re.compile(r"^in:[a-z]+-[a-z]+[0-9]+-locations$")
 
 
 def _undecidable(policy: Policy, constraint: str) -> Finding | None:
@@ -269,11 +274,11 @@ def _ingress(policy: Policy, deployment: Deployment) -> Finding:
             + " and ".join(who[value] for value in refused)
             + f". Allowed: {', '.join(policy.allowed) or 'none'}. "
             + (
-                'For the worker, worker_host = "worker_pool" (the default) has no ingress at all; '
+                'For the worker, worker_host = "worker_pool" (the default) has no ingress at '
+                "all; otherwise " + ASK_FOR_EXCEPTION
                 if "internal" in refused
-                else ""
-            )
-            + ASK_FOR_EXCEPTION,
+                else ASK_FOR_EXCEPTION_SENTENCE
+            ),
         )
     if unknown:
         return Finding(
@@ -312,7 +317,7 @@ def _vpc_egress(policy: Policy, deployment: Deployment) -> Finding:
             Verdict.FAIL,
             "; ".join(problems)
             + f". Allowed: {', '.join(policy.allowed) or 'none'}. "
-            + ASK_FOR_EXCEPTION,
+            + ASK_FOR_EXCEPTION_SENTENCE,
         )
     return Finding(ALLOWED_VPC_EGRESS, Verdict.OK, "allows the egress settings used here")
 
@@ -349,6 +354,12 @@ def _locations(policy: Policy, deployment: Deployment) -> Finding:
     region = deployment.region
     groups = _REGION_GROUPS.get(region.split("-")[0], ())
     verdict = policy.allows(region, f"in:{region}-locations", *groups)
+    known_groups = {g for continent in _REGION_GROUPS.values() for g in continent}
+    if verdict is None and all(
+        not value.startswith("in:") or value in known_groups or _REGION_GROUP.match(value)
+        for value in policy.allowed
+    ):
+        verdict = False  # every group is one whose regions are known, and none holds region
     if verdict is True:
         return Finding(RESOURCE_LOCATIONS, Verdict.OK, f"allows {region}")
     if verdict is None:
