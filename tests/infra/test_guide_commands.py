@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -60,7 +61,9 @@ def code_blocks(markdown: str) -> list[Block]:
         while index < len(lines) and not re.match(r"^\s*```\s*$", lines[index]):
             body.append(lines[index])
             index += 1
-        blocks.append(Block(fence.group(1).lower(), "\n".join(body), start + 1))
+        # Blocks inside list items are indented: their text is read as if they were not.
+        text = textwrap.dedent("\n".join(body))
+        blocks.append(Block(fence.group(1).lower(), text, start + 1))
         index += 1
     return blocks
 
@@ -87,7 +90,40 @@ def shell_commands(text: str) -> Iterator[list[str]]:
 
 def hcl_top_level_names(text: str) -> list[str]:
     """The names assigned at the top level of a tfvars snippet (`name = value`)."""
-    return re.findall(r"^([a-z_][a-z0-9_]*)\s*=", text, flags=re.MULTILINE)
+    return list(hcl_assignments(text))
+
+
+def hcl_assignments(text: str) -> dict[str, set[str]]:
+    """Each top-level name of a tfvars snippet, with the attribute names its object value
+    sets directly (`{ secret = ..., version = ... }`, or the objects of a list of them);
+    deeper maps (an env's keys) are values, not attributes, and are left out."""
+    assignments: dict[str, set[str]] = {}
+    current: str | None = None
+    depth = 0
+    for line in text.splitlines():
+        code = re.sub(r'"(?:[^"\\]|\\.)*"', '""', line).split("#", 1)[0]
+        top = re.match(r"^([a-z_][a-z0-9_]*)\s*=", code) if depth == 0 else None
+        if top:
+            current = top.group(1)
+            assignments[current] = set()
+        position = 0
+        for match in re.finditer(r"[{}]|([A-Za-z_][A-Za-z0-9_]*)\s*=(?!=)", code):
+            if match.group(0) == "{":
+                depth += 1
+            elif match.group(0) == "}":
+                depth -= 1
+            elif depth == 1 and current is not None and match.start() >= position:
+                assignments[current].add(match.group(1))
+            position = match.end()
+    return assignments
+
+
+def variable_attributes(name: str) -> str:
+    """The text of a variable's block in variables.tf (its type names its attributes)."""
+    text = (TF_DIR / "variables.tf").read_text()
+    start = text.index(f'variable "{name}"')
+    end = text.find('\nvariable "', start + 1)
+    return text[start : end if end > 0 else len(text)]
 
 
 @dataclass(frozen=True)
@@ -202,11 +238,16 @@ def check_guide(markdown: str, known: Known) -> list[str]:
             for words in shell_commands(block.text):
                 problems += [f"line {block.line}: {p}" for p in check_command(list(words), known)]
         elif block.language == "hcl":
-            problems += [
-                f"line {block.line}: no Terraform variable {name!r}"
-                for name in hcl_top_level_names(block.text)
-                if name not in known.variables
-            ]
+            for name, attributes in hcl_assignments(block.text).items():
+                if name not in known.variables:
+                    problems.append(f"line {block.line}: no Terraform variable {name!r}")
+                    continue
+                declared = variable_attributes(name)
+                problems += [
+                    f"line {block.line}: {name} has no attribute {attribute!r}"
+                    for attribute in sorted(attributes)
+                    if not re.search(rf"\b{attribute}\s*=", declared)
+                ]
     return problems
 
 
@@ -247,6 +288,11 @@ NO_SUCH_SETTING=1 .venv/bin/holepunch-worker
 ```hcl
 worker_hosts = "service"
 region       = "us-central1"
+shared_registry = {
+  enabled = true
+  tiers   = "BASIC"
+}
+admin_token_secret = { secret = "x", versions = "1" }
 ```
 """
     problems = check_guide(bad, known)
@@ -259,6 +305,8 @@ region       = "us-central1"
         "NO_SUCH_SETTING is not a setting the README documents",
         "`holepunch-dev-stun` has no --port",
         "no Terraform variable 'worker_hosts'",
+        "shared_registry has no attribute 'tiers'",
+        "admin_token_secret has no attribute 'versions'",
     ]
     for text in expected:
         assert [p for p in problems if text in p], f"{text!r} not reported: {problems}"
