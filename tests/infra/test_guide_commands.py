@@ -274,6 +274,12 @@ def test_every_guide_command_names_what_exists(known: Known) -> None:
     assert not problems, "docs/infra.md:\n" + "\n".join(problems)
 
 
+@pytest.mark.parametrize("path", ["infra/terraform/README.md", "docs/alerts.md"])
+def test_the_other_deployment_docs_name_what_exists(known: Known, path: str) -> None:
+    problems = check_guide((REPO / path).read_text(), known)
+    assert not problems, f"{path}:\n" + "\n".join(problems)
+
+
 def test_the_checker_catches_each_kind_of_mistake(known: Known) -> None:
     bad = """
 ```bash
