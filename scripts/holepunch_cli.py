@@ -1,26 +1,53 @@
-"""Shared plumbing of the Python operator scripts (logs, verify): prerequisites, project, gcloud.
+"""Shared plumbing of the operator scripts: prerequisites, gcloud, and the project.
+
+Every script (bootstrap, deploy, logs, verify) finds the project the same way, through
+resolve_project: the Python ones import it, the shell ones run
+`python3 scripts/holepunch_cli.py project [EXPLICIT]`.
 
 Standard library only: the scripts run with any python3.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import shlex
 import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from pathlib import Path
+from typing import Any, NoReturn
 
-__all__ = ["PROJECT_ENV_VARS", "Gcloud", "die", "resolve_project"]
+__all__ = [
+    "PROJECT_ENV_VARS",
+    "PROJECT_ORDER",
+    "TF_DIR",
+    "Gcloud",
+    "die",
+    "from_terraform",
+    "resolve_project",
+    "terraform_output",
+    "terraform_outputs",
+]
 
-# Read in this order when --project is not given, before `gcloud config get-value project`.
+# Read in this order when --project is not given, before Terraform's and gcloud's.
 PROJECT_ENV_VARS = ("CLOUDSDK_CORE_PROJECT", "GOOGLE_CLOUD_PROJECT")
+# The order, as each script's --help states it.
+PROJECT_ORDER = (
+    "--project, else $CLOUDSDK_CORE_PROJECT, else $GOOGLE_CLOUD_PROJECT, else "
+    "`terraform output project_id`, else `gcloud config get-value project`"
+)
+TF_DIR = Path(__file__).resolve().parent.parent / "infra" / "terraform"
+
+
+# The name errors are reported under; the shell scripts pass theirs (`project --prog NAME`).
+_prog: str | None = None
 
 
 def die(message: str, code: int = 2) -> NoReturn:
-    prog = os.path.basename(sys.argv[0])
+    prog = _prog or os.path.basename(sys.argv[0])
     print(f"{prog}: error: {message}", file=sys.stderr)
     sys.exit(code)
 
@@ -66,14 +93,54 @@ class Gcloud:
         return value if result.returncode == 0 and value and value != "(unset)" else None
 
 
+@functools.cache
+def terraform_outputs() -> dict[str, Any]:
+    """Every `terraform output -json` value of infra/terraform; {} without terraform or state."""
+    terraform = shutil.which("terraform")
+    if terraform is None:
+        return {}
+    try:
+        result = subprocess.run(
+            [terraform, f"-chdir={TF_DIR}", "output", "-json"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        outputs = json.loads(result.stdout) if result.returncode == 0 else {}
+    except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError):
+        return {}
+    if not isinstance(outputs, dict):
+        return {}
+    return {
+        name: entry["value"]
+        for name, entry in outputs.items()
+        if isinstance(entry, dict) and "value" in entry
+    }
+
+
+def terraform_output(name: str) -> str | None:
+    """One string output of infra/terraform, or None (no terraform, no state, no such output)."""
+    value = terraform_outputs().get(name)
+    return value if isinstance(value, str) and value else None
+
+
+def from_terraform(explicit: str | None, output: str, fallback: str) -> str:
+    """A setting: the flag, else Terraform's output of that name, else the fallback."""
+    return explicit or terraform_output(output) or fallback
+
+
 def resolve_project(explicit: str | None, gcloud: Gcloud) -> str:
-    """--project, else the environment, else gcloud's configured project; else a clear error."""
+    """The project, in PROJECT_ORDER; else a clear error."""
     if explicit:
         return explicit
     for name in PROJECT_ENV_VARS:
         value = os.environ.get(name, "").strip()
         if value:
             return value
+    from_terraform = terraform_output("project_id")
+    if from_terraform:
+        return from_terraform
     configured = gcloud.config_project()
     if configured:
         return configured
@@ -81,3 +148,24 @@ def resolve_project(explicit: str | None, gcloud: Gcloud) -> str:
         "no Google Cloud project: pass --project PROJECT_ID, set CLOUDSDK_CORE_PROJECT, "
         "or run `gcloud config set project PROJECT_ID`"
     )
+
+
+def main(argv: list[str]) -> int:
+    """`holepunch_cli.py project [--prog NAME] [EXPLICIT]`: print the project (for the shell
+    scripts), or exit 2 with the error under NAME."""
+    global _prog
+    args = list(argv)
+    if args[:1] != ["project"]:
+        die("usage: holepunch_cli.py project [--prog NAME] [EXPLICIT_PROJECT]")
+    args.pop(0)
+    if args[:1] == ["--prog"] and len(args) >= 2:
+        _prog = args[1]
+        del args[:2]
+    if len(args) > 1:
+        die("usage: holepunch_cli.py project [--prog NAME] [EXPLICIT_PROJECT]")
+    print(resolve_project(args[0] if args else None, Gcloud(dry_run=True)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

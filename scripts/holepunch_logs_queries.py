@@ -5,7 +5,8 @@ queries, log-based metrics and deployment checklist select on. Terraform builds 
 log-based metrics from it (infra/terraform/observability.tf); `scripts/logs` and
 `scripts/verify` build their queries from it through this module, with the same filter
 text as the metrics; `required_fields()` lists what the services must emit, for a test
-that reads their real log lines.
+that reads their real log lines. The worker's entries sit under the resource type of
+its host: a Cloud Run service's revisions, or a worker pool (`worker_host`).
 
 Standard library only: the scripts run with any python3.
 """
@@ -20,15 +21,21 @@ from typing import Any
 
 __all__ = [
     "CATALOGUE_PATH",
+    "WORKER_HOSTS",
     "Catalogue",
     "ChecklistItem",
     "FieldQuery",
     "Query",
+    "Resource",
     "load_catalogue",
     "quote",
 ]
 
 CATALOGUE_PATH = Path(__file__).resolve().parent.parent / "infra" / "terraform" / "log_queries.json"
+
+
+# What may run the workers (Terraform's worker_host); the rendezvous is always a service.
+WORKER_HOSTS = ("worker_pool", "service")
 
 
 def quote(value: str) -> str:
@@ -60,7 +67,7 @@ class FieldQuery:
 
 @dataclass(frozen=True)
 class ChecklistItem:
-    """One log line the deployment checklist (design 3A.3) expects to find."""
+    """One log line the deployment checklist (scripts/verify) expects to find."""
 
     id: str
     text: str
@@ -70,23 +77,47 @@ class ChecklistItem:
 
 
 @dataclass(frozen=True)
+class Resource:
+    """Where a Cloud Run resource's entries are: the monitored resource type and the label
+    that holds its name."""
+
+    type: str
+    name_label: str
+
+
+@dataclass(frozen=True)
 class Catalogue:
     resource_type: str
     services: tuple[str, ...]
     queries: Mapping[str, Query]
     field_queries: Mapping[str, FieldQuery]
     checklist: tuple[ChecklistItem, ...]
+    # By host kind ("service", "worker_pool"); a catalogue without them has services only.
+    resource_types: Mapping[str, Resource] | None = None
 
     def _service(self, service: str, service_names: Mapping[str, str]) -> str:
         return service_names.get(service, service)
 
-    def _base(self, services: str) -> str:
-        return (
-            f"resource.type={quote(self.resource_type)} AND resource.labels.service_name={services}"
-        )
+    def resource(self, service: str, worker_host: str = "service") -> Resource:
+        """The resource a service's entries are under: the worker's follows its host."""
+        if worker_host not in WORKER_HOSTS:
+            raise ValueError(f"worker_host must be one of {WORKER_HOSTS}, not {worker_host!r}")
+        kinds = self.resource_types or {"service": Resource(self.resource_type, "service_name")}
+        kind = worker_host if service == "worker" else "service"
+        return kinds[kind]
+
+    def _base(self, resource: Resource, names: list[str]) -> str:
+        quoted = [quote(name) for name in names]
+        selected = quoted[0] if len(quoted) == 1 else "(" + " OR ".join(quoted) + ")"
+        label = f"resource.labels.{resource.name_label}"
+        return f"resource.type={quote(resource.type)} AND {label}={selected}"
 
     def events_filter(
-        self, service: str, events: tuple[str, ...], service_names: Mapping[str, str] | None = None
+        self,
+        service: str,
+        events: tuple[str, ...],
+        service_names: Mapping[str, str] | None = None,
+        worker_host: str = "service",
     ) -> str:
         """The filter Terraform writes for a log-based metric, character for character."""
         name = self._service(service, service_names or {})
@@ -94,19 +125,37 @@ class Catalogue:
             event = f"jsonPayload.event={quote(events[0])}"
         else:
             event = "jsonPayload.event=(" + " OR ".join(quote(e) for e in events) + ")"
-        return f"{self._base(quote(name))} AND {event}"
+        return f"{self._base(self.resource(service, worker_host), [name])} AND {event}"
 
-    def query_filter(self, name: str, service_names: Mapping[str, str] | None = None) -> str:
+    def query_filter(
+        self,
+        name: str,
+        service_names: Mapping[str, str] | None = None,
+        worker_host: str = "service",
+    ) -> str:
         query = self.queries[name]
-        return self.events_filter(query.service, query.events, service_names)
+        return self.events_filter(query.service, query.events, service_names, worker_host)
 
     def field_filter(
-        self, name: str, value: str, service_names: Mapping[str, str] | None = None
+        self,
+        name: str,
+        value: str,
+        service_names: Mapping[str, str] | None = None,
+        worker_host: str = "service",
     ) -> str:
+        """Every entry of the query's services whose field equals value. Services under one
+        resource type share one clause; under several (a worker pool beside the rendezvous
+        service), one parenthesised clause each, joined by OR."""
         query = self.field_queries[name]
-        names = [quote(self._service(s, service_names or {})) for s in query.services]
-        services = names[0] if len(names) == 1 else "(" + " OR ".join(names) + ")"
-        return f"{self._base(services)} AND jsonPayload.{query.field}={quote(value)}"
+        by_resource: dict[Resource, list[str]] = {}
+        for service in query.services:
+            resource = self.resource(service, worker_host)
+            by_resource.setdefault(resource, []).append(self._service(service, service_names or {}))
+        clauses = [self._base(resource, names) for resource, names in by_resource.items()]
+        selected = (
+            clauses[0] if len(clauses) == 1 else "(" + " OR ".join(f"({c})" for c in clauses) + ")"
+        )
+        return f"{selected} AND jsonPayload.{query.field}={quote(value)}"
 
     def required_fields(self) -> dict[tuple[str, str | None], frozenset[str]]:
         """What the services must emit for every query, metric and checklist item to work.
@@ -175,8 +224,15 @@ def load_catalogue(path: Path = CATALOGUE_PATH) -> Catalogue:
     for item in checklist:
         if item.service not in services:
             raise ValueError(f"checklist {item.id}: unknown service {item.service!r}")
+    resource_types = {
+        kind: Resource(type=r["type"], name_label=r["name_label"])
+        for kind, r in raw.get("resource_types", {}).items()
+    }
+    if resource_types and set(resource_types) != set(WORKER_HOSTS):
+        raise ValueError(f"resource_types must describe exactly {WORKER_HOSTS}")
     return Catalogue(
         resource_type=raw["resource_type"],
+        resource_types=resource_types or None,
         services=services,
         queries=queries,
         field_queries=field_queries,

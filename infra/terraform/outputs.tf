@@ -107,7 +107,7 @@ output "verify_command" {
   # /debug/list_workers needs DEBUG_ENDPOINTS and an ADMIN_TOKEN: skipped when they are off.
   value = join(" ", concat(
     ["scripts/verify --project=${var.project_id} --region=${var.region} --url=${module.rendezvous.uri}"],
-    ["--rendezvous-service=${var.rendezvous_service_name} --worker-service=${var.worker_service_name}"],
+    ["--rendezvous-service=${var.rendezvous_service_name} --worker-service=${var.worker_service_name} --worker-host=${var.worker_host}"],
     var.debug_endpoints ? [] : ["--skip-debug"],
   ))
 }

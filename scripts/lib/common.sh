@@ -34,13 +34,14 @@ run() {
   fi
 }
 
-# resolve_project EXPLICIT: --project, else $CLOUDSDK_CORE_PROJECT / $GOOGLE_CLOUD_PROJECT, else gcloud config.
+# The order resolve_project follows, for each script's --help.
+# shellcheck disable=SC2034  # used by the scripts that source this file
+PROJECT_ORDER="--project, else \$CLOUDSDK_CORE_PROJECT, else \$GOOGLE_CLOUD_PROJECT, else \`terraform output project_id\`, else \`gcloud config get-value project\`"
+
+# resolve_project EXPLICIT: the project, in PROJECT_ORDER; the one helper every script shares
+# (scripts/holepunch_cli.py), so bootstrap, deploy, logs and verify cannot disagree.
 resolve_project() {
-  local project="${1:-${CLOUDSDK_CORE_PROJECT:-${GOOGLE_CLOUD_PROJECT:-}}}"
-  if [[ -z "${project}" ]] && command -v gcloud >/dev/null 2>&1; then
-    project="$(gcloud config get-value project 2>/dev/null || true)"
-    [[ "${project}" == "(unset)" ]] && project=""
-  fi
-  [[ -n "${project}" ]] || die "no Google Cloud project: pass --project PROJECT_ID, set CLOUDSDK_CORE_PROJECT, or run \`gcloud config set project PROJECT_ID\`"
-  printf '%s\n' "${project}"
+  command -v python3 >/dev/null 2>&1 || die "python3 not found on PATH: the operator scripts need it"
+  python3 "${HOLEPUNCH_ROOT}/scripts/holepunch_cli.py" project --prog "$(basename "$0")" "$@" ||
+    exit 2
 }

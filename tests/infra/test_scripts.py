@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tests.infra.conftest import SCRIPTS, require_tool
+from tests.infra.conftest import SCRIPTS, TF_DIR, require_tool
 
 COMMANDS = ("bootstrap", "deploy", "verify", "logs")
 SHELL_SCRIPTS = sorted(
@@ -38,6 +38,15 @@ case "$1 $2" in
   "logging read") cat "${FAKE_LOGGING_JSON:-/dev/null}" ;;
   "run services") echo "${FAKE_URL:-}" ;;
   "storage buckets") [[ "$3" != describe ]] ;;
+  "org-policies describe" | "resource-manager org-policies")
+    # One file per constraint and API under $FAKE_ORG_POLICIES (v2.NAME.json, v1.NAME.json):
+    # its JSON is the answer; no file is a PERMISSION_DENIED.
+    if [[ "$1" == org-policies ]]; then api=v2 name="$3"; else api=v1 name="$4"; fi
+    file="${FAKE_ORG_POLICIES:-/nonexistent}/${api}.${name}.json"
+    if [[ -f "$file" ]]; then cat "$file"; else
+      echo "ERROR: (gcloud.${1}) PERMISSION_DENIED: orgpolicy.policies.get on ${name}" >&2
+      exit 1
+    fi ;;
   "auth print-identity-token")
     # gcloud refuses --audiences for a user account (print_identity_token.py).
     if [[ -n "${FAKE_USER_ACCOUNT:-}" && " $* " == *" --audiences="* ]]; then
@@ -51,14 +60,27 @@ esac
 FAKE_TERRAFORM = r"""#!/usr/bin/env bash
 printf '%s\n' "$(python3 -c 'import json,sys; print(json.dumps(["terraform", *sys.argv[1:]]))' "$@")" >> "$FAKE_LOG"
 if [[ "$2" == output ]]; then
-  case "$4" in
-    project_id) echo -n tf-project ;;
-    region) echo -n europe-west4 ;;
-    build_service_account) echo -n projects/tf-project/serviceAccounts/holepunch-build@tf-project.iam.gserviceaccount.com ;;
-    build_source_staging_dir) echo -n gs://tf-project-holepunch-build/source ;;
-    cloudbuild_substitutions) echo -n _REGION=europe-west4,_REPOSITORY=holepunch,_RENDEZVOUS_SERVICE=rendezvous,_WORKER_SERVICE=worker ;;
-    *) exit 1 ;;
-  esac
+  [[ -z "${FAKE_NO_STATE:-}" ]] || { echo "No outputs found" >&2; exit 1; }
+  python3 - "$3" "${4:-}" <<'PY'
+import json, os, sys
+outputs = {
+    "project_id": "tf-project",
+    "region": "europe-west4",
+    "build_service_account": "projects/tf-project/serviceAccounts/holepunch-build@tf-project.iam.gserviceaccount.com",
+    "build_source_staging_dir": "gs://tf-project-holepunch-build/source",
+    "cloudbuild_substitutions": "_REGION=europe-west4,_REPOSITORY=holepunch,_RENDEZVOUS_SERVICE=rendezvous,_WORKER_SERVICE=worker",
+    "rendezvous_service_name": os.environ.get("FAKE_RENDEZVOUS_NAME", "rendezvous"),
+    "worker_service_name": os.environ.get("FAKE_WORKER_NAME", "worker"),
+    "worker_host": os.environ.get("FAKE_WORKER_HOST", "service"),
+}
+flag, name = sys.argv[1], sys.argv[2]
+if flag == "-json":
+    print(json.dumps({k: {"sensitive": False, "type": "string", "value": v} for k, v in outputs.items()}))
+elif name in outputs:
+    sys.stdout.write(outputs[name])
+else:
+    sys.exit(1)
+PY
 fi
 """
 
@@ -107,6 +129,11 @@ def calls(log: Path) -> list[list[str]]:
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
+def gcloud_calls(log: Path) -> list[list[str]]:
+    """The gcloud calls only (the scripts also read `terraform output` for their defaults)."""
+    return [c for c in calls(log) if c[0] != "terraform"]
+
+
 def test_shellcheck_every_shell_script() -> None:
     shellcheck = require_tool(
         "shellcheck", "apt-get install shellcheck (make test does it as root)"
@@ -140,6 +167,7 @@ def test_help_and_strict_mode(script: str, bin_dir: Path) -> None:
     ("script", "args"),
     [
         ("bootstrap", ["--project", "p-1"]),
+        ("bootstrap", ["preflight", "--project", "p-1"]),
         ("logs", ["--project", "p-1", "stun"]),
         ("verify", ["--project", "p-1"]),
     ],
@@ -159,7 +187,7 @@ def test_deploy_needs_terraform(bin_dir: Path, fakes: Path) -> None:
 @pytest.mark.parametrize("script", ["bootstrap", "logs", "verify"])
 def test_missing_project_is_a_clear_error(script: str, bin_dir: Path, fakes: Path) -> None:
     args = ["stun"] if script == "logs" else ["--no-init"] if script == "bootstrap" else []
-    result = run(script, *args, path=bin_dir, log=fakes)
+    result = run(script, *args, path=bin_dir, log=fakes, FAKE_NO_STATE="1")
     assert result.returncode == 2
     assert "no Google Cloud project" in result.stderr
 
@@ -184,9 +212,14 @@ def test_bootstrap_dry_run_prints_and_runs_nothing(bin_dir: Path, fakes: Path) -
 
 
 def test_bootstrap_creates_the_state_bucket_and_inits(bin_dir: Path, fakes: Path) -> None:
-    result = run("bootstrap", path=bin_dir, log=fakes, FAKE_PROJECT="cfg-project")
+    # Before the first apply Terraform has no state: the project comes from gcloud config.
+    result = run(
+        "bootstrap", path=bin_dir, log=fakes, FAKE_PROJECT="cfg-project", FAKE_NO_STATE="1"
+    )
     assert result.returncode == 0, result.stderr
-    made = calls(fakes)
+    made = [
+        c for c in calls(fakes) if c[:2] != ["terraform", "-chdir=" + str(TF_DIR)] or "init" in c
+    ]
     assert ["config", "get-value", "project"] in made
     assert made[1][:2] == ["services", "enable"] and "--project=cfg-project" in made[1]
     assert made[3][:4] == ["storage", "buckets", "create", "gs://cfg-project-holepunch-tfstate"]
@@ -257,7 +290,7 @@ def test_logs_runs_the_saved_query(bin_dir: Path, fakes: Path, tmp_path: Path) -
         FAKE_LOGGING_JSON=str(data),
     )
     assert result.returncode == 0, result.stderr
-    (call,) = calls(fakes)
+    (call,) = [c for c in calls(fakes) if c[0] != "terraform"]
     assert call[:2] == ["logging", "read"]
     assert call[2] == (
         'resource.type="cloud_run_revision" AND resource.labels.service_name="worker" AND '
@@ -434,7 +467,7 @@ def test_verify_reads_the_url_from_cloud_run_and_reports_unreachable(
         ADMIN_TOKEN=ADMIN,
     )
     assert result.returncode == 1
-    made = calls(fakes)
+    made = gcloud_calls(fakes)
     assert made[0][:4] == ["run", "services", "describe", "rendezvous"]
     # The URL came from Cloud Run: an ID token for that audience.
     assert ["auth", "print-identity-token", "--audiences=http://127.0.0.1:9"] in made
@@ -448,7 +481,7 @@ def test_verify_without_admin_token_is_a_clear_error(
     assert result.returncode == 2
     assert "ADMIN_TOKEN is not set" in result.stderr and "--skip-debug" in result.stderr
     assert "gcloud secrets versions access" in result.stderr
-    assert FakeRendezvous.seen == [] and calls(fakes) == []
+    assert FakeRendezvous.seen == [] and gcloud_calls(fakes) == []
 
 
 def test_verify_skip_debug_needs_no_admin_token(
@@ -588,7 +621,7 @@ def test_verify_dry_run_shows_the_headers_not_the_tokens(bin_dir: Path, fakes: P
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert calls(fakes) == []
+    assert gcloud_calls(fakes) == []
     assert (
         "+ gcloud auth print-identity-token --audiences=https://rendezvous-xyz.a.run.app "
         "--impersonate-service-account=ops@p-1.iam.gserviceaccount.com"
@@ -598,3 +631,263 @@ def test_verify_dry_run_shows_the_headers_not_the_tokens(bin_dir: Path, fakes: P
         "[Authorization: Bearer $ADMIN_TOKEN, X-Serverless-Authorization: Bearer $ID_TOKEN]"
     ) in out
     assert ADMIN not in out
+
+
+# --- Where the project comes from: one helper, one order, for every script ---
+
+PROJECT_DRY_RUNS = {
+    "bootstrap": ["--dry-run", "--no-init"],
+    "deploy": ["--dry-run", "--tag", "t1"],
+    "logs": ["--dry-run", "stun"],
+    "verify": ["--dry-run", "--skip-debug", "--url", "http://127.0.0.1:9"],
+}
+
+
+def project_used(script: str, result: subprocess.CompletedProcess[str]) -> str:
+    """The --project=... that a dry run printed (every script passes it to gcloud)."""
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = {
+        word.split("=", 1)[1] for word in result.stdout.split() if word.startswith("--project=")
+    }
+    assert len(found) == 1, f"{script} printed projects {found}"
+    return found.pop()
+
+
+@pytest.mark.parametrize("script", COMMANDS)
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"CLOUDSDK_CORE_PROJECT": "tf-project", "GOOGLE_CLOUD_PROJECT": "other"}, "tf-project"),
+        ({"GOOGLE_CLOUD_PROJECT": "tf-project"}, "tf-project"),
+        ({"FAKE_PROJECT": "cfg-project"}, "tf-project"),  # terraform output before gcloud config
+    ],
+)
+def test_every_script_finds_the_project_in_the_same_order(
+    script: str, env: dict[str, str], expected: str, bin_dir: Path, fakes: Path
+) -> None:
+    result = run(script, *PROJECT_DRY_RUNS[script], path=bin_dir, log=fakes, **env)
+    assert project_used(script, result) == expected
+
+
+@pytest.mark.parametrize("script", ["bootstrap", "logs", "verify"])
+def test_explicit_project_wins_and_gcloud_config_comes_last(
+    script: str, bin_dir: Path, fakes: Path
+) -> None:
+    explicit = run(
+        script,
+        *PROJECT_DRY_RUNS[script],
+        "--project",
+        "flag-project",
+        path=bin_dir,
+        log=fakes,
+        CLOUDSDK_CORE_PROJECT="env-project",
+    )
+    assert project_used(script, explicit) == "flag-project"
+    last = run(
+        script,
+        *PROJECT_DRY_RUNS[script],
+        path=bin_dir,
+        log=fakes,
+        FAKE_PROJECT="cfg-project",
+        FAKE_NO_STATE="1",
+    )
+    assert project_used(script, last) == "cfg-project"
+
+
+@pytest.mark.parametrize("script", COMMANDS)
+def test_every_help_states_the_same_project_order(script: str, bin_dir: Path) -> None:
+    text = " ".join(run(script, "--help", path=bin_dir).stdout.split())
+    assert (
+        "$CLOUDSDK_CORE_PROJECT, else $GOOGLE_CLOUD_PROJECT, else `terraform output project_id`"
+        ", else `gcloud config get-value project`"
+    ) in text
+
+
+def test_deploy_refuses_a_project_that_is_not_terraforms(bin_dir: Path, fakes: Path) -> None:
+    result = run(
+        "deploy", "--tag", "t1", path=bin_dir, log=fakes, CLOUDSDK_CORE_PROJECT="elsewhere"
+    )
+    assert result.returncode == 2
+    assert "project elsewhere is not Terraform's (tf-project)" in result.stderr
+    assert not [c for c in calls(fakes) if c[:2] == ["builds", "submit"]]
+
+
+# --- scripts/bootstrap preflight: effective org policies read through gcloud ---
+
+
+def org_policies(tmp_path: Path, answers: dict[str, Any]) -> Path:
+    """A directory of canned answers: {"v2.run.allowedIngress": {...}, "v1....": {...}}."""
+    directory = tmp_path / "org-policies"
+    directory.mkdir(exist_ok=True)
+    for name, document in answers.items():
+        (directory / f"{name}.json").write_text(json.dumps(document))
+    return directory
+
+
+NO_POLICY = {"name": "projects/1/policies/x", "spec": {}}
+ALL_CONSTRAINTS = (
+    "iam.allowedPolicyMemberDomains",
+    "iam.managed.allowedPolicyMembers",
+    "run.managed.requireInvokerIam",
+    "run.allowedIngress",
+    "run.allowedVPCEgress",
+    "compute.restrictCloudNATUsage",
+    "gcp.resourceLocations",
+)
+
+
+def test_preflight_with_no_policies_passes(bin_dir: Path, fakes: Path, tmp_path: Path) -> None:
+    answers = org_policies(tmp_path, {f"v2.{c}": NO_POLICY for c in ALL_CONSTRAINTS})
+    result = run(
+        "bootstrap",
+        "preflight",
+        "--project",
+        "p-1",
+        path=bin_dir,
+        log=fakes,
+        FAKE_ORG_POLICIES=str(answers),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 will fail, 0 to check by hand, 7 fine" in result.stdout
+    described = [c for c in calls(fakes) if c[:2] == ["org-policies", "describe"]]
+    assert sorted(c[2] for c in described) == sorted(ALL_CONSTRAINTS)
+    assert all({"--effective", "--project=p-1", "--format=json"} <= set(c) for c in described)
+
+
+def test_preflight_says_what_will_fail_and_falls_back_to_the_v1_api(
+    bin_dir: Path, fakes: Path, tmp_path: Path
+) -> None:
+    answers = org_policies(
+        tmp_path,
+        {
+            # Org Policy API v2 unavailable for these: gcloud resource-manager answers (v1).
+            "v1.run.allowedIngress": {
+                "constraint": "constraints/run.allowedIngress",
+                "listPolicy": {"allowedValues": ["internal"]},
+            },
+            "v1.gcp.resourceLocations": {
+                "constraint": "constraints/gcp.resourceLocations",
+                "listPolicy": {"allowedValues": ["in:us-locations"]},
+            },
+            "v2.run.managed.requireInvokerIam": {
+                "name": "projects/1/policies/run.managed.requireInvokerIam",
+                "spec": {"rules": [{"enforce": True}]},
+            },
+        },
+    )
+    result = run(
+        "bootstrap",
+        "preflight",
+        "--project",
+        "p-1",
+        "--auth-mode",
+        "token",
+        path=bin_dir,
+        log=fakes,
+        FAKE_ORG_POLICIES=str(answers),
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    out = result.stdout
+    assert "FAIL  run.allowedIngress: Cloud Run will refuse the rendezvous" in out
+    assert 'FAIL  run.managed.requireInvokerIam: auth_mode = "token"' in out
+    assert "OK    gcp.resourceLocations: allows us-central1" in out
+    # Unreadable (no answer from either API): a person must look, with gcloud's reason.
+    assert "CHECK compute.restrictCloudNATUsage: could not read the effective policy" in out
+    assert "PERMISSION_DENIED" in out
+    assert "2 will fail" in out
+    made = calls(fakes)
+    # A managed constraint exists only in v2: no v1 fallback for it.
+    assert not [
+        c for c in made if c[:1] == ["resource-manager"] and "run.managed.requireInvokerIam" in c
+    ]
+    assert [
+        c
+        for c in made
+        if c[:4] == ["resource-manager", "org-policies", "describe", "run.allowedIngress"]
+    ]
+
+
+def test_preflight_dry_run_and_bad_options(bin_dir: Path, fakes: Path) -> None:
+    result = run("bootstrap", "preflight", "--dry-run", "--project", "p-1", path=bin_dir, log=fakes)
+    assert result.returncode == 0, result.stderr
+    assert (
+        "+ gcloud org-policies describe run.allowedVPCEgress --effective --project=p-1"
+        in result.stdout
+    )
+    assert calls(fakes) == []
+    bad = run("bootstrap", "preflight", "--auth-mode", "none", "--project", "p-1", path=bin_dir)
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
+    helped = run("bootstrap", "preflight", "--help", path=bin_dir)
+    assert helped.returncode == 0 and "--shared-registry" in helped.stdout
+
+
+def test_verify_and_logs_take_region_and_service_names_from_terraform(
+    bin_dir: Path, fakes: Path
+) -> None:
+    names = {"FAKE_RENDEZVOUS_NAME": "hp-rv", "FAKE_WORKER_NAME": "hp-w"}
+    verify = run("verify", "--dry-run", "--skip-debug", path=bin_dir, log=fakes, **names)
+    assert verify.returncode == 0, verify.stderr
+    assert (
+        "+ gcloud run services describe hp-rv --project=tf-project --region=europe-west4"
+        in verify.stdout
+    )
+    assert 'resource.labels.service_name="hp-w"' in verify.stdout
+    logs = run("logs", "--dry-run", "stun", path=bin_dir, log=fakes, **names)
+    assert logs.returncode == 0, logs.stderr
+    assert 'resource.labels.service_name="hp-w"' in logs.stdout
+    # A flag still wins over Terraform.
+    flagged = run(
+        "verify",
+        "--dry-run",
+        "--skip-debug",
+        "--region",
+        "asia-east1",
+        "--rendezvous-service",
+        "mine",
+        path=bin_dir,
+        log=fakes,
+        **names,
+    )
+    assert (
+        "+ gcloud run services describe mine --project=tf-project --region=asia-east1"
+        in flagged.stdout
+    )
+
+
+def test_logs_and_verify_read_a_worker_pools_entries(bin_dir: Path, fakes: Path) -> None:
+    """On a worker pool (Terraform's default), the worker's entries are under the pool's
+    resource type and name label; the rendezvous's stay under its service's."""
+    pool = {"FAKE_WORKER_HOST": "worker_pool", "FAKE_WORKER_NAME": "hp-w"}
+    stun = run("logs", "--dry-run", "stun", path=bin_dir, log=fakes, **pool)
+    assert stun.returncode == 0, stun.stderr
+    assert (
+        'resource.type="cloud_run_worker_pool" AND resource.labels.worker_pool_name="hp-w" AND '
+        'jsonPayload.event=("stun_request" OR "stun_result" OR "stun_failed")'
+    ) in stun.stdout
+    both = run("logs", "--dry-run", "worker", "abc-1", path=bin_dir, log=fakes, **pool)
+    assert (
+        '((resource.type="cloud_run_revision" AND resource.labels.service_name="rendezvous") OR '
+        '(resource.type="cloud_run_worker_pool" AND resource.labels.worker_pool_name="hp-w")) '
+        'AND jsonPayload.worker_id="abc-1"'
+    ) in both.stdout
+    verify = run("verify", "--dry-run", "--skip-debug", path=bin_dir, log=fakes, **pool)
+    assert (
+        'resource.labels.worker_pool_name="hp-w" AND jsonPayload.event="stun_result"'
+        in verify.stdout
+    )
+    assert (
+        'resource.labels.service_name="rendezvous" AND jsonPayload.event="worker_connected"'
+        in verify.stdout
+    )
+    # Without Terraform state the default is Terraform's default, the worker pool; a flag wins.
+    bare = run("logs", "--dry-run", "--project", "p", "stun", path=bin_dir, FAKE_NO_STATE="1")
+    assert 'resource.type="cloud_run_worker_pool"' in bare.stdout, bare.stderr
+    flagged = run(
+        "logs", "--dry-run", "--worker-host", "service", "stun", path=bin_dir, log=fakes, **pool
+    )
+    assert (
+        'resource.type="cloud_run_revision" AND resource.labels.service_name="hp-w"'
+        in flagged.stdout
+    )
+    bad = run("logs", "--dry-run", "--worker-host", "vm", "stun", path=bin_dir, log=fakes)
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
