@@ -36,7 +36,7 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -220,38 +220,14 @@ async def _first_bytes(lab: DataLab, figures: Figures, count: int) -> None:
         )
 
 
-async def _transfer_with_action(
-    lab: DataLab, source: str, peer: str, size: int, at_fraction: float, action: Callable[[], None]
-) -> TransferResult:
-    """A transfer during which `action` runs once the sink has `at_fraction` of it."""
-    reached = asyncio.Event()
-
-    def progress(received: int) -> None:
-        if received >= size * at_fraction:
-            reached.set()
-
-    lab.app.progress = progress
-    transfer = asyncio.create_task(lab.transfer(source, peer, size))
-    try:
-        waiting = asyncio.create_task(reached.wait())
-        await asyncio.wait({transfer, waiting}, return_when=asyncio.FIRST_COMPLETED)
-        waiting.cancel()
-        if not transfer.done():
-            await asyncio.to_thread(action)
-        return await transfer
-    finally:
-        lab.app.progress = None
-        transfer.cancel()
-
-
 async def _path_changes(lab: DataLab, figures: Figures, size: int) -> None:
     move_a = lab.workers["move-a"]
     lab.block_udp(8, 9)
     _, writer = await lab.open_stream("move-a", "move-b")  # relayed from the start
     writer.close()
     before = await lab.punch_session("move-a", "move-b")
-    result = await _transfer_with_action(
-        lab, "move-a", "move-b", size, 0.25, lambda: lab.unblock_udp(8, 9)
+    result = await lab.transfer_with_action(
+        "move-a", "move-b", size, 0.25, lambda: lab.unblock_udp(8, 9)
     )
     after = await lab.punch_session("move-a", "move-b")
     figures.add(
@@ -263,8 +239,8 @@ async def _path_changes(lab: DataLab, figures: Figures, size: int) -> None:
         path_before=before and before["path"],
         path_after=after and after["path"],
     )
-    result = await _transfer_with_action(
-        lab, "move-a", "move-b", size, 0.75, lambda: lab.block_udp(8, 9)
+    result = await lab.transfer_with_action(
+        "move-a", "move-b", size, 0.75, lambda: lab.block_udp(8, 9)
     )
     later = await lab.punch_session("move-a", "move-b")
     figures.add(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -228,6 +228,35 @@ class DataLab:
             writer.close()
         sink_seconds = result.last_byte_at - result.first_byte_at
         return TransferResult(size, sink_seconds, ours, theirs, cpu)
+
+    async def transfer_with_action(
+        self,
+        source: str,
+        peer: str,
+        size: int,
+        at_fraction: float,
+        action: Callable[[], None],
+    ) -> TransferResult:
+        """A transfer during which `action` runs (in a thread) once the sink has received
+        `at_fraction` of it."""
+        reached = asyncio.Event()
+
+        def progress(received: int) -> None:
+            if received >= size * at_fraction:
+                reached.set()
+
+        self.app.progress = progress
+        transfer = asyncio.create_task(self.transfer(source, peer, size))
+        waiting = asyncio.create_task(reached.wait())
+        try:
+            await asyncio.wait({transfer, waiting}, return_when=asyncio.FIRST_COMPLETED)
+            if not transfer.done():
+                await asyncio.to_thread(action)
+            return await transfer
+        finally:
+            self.app.progress = None
+            waiting.cancel()
+            transfer.cancel()
 
     # ------------------------------------------------------------------ workers' state
 

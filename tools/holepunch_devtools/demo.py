@@ -30,6 +30,7 @@ from holepunch_protocol.datagrams import encode_ping, pong_token
 from holepunch_devtools.processes import LogLine, ServiceProcess, start_service
 from holepunch_devtools.socks_client import SocksError, socks5_connect
 from holepunch_devtools.stun_server import start_stun_server
+from holepunch_devtools.tiny_http import http_answerer
 
 __all__ = ["main"]
 
@@ -110,31 +111,8 @@ async def _udp_ping(ip: str, port: int, timeout: float = 2.0) -> float | None:
         transport.close()
 
 
-HTTP_ANSWER_TEMPLATE = "hello from behind {worker_id}: you asked for {path}\n"
-
-
 async def _start_tiny_http_server(worker_id: str) -> tuple[asyncio.Server, int]:
-    """An HTTP/1.0 server on 127.0.0.1 that answers every GET with one line."""
-
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request_line = (await reader.readline()).decode("latin-1").split()
-            while (await reader.readline()).strip():
-                pass  # the headers
-            path = request_line[1] if len(request_line) > 1 else "/"
-            body = HTTP_ANSWER_TEMPLATE.format(worker_id=worker_id, path=path).encode()
-            writer.write(
-                b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n"
-                + f"Content-Length: {len(body)}\r\n\r\n".encode()
-                + body
-            )
-            await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    server = await asyncio.start_server(http_answerer(worker_id), "127.0.0.1", 0)
     port: int = server.sockets[0].getsockname()[1]
     return server, port
 

@@ -1,5 +1,5 @@
-"""asyncio TCP streams inside a lab namespace: a client connection and a server whose
-sockets were made there (`sockets.netns_socket`) and are then served by this process's
+"""asyncio sockets inside a lab namespace: a TCP client connection, a TCP server and a UDP
+echo whose sockets were made there (`sockets.netns_socket`) and are then served by this process's
 event loop, so a bench or a test talks to a worker's loopback without a process of its own
 in the namespace."""
 
@@ -8,10 +8,11 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from holepunch_devtools.natlab.sockets import netns_socket
 
-__all__ = ["open_connection_in", "start_server_in"]
+__all__ = ["open_connection_in", "start_server_in", "start_udp_echo_in"]
 
 ClientHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -44,3 +45,26 @@ async def start_server_in(
     except BaseException:
         sock.close()
         raise
+
+
+class _Echo(asyncio.DatagramProtocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        self.transport.sendto(b"echo:" + data, addr)
+
+
+async def start_udp_echo_in(namespace: str, host: str, port: int) -> asyncio.DatagramTransport:
+    """A UDP socket on `host:port` of `namespace` answering each datagram with `echo:` and
+    the datagram, to its sender."""
+    sock = await asyncio.to_thread(netns_socket, namespace, socket.SOCK_DGRAM)
+    try:
+        sock.bind((host, port))
+        sock.setblocking(False)
+        transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(_Echo, sock=sock)
+    except BaseException:
+        sock.close()
+        raise
+    return transport

@@ -1,0 +1,254 @@
+"""The data plane between real worker processes behind the NAT lab's real NATs (issue 12).
+
+One lab for the module (`holepunch_devtools.dataplane_lab`), the bench application
+(`bench_app`: sink with SHA-256, echo) on every host's loopback port 7000, which every
+worker exposes (EXPOSE_PORTS), and on host2 also a UDP echo (7001, EXPOSE_UDP_PORTS) and
+an HTTP server (7003):
+
+    host1 eim        a: SOCKS on 127.0.0.1:1080, TCP_FORWARDS :9000 -> b:7000,
+                        UDP_FORWARDS :9001 -> b:7001
+    host2 eim        b, and leaver (a second worker on the same host: it goes away)
+    host3 symmetric  sym: SOCKS, UDP_FORWARDS :9001 -> b:7001 (no direct path: the relay)
+    host4 eim        move-a: SOCKS        host5 eim  move-b
+                     (UDP between nat4 and nat5 is blocked and unblocked mid-stream)
+
+Streams are opened through the source worker's SOCKS proxy by the Python client in
+`holepunch_devtools.socks_client`, or by curl, or through a TCP forward by a plain client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from holepunch_devtools.bench_app import ECHO, echo_round_trips
+from holepunch_devtools.dataplane_lab import APP_PORT, SOCKS_PORT, DataLab, WorkerPlan, peer_host
+from holepunch_devtools.natlab import LabSpec, NatKind, NatSpec, netns_socket, udp_exchange
+from holepunch_devtools.natlab.streams import (
+    open_connection_in,
+    start_server_in,
+    start_udp_echo_in,
+)
+from holepunch_devtools.socks_client import SocksError
+from holepunch_devtools.tiny_http import answer_line, http_answerer
+
+from tests.support.strict import require_executable
+
+pytestmark = [pytest.mark.root, pytest.mark.asyncio(loop_scope="module")]
+
+UDP_APP_PORT = 7001
+NOT_EXPOSED_PORT = 7002
+HTTP_PORT = 7003
+TCP_FORWARD_PORT = 9000
+UDP_FORWARD_PORT = 9001
+MB = 1_000_000
+# Relayed sessions try a direct path every 2 s (not 20): the upgrade comes within the test.
+FAST_PATHS = {"PUNCH_DEADLINE_SEC": "2", "PUNCH_UPGRADE_INTERVAL_SEC": "2"}
+B_EXPOSES = {"EXPOSE_PORTS": f"{APP_PORT},{HTTP_PORT}", "EXPOSE_UDP_PORTS": str(UDP_APP_PORT)}
+
+PLANS = [
+    WorkerPlan(
+        "a",
+        1,
+        socks=True,
+        env={
+            "TCP_FORWARDS": f"127.0.0.1:{TCP_FORWARD_PORT}=b:{APP_PORT}",
+            "UDP_FORWARDS": f"127.0.0.1:{UDP_FORWARD_PORT}=b:{UDP_APP_PORT}",
+        },
+    ),
+    WorkerPlan("b", 2, env=B_EXPOSES),
+    WorkerPlan("leaver", 2),
+    WorkerPlan(
+        "sym", 3, socks=True, env={"UDP_FORWARDS": f"127.0.0.1:{UDP_FORWARD_PORT}=b:{UDP_APP_PORT}"}
+    ),
+    WorkerPlan("move-a", 4, socks=True, env=FAST_PATHS),
+    WorkerPlan("move-b", 5, env=FAST_PATHS),
+]
+SPEC = LabSpec(
+    nats=(
+        NatSpec(NatKind.EIM),
+        NatSpec(NatKind.EIM),
+        NatSpec(NatKind.SYMMETRIC),
+        NatSpec(NatKind.EIM),
+        NatSpec(NatKind.EIM),
+    )
+)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def data_lab(
+    natlab_prerequisites: None, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[DataLab]:
+    lab = await DataLab.start(SPEC, PLANS, tmp_path_factory.mktemp("natlab"))
+    udp_echo: asyncio.DatagramTransport | None = None
+    try:
+        host2 = lab.namespace_of("b")
+        lab.servers.append(await start_server_in(host2, "127.0.0.1", HTTP_PORT, http_answerer("b")))
+        udp_echo = await start_udp_echo_in(host2, "127.0.0.1", UDP_APP_PORT)
+        yield lab
+    finally:
+        if udp_echo is not None:
+            udp_echo.close()
+        await lab.stop()
+
+
+async def _path(lab: DataLab, source: str, peer: str) -> str | None:
+    session = await lab.punch_session(source, peer)
+    return None if session is None else str(session["path"])
+
+
+def _udp_round_trip(lab: DataLab, source: str, payload: bytes) -> bytes | None:
+    """A datagram into `source`'s UDP forward, and the UDP echo's answer through it."""
+    with netns_socket(lab.namespace_of(source)) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return udp_exchange(
+            sock,
+            ("127.0.0.1", UDP_FORWARD_PORT),
+            payload,
+            lambda data: data == b"echo:" + payload,
+            attempts=20,
+            wait_sec=1.0,
+        )
+
+
+async def test_streams_between_eim_workers_go_direct_and_arrive_byte_exact(
+    data_lab: DataLab,
+) -> None:
+    result = await data_lab.transfer("a", "b", 2 * MB)
+    assert result.intact, (result.sha256_sent, result.sha256_received)
+    assert await _path(data_lab, "a", "b") == "direct"
+    assert await _path(data_lab, "b", "a") == "direct"
+    # Many streams on the one connection, at once.
+    results = await asyncio.gather(*(data_lab.transfer("a", "b", 200_000) for _ in range(4)))
+    assert all(r.intact for r in results)
+
+
+async def test_datagrams_between_eim_workers_go_direct(data_lab: DataLab) -> None:
+    answer = await asyncio.to_thread(_udp_round_trip, data_lab, "a", b"datagram from a")
+    assert answer == b"echo:datagram from a"
+    assert await _path(data_lab, "a", "b") == "direct"
+
+
+async def test_symmetric_to_eim_carries_streams_and_datagrams_through_the_relay(
+    data_lab: DataLab,
+) -> None:
+    result = await data_lab.transfer("sym", "b", 100_000)
+    assert result.intact
+    assert await _path(data_lab, "sym", "b") == "relay"
+    answer = await asyncio.to_thread(_udp_round_trip, data_lab, "sym", b"datagram from sym")
+    assert answer == b"echo:datagram from sym"
+    assert await _path(data_lab, "sym", "b") == "relay"
+
+
+async def test_a_stream_survives_relay_to_direct_and_direct_to_relay_byte_exact(
+    data_lab: DataLab,
+) -> None:
+    """UDP between nat4 and nat5 blocked: the session starts relayed. Unblocked a quarter
+    into a transfer: the upgrade moves it direct. Blocked again half-way into the next:
+    back to the relay. Each transfer arrives whole, in order, once."""
+    size = 600_000  # the relay carries ~64 KB/s (the rendezvous' per-session budget)
+    changed: list[str] = []
+
+    def unblock() -> None:
+        data_lab.unblock_udp(4, 5)
+        changed.append("unblocked")
+
+    def block() -> None:
+        data_lab.block_udp(4, 5)
+        changed.append("blocked")
+
+    data_lab.block_udp(4, 5)
+    _, writer = await data_lab.open_stream("move-a", "move-b")
+    writer.close()
+    assert await _path(data_lab, "move-a", "move-b") == "relay"
+
+    result = await data_lab.transfer_with_action("move-a", "move-b", size, 0.1, unblock)
+    assert changed == ["unblocked"], "the transfer ended before the path could change"
+    assert result.intact
+    assert await _path(data_lab, "move-a", "move-b") == "direct"
+    upgrades = [data_lab.workers[w].events("relay_upgraded") for w in ("move-a", "move-b")]
+    assert any(upgrades)
+
+    result = await data_lab.transfer_with_action("move-a", "move-b", 4 * size, 0.5, block)
+    assert changed == ["unblocked", "blocked"], "the transfer ended before the path could change"
+    assert result.intact
+    assert await _path(data_lab, "move-a", "move-b") == "relay"
+    data_lab.unblock_udp(4, 5)
+
+
+async def test_a_port_not_in_expose_ports_is_refused_and_nothing_else_is_disturbed(
+    data_lab: DataLab,
+) -> None:
+    reader, writer = await data_lab.open_stream("a", "b")  # a stream left open meanwhile
+    try:
+        writer.write(ECHO)
+        with pytest.raises(SocksError) as refused:
+            await data_lab.open_stream("a", "b", NOT_EXPOSED_PORT)
+        assert refused.value.reply is not None and refused.value.reply != 0
+        assert await echo_round_trips(reader, writer, 3, started=True)
+    finally:
+        writer.close()
+    result = await data_lab.transfer("a", "b", 100_000)
+    assert result.intact
+
+
+async def test_curl_reaches_a_server_behind_the_peer_through_socks(data_lab: DataLab) -> None:
+    require_executable("curl", "install the Debian package curl")
+    url = f"http://{peer_host('b')}:{HTTP_PORT}/from-curl"
+    argv = ["curl", "-sS", "--max-time", "30", "--socks5-hostname", f"127.0.0.1:{SOCKS_PORT}", url]
+    done = await asyncio.to_thread(
+        subprocess.run,
+        data_lab.lab.exec_argv("host1", argv),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == answer_line("b", "/from-curl")
+
+
+async def test_a_python_socks_client_reaches_the_peer(data_lab: DataLab) -> None:
+    reader, writer = await data_lab.open_stream("a", "b")
+    try:
+        round_trips = await echo_round_trips(reader, writer, 10)
+    finally:
+        writer.close()
+    assert len(round_trips) == 10
+
+
+async def test_a_tcp_forward_carries_a_plain_client(data_lab: DataLab) -> None:
+    reader, writer = await open_connection_in(
+        data_lab.namespace_of("a"), "127.0.0.1", TCP_FORWARD_PORT
+    )
+    try:
+        round_trips = await echo_round_trips(reader, writer, 10)
+    finally:
+        writer.close()
+    assert len(round_trips) == 10
+
+
+async def test_the_application_sees_a_clean_error_when_the_peer_goes_away(
+    data_lab: DataLab,
+) -> None:
+    """The peer's worker stops mid-stream: the open stream ends (EOF or a reset) promptly
+    instead of hanging, and a new stream to it is refused, not left waiting."""
+    reader, writer = await data_lab.open_stream("a", "leaver")
+    try:
+        assert await echo_round_trips(reader, writer, 2)
+        await data_lab.stop_worker("leaver")
+        started = time.monotonic()
+        with contextlib.suppress(ConnectionError):
+            while await asyncio.wait_for(reader.read(4096), 30):
+                pass
+        assert time.monotonic() - started < 30
+    finally:
+        writer.close()
+    started = time.monotonic()
+    with pytest.raises((SocksError, ConnectionError, asyncio.IncompleteReadError)):
+        await data_lab.open_stream("a", "leaver", timeout=40)
+    assert time.monotonic() - started < 40
