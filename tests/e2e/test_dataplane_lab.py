@@ -7,7 +7,8 @@ an HTTP server (7003):
 
     host1 eim        a: SOCKS on 127.0.0.1:1080, TCP_FORWARDS :9000 -> b:7000,
                         UDP_FORWARDS :9001 -> b:7001
-    host2 eim        b, and leaver (a second worker on the same host: it goes away)
+    host2 eim        b, leaver (a second worker on the same host: it goes away) and
+                     impostor (proves its key to the rendezvous, shows another in TLS)
     host3 symmetric  sym: SOCKS, UDP_FORWARDS :9001 -> b:7001 (no direct path: the relay)
     host4 eim        move-a: SOCKS        host5 eim  move-b
                      (UDP between nat4 and nat5 is blocked and unblocked mid-stream)
@@ -63,6 +64,7 @@ PLANS = [
     ),
     WorkerPlan("b", 2, env=B_EXPOSES),
     WorkerPlan("leaver", 2),
+    WorkerPlan("impostor", 2, module="tests.support.impostor_worker"),
     WorkerPlan(
         "sym", 3, socks=True, env={"UDP_FORWARDS": f"127.0.0.1:{UDP_FORWARD_PORT}=b:{UDP_APP_PORT}"}
     ),
@@ -194,6 +196,23 @@ async def test_a_port_not_in_expose_ports_is_refused_and_nothing_else_is_disturb
     finally:
         writer.close()
     result = await data_lab.transfer("a", "b", 100_000)
+    assert result.intact
+
+
+async def test_a_peer_with_another_key_than_the_introduced_one_is_refused(
+    data_lab: DataLab,
+) -> None:
+    """The impostor's TLS key is not the one the rendezvous introduced: the handshake's
+    pin check fails on a's side, the stream is refused, and a says why."""
+    with pytest.raises(SocksError):
+        await data_lab.open_stream("a", "impostor", timeout=40)
+    a = data_lab.workers["a"]
+    await a.wait_for(
+        lambda line: line.get("reason") == "key_mismatch" and line.get("peer_id") == "impostor",
+        timeout=10,
+        what="a key_mismatch line about the impostor",
+    )
+    result = await data_lab.transfer("a", "b", 100_000)  # the honest peer is unaffected
     assert result.intact
 
 

@@ -73,6 +73,7 @@ class WorkerPlan:
     socks: bool = False
     core: int | None = None  # taskset -c
     env: Mapping[str, str] = field(default_factory=dict)
+    module: str = "holepunch_worker"  # what `python -m` runs (a test may run a variant)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +151,7 @@ class DataLab:
         if plan.core is not None:
             prefix = ("taskset", "-c", str(plan.core), *prefix)
         service = await start_service(
-            "holepunch_worker",
+            plan.module,
             self.lab.worker_env(WORKER_ID=worker_id, **env),
             command_prefix=prefix,
         )
