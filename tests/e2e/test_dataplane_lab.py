@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 from holepunch_devtools.bench_app import ECHO, echo_round_trips
+from holepunch_devtools.data_bench import BenchSizes, run
 from holepunch_devtools.dataplane_lab import APP_PORT, SOCKS_PORT, DataLab, WorkerPlan, peer_host
 from holepunch_devtools.natlab import LabSpec, NatKind, NatSpec, netns_socket, udp_exchange
 from holepunch_devtools.natlab.streams import (
@@ -271,3 +272,24 @@ async def test_the_application_sees_a_clean_error_when_the_peer_goes_away(
     with pytest.raises((SocksError, ConnectionError, asyncio.IncompleteReadError)):
         await data_lab.open_stream("a", "leaver", timeout=40)
     assert time.monotonic() - started < 40
+
+
+async def test_bench_data_quick_measures_every_figure(
+    natlab_prerequisites: None, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """`make bench-data BENCH_DATA_ARGS=--quick`, in a lab of its own."""
+    figures = await run(BenchSizes.quick(), tmp_path_factory.mktemp("bench-data"))
+    names = list(figures.data)
+    for expected in (
+        "baseline (aioquic, loopback, one process)",
+        "direct (eim <-> eim) throughput",
+        "relay (symmetric -> eim) throughput",
+        "clean path request/response, median of 20",
+        "first byte to a new peer at 50 ms RTT, median of 3",
+        "memory per idle peer connection",
+        "10 % loss each way",
+        "relay -> direct mid-transfer",
+        "direct -> relay mid-transfer",
+    ):
+        assert expected in names, names
+    assert all(figure.get("intact", True) for figure in figures.data.values()), figures.data
