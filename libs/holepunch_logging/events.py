@@ -107,6 +107,13 @@ class WorkerEvent(enum.StrEnum):
     # The probe budget (issue 11): an introduction not started; a session's probes held back.
     PUNCH_REFUSED = "punch_refused"
     PUNCH_PROBES_LIMITED = "punch_probes_limited"
+    # The data plane (issue 12): the QUIC link per peer and the streams peers open.
+    PEER_LINK_AUTHENTICATED = "peer_link_authenticated"
+    PEER_LINK_AUTHENTICATION_FAILED = "peer_link_authentication_failed"
+    PEER_LINK_CLOSED = "peer_link_closed"
+    STREAM_REFUSED = "stream_refused"
+    STREAM_HEADER_INVALID = "stream_header_invalid"
+    STREAM_HANDLER_FAILED = "stream_handler_failed"
 
 
 class DevEvent(enum.StrEnum):

@@ -34,6 +34,7 @@ __all__ = [
     "StunServerAddress",
     "WorkerConfig",
     "load_config",
+    "parse_expose_ports",
     "parse_stun_servers",
     "rendezvous_websocket_url",
 ]
@@ -85,6 +86,9 @@ class WorkerConfig:
     probe_limits: ProbeLimits = DEFAULT_PROBE_LIMITS
     # The worker's identity: from WORKER_KEY_FILE, or generated for this process.
     key: WorkerKey = field(default_factory=WorkerKey.generate)
+    # EXPOSE_PORTS: TCP ports on this worker's loopback that authenticated peers may open
+    # data-plane streams to (none by default).
+    expose_ports: tuple[int, ...] = ()
 
 
 def _seconds(environ: Mapping[str, str], name: str, default: float, *, maximum: float) -> float:
@@ -269,7 +273,21 @@ def load_config(
         tags=tags,
         key=_worker_key(environ),
         probe_limits=_probe_limits(environ),
+        expose_ports=parse_expose_ports(env_text(environ, "EXPOSE_PORTS") or ""),
     )
+
+
+def parse_expose_ports(value: str, variable: str = "EXPOSE_PORTS") -> tuple[int, ...]:
+    """Comma-separated ports in 1..65535, each once; empty for none."""
+    ports: list[int] = []
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        port = _port(item.strip(), variable)
+        if port in ports:
+            raise ConfigError(variable, f"lists port {port} twice")
+        ports.append(port)
+    return tuple(ports)
 
 
 def _probe_limits(environ: Mapping[str, str]) -> ProbeLimits:

@@ -48,6 +48,8 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 from holepunch_worker.backoff import SessionEnd, after_session, reconnect_delays
 from holepunch_worker.config import WorkerConfig
 from holepunch_worker.credentials import CredentialsError, RendezvousCredentials
+from holepunch_worker.dataplane.interface import PeerUnavailable
+from holepunch_worker.dataplane.plane import QuicDataPlane
 from holepunch_worker.http_status import ApiResponse, start_http_server
 from holepunch_worker.mapping import TransportAddress, carry_forward_mapping
 from holepunch_worker.public_ip import fetch_public_ip
@@ -57,6 +59,7 @@ from holepunch_worker.punch import (
     EchoReplied,
     LogEvent,
     PunchSessions,
+    QuicReceived,
     Report,
     SendRelay,
     SendUdp,
@@ -124,6 +127,14 @@ class Worker:
         self._request_ids = itertools.count(1)
         self._relay_refused = 0
         self._relay_refused_log = LogThrottle(RELAY_REFUSED_LOG_INTERVAL_SEC)
+        self.data_plane = QuicDataPlane(
+            worker_id=config.worker_id,
+            key=config.key,
+            expose_ports=frozenset(config.expose_ports),
+            introduce=self._introduce_for_data_plane,
+            log=self._log,
+        )
+        self.data_plane.attach(self._punch, self._apply)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -151,6 +162,7 @@ class Worker:
             asyncio.create_task(self._stun_loop(), name="stun"),
             asyncio.create_task(self._rendezvous_loop(), name="rendezvous"),
             asyncio.create_task(self._punch_timer(), name="punch-timer"),
+            asyncio.create_task(self.data_plane.run(), name="data-plane"),
         ]
         if config.public_ip_echo_url is not None:
             tasks.append(asyncio.create_task(self._lookup_public_ip(), name="public-ip"))
@@ -220,6 +232,7 @@ class Worker:
             "tags": list(self._config.tags),
             "peer_data_received": self._peer_data_received,
             "relay_refused": self._relay_refused,
+            "peer_connections": self.data_plane.status(),
             **self._punch.status(self._now()),
         }
 
@@ -276,9 +289,17 @@ class Worker:
                     path=action.path.value,
                     size=len(action.payload),
                 )
+            elif isinstance(action, QuicReceived):
+                self.data_plane.quic_received(action.peer_id, action.packet)
             elif isinstance(action, LogEvent):
                 self._log(action.event, action.message, level=action.level, **action.fields)
         self._punch_changed.set()
+        self.data_plane.punch_changed()
+
+    async def _introduce_for_data_plane(self, peer_id: str) -> None:
+        """Ask the rendezvous for an introduction; the data plane waits for the session."""
+        if not self._request_connect(peer_id, "data_plane"):
+            raise PeerUnavailable("rendezvous_unavailable", "not connected to the rendezvous")
 
     def _request_connect(self, peer_id: str, source: str) -> bool:
         if self._outbox is None:
