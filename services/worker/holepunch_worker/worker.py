@@ -48,8 +48,9 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 from holepunch_worker.backoff import SessionEnd, after_session, reconnect_delays
 from holepunch_worker.config import WorkerConfig
 from holepunch_worker.credentials import CredentialsError, RendezvousCredentials
-from holepunch_worker.dataplane.interface import PeerUnavailable
+from holepunch_worker.dataplane.interface import DataPlane, PeerUnavailable
 from holepunch_worker.dataplane.plane import QuicDataPlane
+from holepunch_worker.dataplane.proxies import Proxies, start_proxies
 from holepunch_worker.http_status import ApiResponse, start_http_server
 from holepunch_worker.mapping import TransportAddress, carry_forward_mapping
 from holepunch_worker.public_ip import fetch_public_ip
@@ -135,6 +136,9 @@ class Worker:
             log=self._log,
         )
         self.data_plane.attach(self._punch, self._apply)
+        # QuicDataPlane.connections() returns list[QuicPeerConnection], which mypy does not take
+        # for the Protocol's list[PeerConnection] (lists are invariant): A1 to settle.
+        self._data_plane: DataPlane | None = self.data_plane  # type: ignore[assignment]
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -157,6 +161,9 @@ class Worker:
         )
         http_port = http_server.sockets[0].getsockname()[1]
         self._log(WorkerEvent.HTTP_LISTENING, f"HTTP listening on port {http_port}", port=http_port)
+        proxies = Proxies()
+        if self._data_plane is not None:  # SOCKS_LISTEN, TCP_FORWARDS, UDP_FORWARDS...
+            proxies = await start_proxies(self._data_plane, config, self._logger)
 
         tasks = [
             asyncio.create_task(self._stun_loop(), name="stun"),
@@ -180,6 +187,7 @@ class Worker:
                 async with asyncio.timeout(SHUTDOWN_TIMEOUT_SEC):
                     await asyncio.gather(*tasks, stopped, return_exceptions=True)
             self._rendezvous_state = RendezvousState.STOPPED
+            await proxies.close()
             self._apply(self._punch.close_all(self._now()))
             self._udp.close()
             http_server.close()
