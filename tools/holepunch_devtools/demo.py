@@ -149,7 +149,7 @@ async def _application_exchange(
     elapsed_ms = (time.monotonic() - started) * 1000
     print(f"  answered in {elapsed_ms:.0f} ms (introduction, punch, QUIC handshake, stream):")
     for line in reply.splitlines():
-        print(f"  | {line}")
+        print(f"  | {line}".rstrip())
     return reply.startswith("HTTP/1.0 200") and "hello from behind" in reply
 
 
