@@ -36,7 +36,7 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,8 +51,15 @@ __all__ = ["BenchSizes", "lab_plans", "lab_spec", "main", "run"]
 MB = 1_000_000
 FAR_DELAY_MS = 25
 LOSS_PCT = 10.0
+RELAY_BUDGET_BYTES_PER_SEC = 65536  # the rendezvous' RELAY_BYTES_PER_SEC default
 # Relayed sessions try a direct path this often (default 20 s): the upgrade comes sooner.
-MOVE_ENV = {"PUNCH_DEADLINE_SEC": "2", "PUNCH_UPGRADE_INTERVAL_SEC": "2"}
+# A dead path is noticed within seconds (keepalive 1 s, idle 5 s), not 45 s.
+MOVE_ENV = {
+    "PUNCH_DEADLINE_SEC": "2",
+    "PUNCH_UPGRADE_INTERVAL_SEC": "2",
+    "PUNCH_KEEPALIVE_SEC": "1",
+    "PUNCH_IDLE_TIMEOUT_SEC": "5",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,11 +139,8 @@ def _median(values: Sequence[float]) -> float:
 
 
 async def _path_rtt(lab: DataLab, source: str, peer: str) -> float:
-    """The punch session's own probe RTT between the two workers, in seconds."""
-    session = await lab.punch_session(source, peer)
-    if session is None or session.get("rtt_ms") is None:
-        raise RuntimeError(f"no measured RTT on {source}'s session with {peer}: {session}")
-    return float(session["rtt_ms"]) / 1000
+    """The median of the workers' own echo round trips on the session's path, seconds."""
+    return _median(await lab.echo_rtts(source, peer))
 
 
 def _throughput(
@@ -220,35 +224,52 @@ async def _first_bytes(lab: DataLab, figures: Figures, count: int) -> None:
         )
 
 
-async def _path_changes(lab: DataLab, figures: Figures, size: int) -> None:
-    move_a = lab.workers["move-a"]
+def _path_of(session: dict[str, Any] | None) -> str:
+    return "none" if session is None else str(session["path"])
+
+
+async def _relay_to_direct(lab: DataLab, figures: Figures, sizes: BenchSizes) -> None:
+    """UDP between nat8 and nat9 blocked: the session starts relayed; unblocked a quarter
+    into the transfer, the relayed session's upgrade burst finds the direct path."""
+    size = int(sizes.change_mb * MB)
     lab.block_udp(8, 9)
-    _, writer = await lab.open_stream("move-a", "move-b")  # relayed from the start
+    _, writer = await lab.open_stream("move-a", "move-b")
     writer.close()
-    before = await lab.punch_session("move-a", "move-b")
+    before = _path_of(await lab.punch_session("move-a", "move-b"))
     result = await lab.transfer_with_action(
         "move-a", "move-b", size, 0.25, lambda: lab.unblock_udp(8, 9)
     )
-    after = await lab.punch_session("move-a", "move-b")
+    after = _path_of(await lab.punch_session("move-a", "move-b"))
+    upgrades = len(lab.workers["move-a"].events("relay_upgraded"))
     figures.add(
         "relay -> direct mid-transfer",
         f"sha256 {'equal' if result.intact else 'DIFFERENT'} ({size / MB:g} MB)",
-        f"path {before and before['path']} -> {after and after['path']}, "
-        f"{len(move_a.events('relay_upgraded'))} relay_upgraded",
+        f"path {before} -> {after}, {upgrades} relay_upgraded",
         intact=result.intact,
-        path_before=before and before["path"],
-        path_after=after and after["path"],
+        path_before=before,
+        path_after=after,
     )
-    result = await lab.transfer_with_action(
-        "move-a", "move-b", size, 0.75, lambda: lab.block_udp(8, 9)
-    )
-    later = await lab.punch_session("move-a", "move-b")
+
+
+async def _direct_to_relay(lab: DataLab, figures: Figures, sizes: BenchSizes) -> None:
+    """The direct path blocked three quarters into the transfer: on to the relay."""
+    size = int(sizes.change_mb * MB)
+    lab.unblock_udp(8, 9)
+    before = _path_of(await lab.punch_session("move-a", "move-b"))
+    try:
+        result = await lab.transfer_with_action(
+            "move-a", "move-b", size, 0.75, lambda: lab.block_udp(8, 9), timeout=300
+        )
+    finally:
+        lab.unblock_udp(8, 9)
+    after = _path_of(await lab.punch_session("move-a", "move-b"))
     figures.add(
         "direct -> relay mid-transfer",
         f"sha256 {'equal' if result.intact else 'DIFFERENT'} ({size / MB:g} MB)",
-        f"path {after and after['path']} -> {later and later['path']}",
+        f"path {before} -> {after}",
         intact=result.intact,
-        path_after=later and later["path"],
+        path_before=before,
+        path_after=after,
     )
 
 
@@ -267,35 +288,74 @@ async def run(sizes: BenchSizes, state_root: Path | None = None) -> Figures:
     remove_stale_labs()
     lab = await DataLab.start(lab_spec(), lab_plans(sizes.new_peers), state_root)
     try:
-        result = await lab.transfer("a", "b", int(sizes.direct_mb * MB))
-        _throughput(figures, "direct (eim <-> eim)", result, baseline, "a,b")
-        result = await lab.transfer("sym", "b", int(sizes.relay_mb * MB))
-        budget = 65536 * 8 / 1e6
-        figures.add(
-            "relay (symmetric -> eim) throughput",
-            f"{result.mbit_per_sec:.3f} Mbit/s ({sizes.relay_mb:g} MB, sha256 "
-            f"{'equal' if result.intact else 'DIFFERENT'})",
-            f"relay budget {budget:.3f} Mbit/s per session: {result.mbit_per_sec / budget:.2f}",
-            mbit_per_sec=result.mbit_per_sec,
-            intact=result.intact,
-        )
-        await _latency(lab, figures, "clean path", "a", "b", sizes.latency_count)
-        await _first_bytes(lab, figures, sizes.new_peers)
-        await _latency(
-            lab, figures, f"{2 * FAR_DELAY_MS} ms path", "far-a", "far-b-1", sizes.latency_count
-        )
-        result = await lab.transfer("lossy-a", "lossy-b", int(sizes.loss_mb * MB))
-        figures.add(
-            f"{LOSS_PCT:g} % loss each way",
-            f"sha256 {'equal' if result.intact else 'DIFFERENT'} ({sizes.loss_mb:g} MB)",
-            f"{result.mbit_per_sec:.1f} Mbit/s",
-            intact=result.intact,
-            mbit_per_sec=result.mbit_per_sec,
-        )
-        await _path_changes(lab, figures, int(sizes.change_mb * MB))
+        await _scenarios(lab, figures, sizes, baseline)
     finally:
         await lab.stop()
     return figures
+
+
+async def _scenarios(
+    lab: DataLab, figures: Figures, sizes: BenchSizes, baseline: BaselineResult
+) -> None:
+    """Each scenario in turn; one that fails is reported as such and the rest still run."""
+    steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+        ("direct (eim <-> eim) throughput", lambda: _direct(lab, figures, sizes, baseline)),
+        ("relay (symmetric -> eim) throughput", lambda: _relay(lab, figures, sizes)),
+        (
+            "clean path request/response",
+            lambda: _latency(lab, figures, "clean path", "a", "b", sizes.latency_count),
+        ),
+        ("first byte to a new peer", lambda: _first_bytes(lab, figures, sizes.new_peers)),
+        (
+            f"{2 * FAR_DELAY_MS} ms path request/response",
+            lambda: _latency(
+                lab, figures, f"{2 * FAR_DELAY_MS} ms path", "far-a", "far-b-1", sizes.latency_count
+            ),
+        ),
+        (f"{LOSS_PCT:g} % loss each way", lambda: _lossy(lab, figures, sizes)),
+        ("relay -> direct mid-transfer", lambda: _relay_to_direct(lab, figures, sizes)),
+        ("direct -> relay mid-transfer", lambda: _direct_to_relay(lab, figures, sizes)),
+    ]
+    for name, step in steps:
+        try:
+            await step()
+        except (OSError, RuntimeError, AssertionError, TimeoutError, ValueError) as error:
+            figures.add(name, "FAILED", f"{type(error).__name__}: {error}", failed=True)
+        except asyncio.IncompleteReadError as error:
+            figures.add(
+                name, "FAILED", f"stream ended early ({len(error.partial)} bytes)", failed=True
+            )
+
+
+async def _direct(
+    lab: DataLab, figures: Figures, sizes: BenchSizes, baseline: BaselineResult
+) -> None:
+    result = await lab.transfer("a", "b", int(sizes.direct_mb * MB))
+    _throughput(figures, "direct (eim <-> eim)", result, baseline, "a,b")
+
+
+async def _relay(lab: DataLab, figures: Figures, sizes: BenchSizes) -> None:
+    result = await lab.transfer("sym", "b", int(sizes.relay_mb * MB))
+    budget = RELAY_BUDGET_BYTES_PER_SEC * 8 / 1e6
+    figures.add(
+        "relay (symmetric -> eim) throughput",
+        f"{result.mbit_per_sec:.3f} Mbit/s ({sizes.relay_mb:g} MB, sha256 "
+        f"{'equal' if result.intact else 'DIFFERENT'})",
+        f"relay budget {budget:.3f} Mbit/s per session: {result.mbit_per_sec / budget:.2f}",
+        mbit_per_sec=result.mbit_per_sec,
+        intact=result.intact,
+    )
+
+
+async def _lossy(lab: DataLab, figures: Figures, sizes: BenchSizes) -> None:
+    result = await lab.transfer("lossy-a", "lossy-b", int(sizes.loss_mb * MB))
+    figures.add(
+        f"{LOSS_PCT:g} % loss each way",
+        f"sha256 {'equal' if result.intact else 'DIFFERENT'} ({sizes.loss_mb:g} MB)",
+        f"{result.mbit_per_sec:.1f} Mbit/s",
+        intact=result.intact,
+        mbit_per_sec=result.mbit_per_sec,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

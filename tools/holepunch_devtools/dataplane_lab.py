@@ -237,6 +237,7 @@ class DataLab:
         size: int,
         at_fraction: float,
         action: Callable[[], None],
+        timeout: float = 3600.0,
     ) -> TransferResult:
         """A transfer during which `action` runs (in a thread) once the sink has received
         `at_fraction` of it."""
@@ -247,7 +248,7 @@ class DataLab:
                 reached.set()
 
         self.app.progress = progress
-        transfer = asyncio.create_task(self.transfer(source, peer, size))
+        transfer = asyncio.create_task(self.transfer(source, peer, size, timeout))
         waiting = asyncio.create_task(reached.wait())
         try:
             await asyncio.wait({transfer, waiting}, return_when=asyncio.FIRST_COMPLETED)
@@ -297,6 +298,19 @@ class DataLab:
             if s["peer_id"] == peer_id and s["state"] in ("connected", "relayed")
         ]
         return sessions[-1] if sessions else None
+
+    async def echo_rtts(self, source: str, peer: str, count: int = 10) -> list[float]:
+        """The path's round trip as the workers see it, in seconds: `POST
+        /peers/{peer}/echo` on `source` (a sealed datagram each way on the session's
+        current path, through both workers' event loops), `count` times."""
+        rtts = []
+        for _ in range(count):
+            code, body = await self.http(source, "POST", f"/peers/{peer}/echo")
+            if code == 200 and isinstance(body, dict) and body.get("rtt_ms") is not None:
+                rtts.append(float(body["rtt_ms"]) / 1000)
+        if not rtts:
+            raise LabError(f"no echo from {peer} through {source} in {count} tries")
+        return rtts
 
     # ------------------------------------------------------------------ the network
 
