@@ -167,7 +167,13 @@ def _throughput(
 
 
 async def _latency(
-    lab: DataLab, figures: Figures, name: str, source: str, peer: str, count: int
+    lab: DataLab,
+    figures: Figures,
+    name: str,
+    source: str,
+    peer: str,
+    count: int,
+    baseline: BaselineResult,
 ) -> None:
     reader, writer = await lab.open_stream(source, peer)
     try:
@@ -180,7 +186,8 @@ async def _latency(
     figures.add(
         f"{name} request/response, median of {count}",
         _ms(median),
-        f"path RTT {_ms(rtt)}: {_ms(median - rtt)} above it",
+        f"path RTT {_ms(rtt)}: {_ms(median - rtt)} above it "
+        f"(aioquic alone on loopback: {_ms(baseline.request_response_sec)})",
         median_sec=median,
         p90_sec=statistics.quantiles(round_trips, n=10)[-1],
         path_rtt_sec=rtt,
@@ -280,8 +287,10 @@ async def run(sizes: BenchSizes, state_root: Path | None = None) -> Figures:
     figures.add(
         "baseline (aioquic, loopback, one process)",
         f"{baseline.mbit_per_sec:.1f} Mbit/s",
-        f"{baseline.cpu_seconds_per_mb * 1000:.1f} ms CPU per MB",
+        f"{baseline.cpu_seconds_per_mb * 1000:.1f} ms CPU per MB, request/response "
+        f"{_ms(baseline.request_response_sec)}",
         mbit_per_sec=baseline.mbit_per_sec,
+        request_response_sec=baseline.request_response_sec,
         cpu_seconds_per_mb=baseline.cpu_seconds_per_mb,
     )
     print("starting the NAT lab and its workers ...", flush=True)
@@ -303,13 +312,19 @@ async def _scenarios(
         ("relay (symmetric -> eim) throughput", lambda: _relay(lab, figures, sizes)),
         (
             "clean path request/response",
-            lambda: _latency(lab, figures, "clean path", "a", "b", sizes.latency_count),
+            lambda: _latency(lab, figures, "clean path", "a", "b", sizes.latency_count, baseline),
         ),
         ("first byte to a new peer", lambda: _first_bytes(lab, figures, sizes.new_peers)),
         (
             f"{2 * FAR_DELAY_MS} ms path request/response",
             lambda: _latency(
-                lab, figures, f"{2 * FAR_DELAY_MS} ms path", "far-a", "far-b-1", sizes.latency_count
+                lab,
+                figures,
+                f"{2 * FAR_DELAY_MS} ms path",
+                "far-a",
+                "far-b-1",
+                sizes.latency_count,
+                baseline,
             ),
         ),
         (f"{LOSS_PCT:g} % loss each way", lambda: _lossy(lab, figures, sizes)),

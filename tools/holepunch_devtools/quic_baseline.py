@@ -2,7 +2,8 @@
 
 One process, two plain UDP sockets on 127.0.0.1, aioquic's own asyncio endpoints
 (`aioquic.asyncio.connect` / `serve`), one bidirectional stream carrying `size` bytes from
-the client to the server, which hashes them. Backpressure: the client writes only while
+the client to the server, which hashes them; then 64-byte request/response round trips on
+a second stream, which the server echoes. Backpressure: the client writes only while
 less than `HIGH_WATER_BYTES` of the stream is unacknowledged (aioquic buffers whatever it
 is given), so memory stays flat and the figure is the protocol's, not a buffer's.
 
@@ -18,6 +19,7 @@ import hashlib
 import os
 import socket
 import ssl
+import statistics
 import time
 from dataclasses import dataclass
 
@@ -30,10 +32,18 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import NameOID
 
-__all__ = ["HIGH_WATER_BYTES", "BaselineResult", "run_baseline", "self_signed_ed25519"]
+__all__ = [
+    "HIGH_WATER_BYTES",
+    "LATENCY_ROUND_TRIPS",
+    "BaselineResult",
+    "run_baseline",
+    "self_signed_ed25519",
+]
 
 ALPN = "holepunch-bench"
 HIGH_WATER_BYTES = 1 << 20
+SINK_STREAM = 0  # the client's first bidirectional stream
+LATENCY_ROUND_TRIPS = 200
 CHUNK_BYTES = 64 * 1024
 
 
@@ -44,6 +54,8 @@ class BaselineResult:
     cpu_seconds: float  # this process (both ends), over the same interval
     sha256_sent: str
     sha256_received: str
+    # 64-byte request/response on a second stream of the same connection, median seconds.
+    request_response_sec: float
 
     @property
     def mbit_per_sec(self) -> float:
@@ -78,7 +90,8 @@ def self_signed_ed25519(
 
 
 class _Sink(QuicConnectionProtocol):
-    """Hashes every byte of every stream; `finished` gets (bytes, sha256) at the FIN."""
+    """Hashes every byte of the first stream (`finished` gets (bytes, sha256) at its FIN)
+    and echoes every other stream."""
 
     finished: asyncio.Future[tuple[int, str]]
 
@@ -89,7 +102,10 @@ class _Sink(QuicConnectionProtocol):
         self.finished = asyncio.get_running_loop().create_future()
 
     def quic_event_received(self, event: QuicEvent) -> None:
-        if isinstance(event, StreamDataReceived):
+        if isinstance(event, StreamDataReceived) and event.stream_id != SINK_STREAM:
+            self._quic.send_stream_data(event.stream_id, event.data)
+            self.transmit()
+        elif isinstance(event, StreamDataReceived):
             self._hash.update(event.data)
             self._received += len(event.data)
             if event.end_stream and not self.finished.done():
@@ -103,6 +119,13 @@ class _Source(QuicConnectionProtocol):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.progress = asyncio.Event()
+        self.echoed = bytearray()
+        self._echo_arrived = asyncio.Event()
+
+    def quic_event_received(self, event: QuicEvent) -> None:
+        if isinstance(event, StreamDataReceived):
+            self.echoed += event.data
+            self._echo_arrived.set()
 
     def datagram_received(self, data: bytes | str, addr: tuple[str | object, int]) -> None:
         super().datagram_received(data, addr)
@@ -127,6 +150,21 @@ class _Source(QuicConnectionProtocol):
             self._quic.send_stream_data(stream_id, chunk, end_stream=sent == size)
             self.transmit()
         return digest.hexdigest()
+
+    async def round_trips(self, count: int, message_bytes: int = 64) -> list[float]:
+        stream_id = self._quic.get_next_available_stream_id()
+        message = bytes(range(message_bytes))
+        times = []
+        for _ in range(count):
+            self.echoed.clear()
+            at = time.perf_counter()
+            self._quic.send_stream_data(stream_id, message)
+            self.transmit()
+            while len(self.echoed) < message_bytes:
+                self._echo_arrived.clear()
+                await self._echo_arrived.wait()
+            times.append(time.perf_counter() - at)
+        return times
 
 
 def _free_udp_port() -> int:
@@ -165,13 +203,17 @@ async def run_baseline(size: int, timeout: float = 600.0) -> BaselineResult:
         ) as client:
             assert isinstance(client, _Source)
             stream_id = client._quic.get_next_available_stream_id()
+            assert stream_id == SINK_STREAM
             started, cpu_started = time.perf_counter(), time.process_time()
             sent_digest = await asyncio.wait_for(client.send(stream_id, size, pattern), timeout)
             received, received_digest = await asyncio.wait_for(sinks[0].finished, timeout)
             seconds = time.perf_counter() - started
             cpu = time.process_time() - cpu_started
+            round_trips = await asyncio.wait_for(client.round_trips(LATENCY_ROUND_TRIPS), timeout)
     finally:
         server.close()
     if received != size:
         raise RuntimeError(f"baseline: the server received {received} of {size} bytes")
-    return BaselineResult(size, seconds, cpu, sent_digest, received_digest)
+    return BaselineResult(
+        size, seconds, cpu, sent_digest, received_digest, statistics.median(round_trips)
+    )
