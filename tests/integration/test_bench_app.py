@@ -37,6 +37,8 @@ async def test_the_sink_hashes_exactly_what_was_sent_and_says_when() -> None:
     assert ours == theirs == result.sha256 == expected
     assert result.size == 123_456 and result.first_byte_at <= result.last_byte_at
     assert seen[-1] == 123_456 and seen == sorted(seen)
+    first_byte_at = app.first_bytes.get_nowait()  # one connection, one first byte
+    assert first_byte_at <= result.first_byte_at and app.first_bytes.empty()
 
 
 async def test_a_sink_cut_short_records_nothing() -> None:

@@ -10,7 +10,8 @@ A connection starts with one byte naming what it is for:
   check) and then echoes like `E`.
 
 `AppServer` records each sink transfer's arrival time (for throughput measured from the
-same clock as the sender) and hands it to whoever waits for it.
+same clock as the sender), and the arrival of each connection's first byte, and hands
+them to whoever waits for them.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class AppServer:
     `progress(received)` is called as a sink transfer advances (for mid-transfer actions)."""
 
     sinks: asyncio.Queue[SinkResult] = field(default_factory=asyncio.Queue)
+    first_bytes: asyncio.Queue[float] = field(default_factory=asyncio.Queue)  # perf_counter
     progress: Callable[[int], None] | None = None
     connections: int = 0
 
@@ -61,6 +63,7 @@ class AppServer:
         self.connections += 1
         try:
             kind = await reader.readexactly(1)
+            self.first_bytes.put_nowait(time.perf_counter())
             if kind == SINK:
                 await self._sink(reader, writer)
             elif kind in (ECHO, GREET):
