@@ -158,3 +158,14 @@ def test_certificate_pin() -> None:
 def test_settings_refuse_a_keepalive_longer_than_the_idle_timeout() -> None:
     with pytest.raises(ValueError, match="keepalive"):
         LinkSettings(idle_timeout=5, keepalive=10)
+
+
+def test_the_largest_datagram_payload_fits_one_packet() -> None:
+    from holepunch_worker.dataplane.plane import MAX_DATAGRAM_PAYLOAD
+
+    pair = Pair.make()
+    pair.run(1.0)
+    frame = b"\x00" + b"d" * MAX_DATAGRAM_PAYLOAD
+    pair.a.quic.send_datagram_frame(frame)
+    pair.run(2.0)
+    assert QuicEventReceived(DatagramFrameReceived(data=frame)) in pair.events["b"]

@@ -10,12 +10,14 @@ import inspect
 import random
 
 import pytest
+from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.stream import QuicStreamSender
 from holepunch_devtools.quic_pipe import QuicPipe
 from holepunch_devtools.stream_bench import run_bench
 from holepunch_worker.dataplane.streams import (
+    MuxStream,
     PeerStreamIds,
     StreamMux,
     receive_credit,
@@ -44,6 +46,12 @@ async def sha256_of_reader(reader: asyncio.StreamReader) -> tuple[int, str]:
         digest.update(chunk)
         size += len(chunk)
     return size, digest.hexdigest()
+
+
+async def accept(pipe: QuicPipe) -> MuxStream:
+    """The next stream the client opened, as the server's StreamMux handed it over."""
+    async with asyncio.timeout(30):
+        return await pipe.server.accepted.get()
 
 
 # --- pure rules ---------------------------------------------------------------------------
@@ -97,7 +105,7 @@ async def test_send_progress_counts_bytes_until_the_peer_acknowledges_them() -> 
         writer.write(b"x" * 5000)
         assert send_progress(quic, stream_id).unacknowledged == 5000
         assert writer.transport.get_write_buffer_size() == 5000
-        accepted = await pipe.server.accepted.get()
+        accepted = await accept(pipe)
         assert await accepted.reader.readexactly(5000) == b"x" * 5000
         await pipe.until(lambda: send_progress(quic, stream_id).unacknowledged == 0)
         assert not send_progress(quic, stream_id).finished
@@ -117,7 +125,7 @@ async def test_ten_megabytes_each_way_byte_exact() -> None:
         _, reader, writer = pipe.client.streams().open_stream()
 
         async def server() -> tuple[int, str]:
-            accepted = await pipe.server.accepted.get()
+            accepted = await accept(pipe)
             sending = asyncio.create_task(write_all(accepted.writer, download))
             received = await sha256_of_reader(accepted.reader)
             await sending
@@ -144,7 +152,7 @@ async def test_loss_on_the_pipe_still_byte_exact() -> None:
         _, reader, writer = pipe.client.streams().open_stream()
 
         async def echo_back() -> tuple[int, str]:
-            accepted = await pipe.server.accepted.get()
+            accepted = await accept(pipe)
             sending = asyncio.create_task(write_all(accepted.writer, download))
             received = await sha256_of_reader(accepted.reader)
             await sending
@@ -172,7 +180,7 @@ async def test_many_concurrent_streams_each_echoed() -> None:
 
             tasks = []
             for _ in range(count):
-                accepted = await pipe.server.accepted.get()
+                accepted = await accept(pipe)
                 tasks.append(asyncio.create_task(echo(accepted.reader, accepted.writer)))
             await asyncio.gather(*tasks)
 
@@ -193,6 +201,28 @@ async def test_many_concurrent_streams_each_echoed() -> None:
         assert pipe.client.streams().streams_open == 0
 
 
+async def test_a_unidirectional_stream_from_the_peer_is_refused() -> None:
+    async with QuicPipe() as pipe:
+        stopped = asyncio.Event()
+        pipe.client.on_event = lambda event: (
+            stopped.set() if isinstance(event, events.StopSendingReceived) else None
+        )
+        quic = pipe.client.connection()
+        uni = quic.get_next_available_stream_id(is_unidirectional=True)
+        quic.send_stream_data(uni, b"not for a StreamMux")
+        pipe.flush(pipe.client)
+        await pipe.run(stopped.wait(), timeout=10)
+        assert pipe.server.accepted.empty()
+        assert pipe.server.streams().streams_open == 0
+        # a bidirectional stream after it is accepted as usual
+        _, _, writer = pipe.client.streams().open_stream()
+        writer.write(b"hello")
+        accepted = await accept(pipe)
+        assert await accepted.reader.readexactly(5) == b"hello"
+        writer.close()
+        accepted.writer.close()
+
+
 # --- backpressure -------------------------------------------------------------------------
 
 
@@ -209,7 +239,7 @@ async def test_drain_blocks_while_the_peer_does_not_read_and_resumes_when_it_doe
         stream_id, _, writer = pipe.client.streams().open_stream()
         writer.write(data)
         draining = asyncio.create_task(writer.drain())
-        accepted = await pipe.server.accepted.get()  # accepted, never read (yet)
+        accepted = await accept(pipe)  # accepted, never read (yet)
         server_quic, client_quic = pipe.server.connection(), pipe.client.connection()
 
         def blocked_by_flow_control() -> bool:
@@ -269,7 +299,7 @@ async def test_half_close_then_the_peer_answers() -> None:
         writer.write_eof()
         with pytest.raises(RuntimeError, match="write_eof"):
             writer.write(b"more")
-        accepted = await pipe.server.accepted.get()
+        accepted = await accept(pipe)
         assert await accepted.reader.read() == b"question"  # EOF after the question
         accepted.writer.write(b"answer")
         accepted.writer.close()
@@ -285,7 +315,7 @@ async def test_close_stops_reading_and_the_peer_sees_its_writes_refused() -> Non
     async with QuicPipe() as pipe:
         _, reader, writer = pipe.client.streams().open_stream()
         writer.write(b"hi")
-        accepted = await pipe.server.accepted.get()
+        accepted = await accept(pipe)
         assert await accepted.reader.readexactly(2) == b"hi"
         writer.close()
         assert await reader.read() == b""  # the closing side reads EOF
@@ -300,7 +330,7 @@ async def test_the_peer_aborting_resets_reader_and_closes_writer() -> None:
     async with QuicPipe() as pipe:
         _, reader, writer = pipe.client.streams().open_stream()
         writer.write(b"hi")
-        accepted = await pipe.server.accepted.get()
+        accepted = await accept(pipe)
         await accepted.reader.readexactly(2)
         accepted.writer.transport.abort()
         with pytest.raises(ConnectionResetError, match="reset by the peer"):
@@ -319,7 +349,7 @@ async def test_aborting_side_reader_ends_and_peer_gets_a_reset() -> None:
     async with QuicPipe() as pipe:
         _, reader, writer = pipe.client.streams().open_stream()
         writer.write(b"hi")
-        accepted = await pipe.server.accepted.get()
+        accepted = await accept(pipe)
         writer.transport.abort()
         assert await reader.read() == b""
         with pytest.raises(ConnectionResetError):
@@ -334,7 +364,7 @@ async def test_connection_lost_wakes_blocked_readers_and_writers() -> None:
         writer.write(payload(1_000_000, 6))
         draining = asyncio.create_task(writer.drain())
         reading = asyncio.create_task(reader.read())
-        accepted = await pipe.server.accepted.get()
+        accepted = await accept(pipe)
         await asyncio.sleep(0)
         assert not draining.done() and not reading.done()
         mux.connection_lost(OSError("peer gone"))
@@ -356,7 +386,7 @@ async def test_connection_lost_after_a_half_close_still_ends_everything() -> Non
         stream_id, reader, writer = mux.open_stream()
         writer.write(b"request")
         writer.write_eof()
-        accepted = await pipe.server.accepted.get()
+        accepted = await accept(pipe)
         assert await accepted.reader.read() == b"request"
         await pipe.until(lambda: send_progress(pipe.client.connection(), stream_id).finished)
         mux.connection_lost(None)

@@ -436,7 +436,7 @@ class PunchSession:
         data = encode_data(DataKind.APPLICATION, payload)
         return self._send(PeerKind.DATA, data, self.path, now)
 
-    def send_quic(self, packet: bytes, now: float) -> list[Action] | None:
+    def send_quic(self, packet: bytes, now: float) -> list[SendUdp | SendRelay] | None:
         """A QUIC packet on the current path; None with no usable path.
 
         Raises ValueError for a packet over MAX_QUIC_PACKET_BYTES (the QUIC layer is
@@ -445,7 +445,8 @@ class PunchSession:
             raise ValueError(f"QUIC packet is longer than {MAX_QUIC_PACKET_BYTES} bytes")
         if not self._can_send(self.path):
             return None
-        return self._send(PeerKind.DATA, encode_data(DataKind.QUIC, packet), self.path, now)
+        sealed = self._send(PeerKind.DATA, encode_data(DataKind.QUIC, packet), self.path, now)
+        return [action for action in sealed if isinstance(action, SendUdp | SendRelay)]
 
     def end(self, now: float, reason: str) -> list[Action]:
         if self.ended:
@@ -790,6 +791,7 @@ class PunchSessions:
         self.dropped_no_session = 0
         self.drops: Counter[DropReason] = Counter()
         self._drops_logged: Counter[str] = Counter()
+        self._drops_logged_total = 0  # drops only grow: totals tell whether any are new
         self._last_drop_summary: float | None = None
 
     # ------------------------------------------------------------------ observation
@@ -799,6 +801,10 @@ class PunchSessions:
 
     def for_peer(self, peer_id: str) -> PunchSession | None:
         return next((s for s in self._sessions.values() if s.peer_id == peer_id), None)
+
+    def last_ended(self, peer_id: str) -> PunchSession | None:
+        """The most recent ended session with `peer_id` still remembered, if any."""
+        return next((s for s in reversed(self._ended) if s.peer_id == peer_id), None)
 
     def status(self, now: float) -> dict[str, Any]:
         return {
@@ -810,7 +816,7 @@ class PunchSessions:
 
     def next_deadline(self) -> float | None:
         times = [s.next_deadline() for s in self._sessions.values()]
-        if self._drop_counts() != self._drops_logged and self._last_drop_summary is not None:
+        if self._drops_unlogged() and self._last_drop_summary is not None:
             times.append(self._last_drop_summary + self.timings.drop_summary_interval)
         return min((t for t in times if t is not None), default=None)
 
@@ -909,6 +915,10 @@ class PunchSessions:
         )
         return [log, Report(result)]
 
+    def _drops_unlogged(self) -> bool:
+        # Checked for every datagram (each QUIC packet is one): a sum, not a Counter.
+        return self.drops.total() != self._drops_logged_total
+
     def _drop_counts(self) -> Counter[str]:
         return Counter({reason.value: count for reason, count in self.drops.items()})
 
@@ -917,13 +927,14 @@ class PunchSessions:
             if session.ended:
                 del self._sessions[key]
                 self._ended.append(session)
-        counts = self._drop_counts()
-        if counts != self._drops_logged and (
+        if self._drops_unlogged() and (
             self._last_drop_summary is None
             or now >= self._last_drop_summary + self.timings.drop_summary_interval
         ):
+            counts = self._drop_counts()
             new = counts - self._drops_logged
             self._drops_logged = counts
+            self._drops_logged_total = counts.total()
             self._last_drop_summary = now
             actions.append(
                 LogEvent(

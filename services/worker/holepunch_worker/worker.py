@@ -135,7 +135,7 @@ class Worker:
             introduce=self._introduce_for_data_plane,
             log=self._log,
         )
-        self.data_plane.attach(self._punch, self._apply)
+        self.data_plane.attach(self._punch, self._send_sealed)
         # QuicDataPlane.connections() returns list[QuicPeerConnection], which mypy does not take
         # for the Protocol's list[PeerConnection] (lists are invariant): A1 to settle.
         self._data_plane: DataPlane | None = self.data_plane  # type: ignore[assignment]
@@ -273,13 +273,8 @@ class Worker:
     def _apply(self, actions: list[Action]) -> None:
         """Perform what the punch sessions asked for."""
         for action in actions:
-            if isinstance(action, SendUdp):
-                if self._udp is not None:
-                    self._udp.send_datagram(action.data, action.addr)
-            elif isinstance(action, SendRelay):
-                if self._outbox is not None:
-                    message = RelayDatagram(session_id=action.session_id, data=action.data)
-                    self._outbox.put_nowait(encode_message(message))
+            if isinstance(action, SendUdp | SendRelay):
+                self._send_sealed(action)
             elif isinstance(action, Report):
                 if self._outbox is not None:
                     self._outbox.put_nowait(encode_message(action.result))
@@ -303,6 +298,16 @@ class Worker:
                 self._log(action.event, action.message, level=action.level, **action.fields)
         self._punch_changed.set()
         self.data_plane.punch_changed()
+
+    def _send_sealed(self, action: SendUdp | SendRelay) -> None:
+        """Send a sealed peer datagram. The data plane's packets come straight here: a
+        send only ever moves the punch timers later, so it needs no wake-up."""
+        if isinstance(action, SendUdp):
+            if self._udp is not None:
+                self._udp.send_datagram(action.data, action.addr)
+        elif self._outbox is not None:
+            message = RelayDatagram(session_id=action.session_id, data=action.data)
+            self._outbox.put_nowait(encode_message(message))
 
     async def _introduce_for_data_plane(self, peer_id: str) -> None:
         """Ask the rendezvous for an introduction; the data plane waits for the session."""

@@ -4,8 +4,8 @@ connection (a `PeerLink`) per punch session whose peer has a key.
 The worker feeds it: `punch_changed()` after every batch of punch actions (a session got
 a path: make its link; a session ended or was replaced: its link closes, its streams get
 ConnectionResetError), `quic_received()` for each `QuicReceived` action. It sends the
-links' packets with `PunchSession.send_quic` on the session's current path and hands the
-resulting actions back to the worker (`apply`), and runs the links' timers in `run()`.
+links' packets with `PunchSession.send_quic` on the session's current path, has the worker
+send the sealed datagrams (`send`), and runs the links' timers in `run()`.
 
 Connecting to a peer without a session asks for an introduction (`introduce`, supplied by
 the worker: it raises ConnectRefused with the rendezvous's reason) and waits for the
@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from aioquic.quic.events import DatagramFrameReceived
@@ -34,6 +34,7 @@ from holepunch_protocol.stream_header import (
 from holepunch_worker.dataplane.exposure import Exposure, LogFunction
 from holepunch_worker.dataplane.interface import (
     DEFAULT_CONNECT_TIMEOUT_SEC,
+    ConnectRefused,
     DatagramChannel,
     DatagramHandler,
     PeerAuthenticationFailed,
@@ -52,7 +53,7 @@ from holepunch_worker.dataplane.link import (
 )
 from holepunch_worker.dataplane.streams import StreamMux
 from holepunch_worker.identity import WorkerKey
-from holepunch_worker.punch import Action, PunchSession, PunchSessions
+from holepunch_worker.punch import PunchSession, PunchSessions, SendRelay, SendUdp
 
 __all__ = ["MAX_DATAGRAM_PAYLOAD", "QuicDataPlane", "QuicPeerConnection"]
 
@@ -62,9 +63,11 @@ MAX_DATAGRAM_PAYLOAD = MAX_QUIC_PACKET_BYTES - 64 - 1
 SESSION_ENDED = "session_ended"
 SESSION_REPLACED = "session_replaced"
 SHUTDOWN = "shutdown"
+INTERNAL_ERROR = "internal_error"
+NO_PATH = "no_path"  # the punch session's end reason when it failed
 
 Introduce = Callable[[str], Awaitable[None]]
-Apply = Callable[[list[Action]], None]
+SendSealed = Callable[[SendUdp | SendRelay], None]
 
 
 class QuicPeerConnection:
@@ -131,6 +134,10 @@ class QuicPeerConnection:
             raise ValueError(f"datagram payload is longer than {MAX_DATAGRAM_PAYLOAD} bytes")
         if self.closed or not self.link.authenticated:
             raise self._unavailable()
+        session = self._plane._session(self)
+        if session is None or session.path is PathKind.NONE:
+            self.datagrams_lost += 1  # no path now: QUIC never retransmits a datagram
+            return
         self.link.quic.send_datagram_frame(bytes([channel]) + payload)
         self.datagrams_sent += 1
         self._plane._schedule_flush(self)
@@ -220,12 +227,14 @@ class QuicDataPlane:
         self._settings = settings or LinkSettings()
         self.exposure = Exposure(expose_ports, log, self._now)
         self._punch: PunchSessions | None = None
-        self._apply: Apply | None = None
+        self._send: SendSealed | None = None
         self._connections: dict[str, QuicPeerConnection] = {}
         self._finished_sessions: set[str] = set()  # no second link on a session
         self._datagram_handlers: dict[DatagramChannel, DatagramHandler] = {}
         self._flush_scheduled: set[str] = set()
         self._changed = asyncio.Event()
+        self._armed: float | None = None  # the deadline run() sleeps until
+        self._sessions_seen: tuple[tuple[str, PathKind], ...] = ()
         self._waiters: list[asyncio.Future[None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._reconciling = False
@@ -236,13 +245,20 @@ class QuicDataPlane:
 
     # ------------------------------------------------------------------ worker side
 
-    def attach(self, punch: PunchSessions, apply: Apply) -> None:
-        self._punch, self._apply = punch, apply
+    def attach(self, punch: PunchSessions, send: SendSealed) -> None:
+        """The worker's punch sessions, and how it sends what `send_quic` seals."""
+        self._punch, self._send = punch, send
 
     def punch_changed(self) -> None:
         """Match the links to the punch sessions (called after every batch of actions)."""
         if self._reconciling or self._punch is None:
             return
+        # Called for every batch of actions (every packet): skip when nothing moved.
+        seen = tuple((s.session_id, s.path) for s in self._punch.active())
+        if seen == self._sessions_seen:
+            return
+        self._sessions_seen = seen
+        self._notify()  # connect() waits on sessions appearing, getting a path, ending
         self._reconciling = True
         try:
             active = {s.session_id: s for s in self._punch.active()}
@@ -266,10 +282,11 @@ class QuicDataPlane:
         conn = self._link_for(session)
         if conn is None:
             return
-        self._handle(conn, conn.link.packet_received(packet, self._now()))
-        if conn.mux is not None:
-            conn.mux.after_receive()  # acknowledgements may have freed paused writers
-        self._flush(conn)
+        with self._contained(conn):
+            self._handle(conn, conn.link.packet_received(packet, self._now()))
+            if conn.mux is not None:
+                conn.mux.after_receive()  # acknowledgements may have freed paused writers
+            self._flush(conn)
 
     async def run(self) -> None:
         """The links' timers, until cancelled; then every link is closed."""
@@ -278,6 +295,7 @@ class QuicDataPlane:
                 self._changed.clear()
                 deadlines = [c.link.next_deadline() for c in self._connections.values()]
                 deadline = min((d for d in deadlines if d is not None), default=None)
+                self._armed = deadline
                 try:
                     async with asyncio.timeout_at(deadline):
                         await self._changed.wait()
@@ -286,8 +304,9 @@ class QuicDataPlane:
                     for conn in list(self._connections.values()):
                         when = conn.link.next_deadline()
                         if when is not None and now >= when:
-                            self._handle(conn, conn.link.timer(now))
-                            self._flush(conn)
+                            with self._contained(conn):
+                                self._handle(conn, conn.link.timer(now))
+                                self._flush(conn)
         finally:
             self.close_all(SHUTDOWN)
 
@@ -339,19 +358,27 @@ class QuicDataPlane:
     async def _connect(self, peer_id: str) -> QuicPeerConnection:
         asked = False
         asked_for: str | None = None  # the session (if any) there was when we asked
+        seen: set[str] = set()  # sessions with the peer while this connect waited
         while True:
             conn = self._connections.get(peer_id)
             if conn is not None and not conn.closed:
                 try:
                     await conn.wait_authenticated()
                 except PeerUnavailable:
-                    if conn.close_reason != SESSION_REPLACED:
+                    if conn.close_reason not in (SESSION_REPLACED, SESSION_ENDED):
                         raise
-                    continue  # the peer was introduced again: use the new session
+                    continue  # see below what became of the session
                 if not conn.closed:
                     return conn
                 continue
             session = None if self._punch is None else self._punch.for_peer(peer_id)
+            if session is not None:
+                seen.add(session.session_id)
+            ended = None if self._punch is None else self._punch.last_ended(peer_id)
+            if ended is not None and ended.session_id in seen and ended.end_reason == NO_PATH:
+                raise ConnectRefused(
+                    NO_PATH, f"neither a direct path nor the relay reached {peer_id}"
+                )
             if session is not None and session.peer_public_key is None:
                 raise PeerUnavailable(
                     "keyless_peer", f"{peer_id} has no worker key: no authenticated data plane"
@@ -408,6 +435,25 @@ class QuicDataPlane:
         self._flush(conn)
         self._notify()
         return conn
+
+    @contextlib.contextmanager
+    def _contained(self, conn: QuicPeerConnection) -> Iterator[None]:
+        """A failure inside one connection ends that connection, never the worker (run()
+        is one of the worker's tasks) nor another connection."""
+        try:
+            yield
+        except Exception as error:
+            self._log(
+                WorkerEvent.PEER_LINK_CLOSED,
+                f"QUIC connection with {conn.peer_id} failed: {error!r}",
+                level=logging.ERROR,
+                peer_id=conn.peer_id,
+                session_id=conn.session_id,
+                reason=INTERNAL_ERROR,
+                detail=repr(error),
+            )
+            with contextlib.suppress(Exception):
+                self._close(conn, INTERNAL_ERROR)
 
     def _close(self, conn: QuicPeerConnection, reason: str) -> None:
         self._handle(conn, conn.link.close(reason))
@@ -498,13 +544,15 @@ class QuicDataPlane:
         now = self._now()
         packets = conn.link.packets_to_send(now)
         session = self._session(conn)
-        actions: list[Action] = []
         for packet in packets:
             sent = None if session is None else session.send_quic(packet, now)
             if sent is None:
                 conn.packets_unsent += 1
-            else:
-                actions += sent
-        if actions and self._apply is not None:
-            self._apply(actions)
-        self._changed.set()
+            elif self._send is not None:
+                for action in sent:
+                    self._send(action)
+        # Wake run() only for an earlier deadline than the one it sleeps until: sending
+        # and receiving mostly push deadlines later, and a wake per packet costs.
+        deadline = conn.link.next_deadline()
+        if deadline is not None and (self._armed is None or deadline < self._armed):
+            self._changed.set()

@@ -87,7 +87,8 @@ def receive_credit(*, received: int, granted: int, window: int, reading_paused: 
 
 
 class PeerStreamIds:
-    """Which stream ids the peer opens for the first time.
+    """Which stream ids of one type (bidirectional or unidirectional) the peer opens for
+    the first time.
 
     "Not in the table" is not enough: stream frames arrive out of order, and data can still
     arrive for a stream this side has already forgotten (aborted). So remember the ids below
@@ -142,7 +143,7 @@ def install_receive_credit(quic: QuicConnection, credit: Callable[[QuicStream], 
     aioquic's `_write_stream_limits` doubles a stream's limit whenever half of it was
     received, read or not. This replaces it on this connection only, and writes the same
     MAX_STREAM_DATA frame when the limit grows (re-sent when lost: aioquic's delivery
-    handler zeroes `max_stream_data_local_sent`).
+    handler zeroes `max_stream_data_local_sent`). The frame is not written to a qlog trace.
     """
     delivery_handler = getattr(quic, "_on_max_stream_data_delivery", None)
     if not callable(getattr(quic, "_write_stream_limits", None)) or delivery_handler is None:
@@ -399,7 +400,7 @@ class StreamMux:
         self._reader_limit = reader_limit
         self._peer_name = peer_name
         self._streams: dict[int, QuicStreamTransport] = {}
-        self._peer_ids = PeerStreamIds()
+        self._peer_ids = {False: PeerStreamIds(), True: PeerStreamIds()}  # by unidirectional
         self._transmit_scheduled = False
         self._lost: Exception | None = None
         self.bytes_sent = 0
@@ -542,6 +543,11 @@ class StreamMux:
         self.streams_opened += 1
         return MuxStream(stream_id, reader, writer)
 
+    def _first_sight_from_peer(self, stream_id: int) -> bool:
+        if stream_is_client_initiated(stream_id) == self._quic.configuration.is_client:
+            return False
+        return self._peer_ids[stream_is_unidirectional(stream_id)].first_sight(stream_id)
+
     def _on_data(self, event: events.StreamDataReceived) -> MuxStream | None:
         if self._lost is not None:
             return None
@@ -549,8 +555,7 @@ class StreamMux:
         transport = self._streams.get(stream_id)
         opened = None
         if transport is None:
-            from_peer = stream_is_client_initiated(stream_id) != self._quic.configuration.is_client
-            if not from_peer or not self._peer_ids.first_sight(stream_id):
+            if not self._first_sight_from_peer(stream_id):
                 return None  # a stream this side already forgot
             if stream_is_unidirectional(stream_id):
                 self._quic.stop_stream(stream_id, STREAM_ABORTED)  # only bidirectional here
@@ -566,8 +571,7 @@ class StreamMux:
     def _on_reset(self, stream_id: int, error_code: int) -> None:
         transport = self._streams.get(stream_id)
         if transport is None:
-            if stream_is_client_initiated(stream_id) != self._quic.configuration.is_client:
-                self._peer_ids.first_sight(stream_id)  # opened and reset before any data
+            self._first_sight_from_peer(stream_id)  # opened and reset before any data
             return
         if transport._receive_done:
             return  # this side stopped reading already: the reset only answers its STOP_SENDING
