@@ -114,6 +114,8 @@ class WorkerEvent(enum.StrEnum):
     STREAM_REFUSED = "stream_refused"
     STREAM_HEADER_INVALID = "stream_header_invalid"
     STREAM_HANDLER_FAILED = "stream_handler_failed"
+    # No STUN server answered and the worker has no public endpoint yet (rate-limited).
+    NO_ENDPOINT = "no_endpoint"
     # The data plane's SOCKS5 proxy and forwards (dataplane/proxies.py): a listener up; a
     # local client's connection that did not become a stream; UDP forward datagrams dropped.
     PROXY_LISTENING = "proxy_listening"

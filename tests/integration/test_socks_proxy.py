@@ -100,9 +100,13 @@ async def echo_after_eof(reader: asyncio.StreamReader, writer: asyncio.StreamWri
     byte count: the answer can come only if the FIN crossed the proxy."""
     digest = hashlib.sha256()
     count = 0
-    while data := await reader.read(65536):
-        digest.update(data)
-        count += len(data)
+    try:
+        while data := await reader.read(65536):
+            digest.update(data)
+            count += len(data)
+    except ConnectionResetError:
+        writer.close()  # the relay was reset: nothing to answer
+        return
     writer.write(f"{digest.hexdigest()} {count}".encode())
     await writer.drain()
     writer.close()
@@ -201,6 +205,77 @@ async def test_a_python_client_streams_both_ways_with_a_half_close(
             answer = await reader.read()
         writer.close()
     assert answer == f"{hashlib.sha256(payload).hexdigest()} {len(payload)}".encode()
+
+
+# A proxy that read without waiting for the far side would take all of this.
+BACKPRESSURE_LIMIT = 64 * 1024 * 1024
+# How long a blocked client must stay blocked to count as held back by the proxy.
+STALL_WINDOW_SEC = 0.5
+
+
+async def writable_within(sock: socket.socket, seconds: float) -> bool:
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_writer(sock, wake)
+    try:
+        await asyncio.wait_for(ready, seconds)
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        loop.remove_writer(sock)
+
+
+async def send_until_held_back(sock: socket.socket) -> tuple[hashlib._Hash, int]:
+    """Send random bytes until the socket stays blocked for the stall window (or the
+    limit is reached): their digest and count."""
+    chunk = os.urandom(256 * 1024)
+    sock.setblocking(False)
+    digest, sent = hashlib.sha256(), 0
+    while sent < BACKPRESSURE_LIMIT:  # each pass sends, or waits at most the window
+        try:
+            count = sock.send(chunk)
+        except BlockingIOError:
+            # Blocked: the proxy either catches up (writable again) or holds us back.
+            if not await writable_within(sock, STALL_WINDOW_SEC):
+                break
+            continue
+        digest.update(chunk[:count])
+        sent += count
+    return digest, sent
+
+
+async def test_a_receiver_that_does_not_read_holds_the_sender_back(
+    plane: LoopbackDataPlane, logger: logging.Logger
+) -> None:
+    release = asyncio.Event()
+    received = asyncio.get_running_loop().create_future()
+
+    async def slow_reader(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await release.wait()
+        digest, count = hashlib.sha256(), 0
+        while data := await reader.read(65536):
+            digest.update(data)
+            count += len(data)
+        received.set_result((digest.hexdigest(), count))
+        writer.close()
+
+    async with tcp_server(slow_reader) as port, socks_proxy(plane, logger) as proxy_port:
+        proxy = Proxy.from_url(f"socks5://127.0.0.1:{proxy_port}", rdns=True)
+        sock = await proxy.connect("worker-b.holepunch", port, timeout=DEADLINE)
+        digest, sent = await send_until_held_back(sock)
+        release.set()
+        assert sent < BACKPRESSURE_LIMIT, "the proxy kept reading from a stalled stream"
+        sock.setblocking(True)
+        await asyncio.get_running_loop().run_in_executor(None, sock.shutdown, socket.SHUT_WR)
+        async with asyncio.timeout(DEADLINE):
+            assert await received == (digest.hexdigest(), sent)
+        sock.close()
 
 
 async def test_early_data_sent_with_the_request_arrives_first(
@@ -349,6 +424,33 @@ async def test_a_stalled_handshake_is_closed_and_others_are_served_meanwhile(
     assert sorted(reasons) == ["address_type_not_supported", "handshake_timeout"]
 
 
+async def test_closing_the_proxy_resets_a_relay_whose_receiver_does_not_read(
+    plane: LoopbackDataPlane, logger: logging.Logger
+) -> None:
+    stop_holding = asyncio.Event()
+
+    async def never_reads(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await stop_holding.wait()
+        writer.close()
+
+    async with tcp_server(never_reads) as port:
+        server = SocksServer(plane, "worker-a", logger)
+        _, proxy_port = await server.start("127.0.0.1", 0)
+        proxy = Proxy.from_url(f"socks5://127.0.0.1:{proxy_port}", rdns=True)
+        sock = await proxy.connect("worker-b.holepunch", port, timeout=DEADLINE)
+        _, sent = await send_until_held_back(sock)
+        try:
+            async with asyncio.timeout(DEADLINE):
+                await server.close()  # must not wait for the buffered bytes to be read
+                reader, writer = await asyncio.open_connection(sock=sock)
+                with pytest.raises(ConnectionResetError):
+                    await reader.read()
+            writer.close()
+        finally:
+            stop_holding.set()
+    assert 0 < sent < BACKPRESSURE_LIMIT
+
+
 async def test_clients_over_the_cap_are_reset_on_arrival(
     plane: LoopbackDataPlane, logger: logging.Logger, recorder: Recorder
 ) -> None:
@@ -388,7 +490,7 @@ async def test_a_port_the_peer_serves_in_process_is_reached_too(
     assert seen == [("worker-a", 7000)]
 
 
-async def test_closing_the_proxy_ends_open_relays(
+async def test_closing_the_proxy_resets_open_relays_and_stops_listening(
     plane: LoopbackDataPlane, logger: logging.Logger
 ) -> None:
     async with tcp_server(echo_after_eof) as echo_port:
@@ -399,7 +501,8 @@ async def test_closing_the_proxy_ends_open_relays(
         reader, writer = await asyncio.open_connection(sock=sock)
         async with asyncio.timeout(DEADLINE):
             await server.close()
-            assert await reader.read() == b""
+            with pytest.raises(ConnectionResetError):
+                await reader.read()
         writer.close()
         with pytest.raises(OSError):
             await asyncio.open_connection("127.0.0.1", proxy_port)
@@ -543,6 +646,60 @@ async def test_udp_to_a_port_not_exposed_is_dropped_and_counted(
         "worker-a",
         target,
     )
+
+
+async def test_idle_udp_flows_expire_and_a_sender_gets_a_new_flow(
+    network: LoopbackNetwork, logger: logging.Logger
+) -> None:
+    loop = asyncio.get_running_loop()
+    echo_transport, _ = await loop.create_datagram_endpoint(UdpEcho, local_addr=("127.0.0.1", 0))
+    echo_port = echo_transport.get_extra_info("sockname")[1]
+    try:
+        async with udp_forward_pair(network, logger, frozenset({echo_port}), echo_port) as (
+            port,
+            forwarding,
+            exposing,
+        ):
+            client, received = await udp_client(port)
+            async with asyncio.timeout(DEADLINE):
+                client.sendto(b"before")
+                assert await received.received.get() == b"echo:before"
+                later = loop.time() + UdpForwardLimits().idle_timeout
+                forwarding.expire_idle(later)
+                exposing.expire_idle(later)
+                assert exposing.exposed_flow_count() == 0
+                client.sendto(b"after")  # a new flow, a new socket on the exposing end
+                assert await received.received.get() == b"echo:after"
+            assert exposing.exposed_flow_count() == 1
+            client.close()
+    finally:
+        echo_transport.close()
+
+
+async def test_udp_datagrams_that_cannot_go_are_dropped_with_the_reason(
+    network: LoopbackNetwork, logger: logging.Logger, recorder: Recorder
+) -> None:
+    async with udp_forward_pair(network, logger, frozenset({9}), 9) as (port, forwarding, _):
+        client, _ = await udp_client(port)
+        client.sendto(b"x" * 1500)  # over the loopback plane's 1,100-byte datagrams
+        async with asyncio.timeout(DEADLINE):
+            await recorder.wait_for(WorkerEvent.UDP_FORWARD_DROPPED)
+        assert forwarding.dropped == {"too_large": 1}
+        client.close()
+
+
+async def test_udp_datagrams_for_a_peer_the_policy_forbids_are_dropped(
+    network: LoopbackNetwork, logger: logging.Logger, recorder: Recorder
+) -> None:
+    network.planes["worker-a"].refuse_connect("worker-b", ConnectRefused("not_allowed", "policy"))
+    async with udp_forward_pair(network, logger, frozenset({9}), 9) as (port, forwarding, _):
+        client, _ = await udp_client(port)
+        client.sendto(b"one")
+        async with asyncio.timeout(DEADLINE):
+            await recorder.wait_for(WorkerEvent.UDP_FORWARD_DROPPED)
+        assert forwarding.dropped == {"not_allowed": 1}
+        assert network.planes["worker-a"].connect_calls == ["worker-b"]
+        client.close()
 
 
 # ---------------------------------------------------------------------- start_proxies

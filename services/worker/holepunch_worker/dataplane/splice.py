@@ -3,8 +3,9 @@
 Each way waits for `drain()` after every chunk, so a slow reader on one side slows the
 writer on the other (no unbounded buffering). An end of file on one side becomes a
 half-close (`write_eof`, a TCP FIN or a QUIC stream FIN) on the other, and the other way
-carries on. A failure either way (a reset, a broken pipe) aborts both ends, so each
-side sees the connection fail rather than end cleanly.
+carries on. A failure either way (a reset, a broken pipe), or the relay being cancelled
+(shutdown), resets both ends, so each side sees the connection fail rather than end
+cleanly.
 """
 
 from __future__ import annotations
@@ -77,6 +78,11 @@ async def splice(left: StreamPair, right: StreamPair, early_data: bytes = b"") -
         result.failed = any(task.exception() is not None for task in done)
     except (OSError, asyncio.IncompleteReadError):
         result.failed = True
+    except asyncio.CancelledError:
+        # Shutdown: reset both ends, since a clean close would wait for a side that
+        # may never read what is still buffered for it.
+        result.failed = True
+        raise
     finally:
         # Nothing awaited before both writers are closed: a cancellation (shutdown) in
         # an await here would otherwise leave them open.

@@ -268,10 +268,13 @@ class UdpForwarding:
         """Close idle flows: checked a few times per idle timeout."""
         while True:
             await asyncio.sleep(self._limits.idle_timeout / 4)
-            now = self._now()
-            for listener in self._listeners:
-                self._expire_local(listener.flows.expire(now))
-            self._expire_exposed(self._exposed.expire(now))
+            self.expire_idle(self._now())
+
+    def expire_idle(self, now: float) -> None:
+        """Forget the flows idle at `now` on both ends, closing their sockets."""
+        for listener in self._listeners:
+            self._expire_local(listener.flows.expire(now))
+        self._expire_exposed(self._exposed.expire(now))
 
     # ------------------------------------------------------------------ forwarding end
 
