@@ -283,23 +283,27 @@ async def test_a_tcp_forward_carries_a_plain_client(data_lab: DataLab) -> None:
 async def test_the_application_sees_a_clean_error_when_the_peer_goes_away(
     data_lab: DataLab,
 ) -> None:
-    """The peer's worker stops mid-stream: the open stream ends (EOF or a reset) promptly
-    instead of hanging, and a new stream to it is refused, not left waiting."""
+    """The peer's worker stops mid-stream: the open stream ends (EOF or a reset) at once
+    instead of hanging, and a new stream to it is refused, not left waiting forever."""
     reader, writer = await data_lab.open_stream("a", "leaver")
     try:
         assert await echo_round_trips(reader, writer, 2)
+        stopping = time.monotonic()
         await data_lab.stop_worker("leaver")
-        started = time.monotonic()
         with contextlib.suppress(ConnectionError):
             while await asyncio.wait_for(reader.read(4096), 30):
                 pass
-        assert time.monotonic() - started < 30
+        ended_after = time.monotonic() - stopping
     finally:
         writer.close()
     started = time.monotonic()
-    with pytest.raises((SocksError, ConnectionError, asyncio.IncompleteReadError)):
+    with pytest.raises((SocksError, ConnectionError, asyncio.IncompleteReadError)) as refused:
         await data_lab.open_stream("a", "leaver", timeout=40)
-    assert time.monotonic() - started < 40
+    refused_after = time.monotonic() - started
+    assert ended_after < 5, f"the stream ended {ended_after:.1f} s after the peer stopped"
+    # Today the refusal is the connect timeout (15 s, SOCKS reply 6, "TTL expired"): the
+    # worker waits on the gone peer's session instead of asking the rendezvous again.
+    assert refused_after < 20, f"refused after {refused_after:.1f} s: {refused.value!r}"
 
 
 async def test_bench_data_quick_measures_every_figure(
