@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 CHECKOV_VENV := .venv-checkov
-APT_PACKAGES := coturn iptables iproute2 conntrack shellcheck redis-server
+APT_PACKAGES := coturn iptables iproute2 conntrack shellcheck redis-server curl
 DEMO_ARGS ?=
 BENCH_DATA_ARGS ?=
 
