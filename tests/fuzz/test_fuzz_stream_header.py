@@ -15,7 +15,7 @@ from holepunch_protocol.stream_header import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-FUZZ = settings(suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
 
 
 @FUZZ

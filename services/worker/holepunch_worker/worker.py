@@ -48,7 +48,12 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 from holepunch_worker.backoff import SessionEnd, after_session, reconnect_delays
 from holepunch_worker.config import WorkerConfig
 from holepunch_worker.credentials import CredentialsError, RendezvousCredentials
-from holepunch_worker.dataplane.interface import ConnectRefused, DataPlane, PeerUnavailable
+from holepunch_worker.dataplane.interface import (
+    DEFAULT_CONNECT_TIMEOUT_SEC,
+    ConnectRefused,
+    DataPlane,
+    PeerUnavailable,
+)
 from holepunch_worker.dataplane.plane import QuicDataPlane
 from holepunch_worker.dataplane.proxies import Proxies, start_proxies
 from holepunch_worker.http_status import ApiResponse, Readiness, start_http_server
@@ -145,6 +150,12 @@ class Worker:
         self._request_ids = itertools.count(1)
         self._relay_refused = 0
         self._relay_refused_log = LogThrottle(RELAY_REFUSED_LOG_INTERVAL_SEC)
+        self._introductions = PendingIntroductions()
+        self._ready = asyncio.Event()
+        self._stun_unanswered_rounds = 0
+        self._stun_unanswered_since: float | None = None
+        self._stun_unanswered_reason: str | None = None
+        self._no_endpoint_log = LogThrottle(NO_ENDPOINT_LOG_INTERVAL_SEC)
         self.data_plane = QuicDataPlane(
             worker_id=config.worker_id,
             key=config.key,
@@ -153,12 +164,6 @@ class Worker:
             log=self._log,
         )
         self.data_plane.attach(self._punch, self._send_sealed)
-        self._introductions = PendingIntroductions()
-        self._ready = asyncio.Event()
-        self._stun_unanswered_rounds = 0
-        self._stun_unanswered_since: float | None = None
-        self._stun_unanswered_reason: str | None = None
-        self._no_endpoint_log = LogThrottle(NO_ENDPOINT_LOG_INTERVAL_SEC)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -385,9 +390,8 @@ class Worker:
             self._outbox.put_nowait(encode_message(message))
 
     async def _introduce_for_data_plane(self, peer_id: str) -> None:
-        """Ask the rendezvous for an introduction; the data plane waits for the session."""
-        if not self._request_connect(peer_id, "data_plane"):
-            raise PeerUnavailable("rendezvous_unavailable", "not connected to the rendezvous")
+        """`introduce` for the data plane, whose connect() bounds the whole wait itself."""
+        await self.introduce(peer_id, DEFAULT_CONNECT_TIMEOUT_SEC)
 
     def _request_connect(self, peer_id: str, source: str, request_id: int | None = None) -> bool:
         if self._outbox is None:

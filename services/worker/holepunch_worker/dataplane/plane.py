@@ -361,6 +361,8 @@ class QuicDataPlane:
         seen: set[str] = set()  # sessions with the peer while this connect waited
         while True:
             conn = self._connections.get(peer_id)
+            if conn is not None:
+                seen.add(conn.session_id)
             if conn is not None and not conn.closed:
                 try:
                     await conn.wait_authenticated()
@@ -388,6 +390,7 @@ class QuicDataPlane:
             if not usable and (not asked or current != asked_for):
                 asked, asked_for = True, current
                 await self._introduce(peer_id)
+                continue  # look again: much may have happened while we were asking
             await self._wait_change()
 
     async def _wait_change(self) -> None:
