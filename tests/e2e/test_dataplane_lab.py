@@ -301,9 +301,10 @@ async def test_the_application_sees_a_clean_error_when_the_peer_goes_away(
         await data_lab.open_stream("a", "leaver", timeout=40)
     refused_after = time.monotonic() - started
     assert ended_after < 5, f"the stream ended {ended_after:.1f} s after the peer stopped"
-    # Today the refusal is the connect timeout (15 s, SOCKS reply 6, "TTL expired"): the
-    # worker waits on the gone peer's session instead of asking the rendezvous again.
-    assert refused_after < 20, f"refused after {refused_after:.1f} s: {refused.value!r}"
+    # The rendezvous no longer lists it: refused at once (SOCKS reply 4, host unreachable),
+    # not at the 15 s connect timeout (reply 6) as before dp-quic's 8dfc5cb.
+    assert refused_after < 5, f"refused after {refused_after:.1f} s: {refused.value!r}"
+    assert isinstance(refused.value, SocksError) and refused.value.reply == 4, refused.value
 
 
 async def test_bench_data_quick_measures_every_figure(
