@@ -4,10 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 CHECKOV_VENV := .venv-checkov
-APT_PACKAGES := coturn iptables iproute2 conntrack shellcheck redis-server
+APT_PACKAGES := coturn iptables iproute2 conntrack shellcheck redis-server curl
 DEMO_ARGS ?=
+BENCH_DATA_ARGS ?=
 
-.PHONY: demo test fuzz bench bench-cluster soak bench-punch lint system-deps clean
+.PHONY: demo test fuzz bench bench-cluster soak bench-punch bench-data lint system-deps clean
 
 # The runtime distribution with its dev extra, and the dev tools (tools/), which no image installs.
 $(VENV)/.installed: pyproject.toml tools/pyproject.toml
@@ -61,6 +62,11 @@ soak: $(VENV)/.installed system-deps
 # Hole punching in the NAT lab (needs root and network namespaces): docs/punching-lab.md
 bench-punch: $(VENV)/.installed system-deps
 	$(PY) -m holepunch_devtools.punch_bench --count 50
+
+# The data plane in the NAT lab (needs root): sizes via BENCH_DATA_ARGS (--quick, --direct-mb...);
+# docs/dataplane-bench.md
+bench-data: $(VENV)/.installed system-deps
+	$(PY) -m holepunch_devtools.data_bench $(BENCH_DATA_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

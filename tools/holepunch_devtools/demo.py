@@ -4,7 +4,10 @@ Starts a dev STUN server on two loopback addresses, the rendezvous and N workers
 the containers run them (their console commands, as processes), shows their events
 as they happen, waits until every worker has registered the public mapping of its
 UDP socket, checks that each registered endpoint answers a UDP ping, prints the
-registry as a table, and stops everything (unless --keep-running).
+registry as a table, and ends with an application exchange over the data plane: a tiny
+HTTP server on the last worker's loopback (EXPOSE_PORTS), an HTTP request to it through
+the first worker's SOCKS proxy (SOCKS_LISTEN, host `<worker_id>.holepunch`), the answer
+printed. Then it stops everything (unless --keep-running).
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from holepunch_logging import RendezvousEvent, WorkerEvent
 from holepunch_protocol.datagrams import encode_ping, pong_token
 
 from holepunch_devtools.processes import LogLine, ServiceProcess, start_service
+from holepunch_devtools.socks_client import SocksError, socks5_connect
 from holepunch_devtools.stun_server import start_stun_server
+from holepunch_devtools.tiny_http import http_answerer
 
 __all__ = ["main"]
 
@@ -106,6 +111,48 @@ async def _udp_ping(ip: str, port: int, timeout: float = 2.0) -> float | None:
         transport.close()
 
 
+async def _start_tiny_http_server(worker_id: str) -> tuple[asyncio.Server, int]:
+    server = await asyncio.start_server(http_answerer(worker_id), "127.0.0.1", 0)
+    port: int = server.sockets[0].getsockname()[1]
+    return server, port
+
+
+async def _http_get_through_socks(
+    socks_port: int, worker_id: str, port: int, path: str, timeout: float
+) -> str:
+    """GET http://<worker_id>.holepunch:<port><path> through the SOCKS proxy; the reply."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", socks_port)
+    try:
+        host = f"{worker_id}.holepunch"
+        await asyncio.wait_for(socks5_connect(reader, writer, host, port), timeout)
+        writer.write(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n".encode())
+        reply = await asyncio.wait_for(reader.read(), timeout)
+        return reply.decode(errors="replace")
+    finally:
+        writer.close()
+
+
+async def _application_exchange(
+    socks_port: int, server_worker: str, http_port: int, timeout: float
+) -> bool:
+    url = f"http://{server_worker}.holepunch:{http_port}/demo"
+    print(f"\nAn application exchange over the data plane: GET {url}")
+    print(f"  through the first worker's SOCKS proxy 127.0.0.1:{socks_port} ...")
+    started = time.monotonic()
+    try:
+        reply = await _http_get_through_socks(
+            socks_port, server_worker, http_port, "/demo", timeout
+        )
+    except (OSError, SocksError, TimeoutError, asyncio.IncompleteReadError) as error:
+        print(f"  failed: {type(error).__name__}: {error}")
+        return False
+    elapsed_ms = (time.monotonic() - started) * 1000
+    print(f"  answered in {elapsed_ms:.0f} ms (introduction, punch, QUIC handshake, stream):")
+    for line in reply.splitlines():
+        print(f"  | {line}".rstrip())
+    return reply.startswith("HTTP/1.0 200") and "hello from behind" in reply
+
+
 def _table(listing: dict[str, Any], pings: dict[str, float | None]) -> str:
     header = ("worker", "websocket from", "public UDP endpoint (STUN)", "mapping", "UDP ping")
     rows = [header]
@@ -137,6 +184,10 @@ async def run_demo(workers: int, keep_running: bool, timeout: float, verbose: bo
     http_port = _free_port()
     base_url = f"http://127.0.0.1:{http_port}"
     processes: list[tuple[str, ServiceProcess]] = []
+    worker_ids = [f"demo-worker-{n}" for n in range(1, workers + 1)]
+    # The application: an HTTP server behind the last worker, reached from the first one.
+    app_server, app_port = await _start_tiny_http_server(worker_ids[-1])
+    socks_port = _free_port()
     try:
         rendezvous = await start_service(
             "holepunch_rendezvous",
@@ -152,7 +203,6 @@ async def run_demo(workers: int, keep_running: bool, timeout: float, verbose: bo
         processes.append(("rendezvous", rendezvous))
         await rendezvous.wait_for_event(RendezvousEvent.SERVER_STARTED, timeout=20)
 
-        worker_ids = [f"demo-worker-{n}" for n in range(1, workers + 1)]
         for worker_id in worker_ids:
             env = {
                 "WORKER_ID": worker_id,
@@ -162,6 +212,10 @@ async def run_demo(workers: int, keep_running: bool, timeout: float, verbose: bo
                 "PORT": str(_free_port()),
                 "STUN_REFRESH_SEC": "20",
             }
+            if worker_id == worker_ids[-1]:
+                env["EXPOSE_PORTS"] = str(app_port)
+            if worker_id == worker_ids[0]:
+                env["SOCKS_LISTEN"] = f"127.0.0.1:{socks_port}"
             process = await start_service(
                 "holepunch_worker", env, on_line=_printer(worker_id, verbose)
             )
@@ -178,8 +232,16 @@ async def run_demo(workers: int, keep_running: bool, timeout: float, verbose: bo
         print(f"\nAll {workers} workers registered in {elapsed:.1f} s. The registry:\n")
         print(_table(listing, pings))
         ok = all(ping is not None for ping in pings.values())
+        if workers >= 2:
+            exchanged = await _application_exchange(socks_port, worker_ids[-1], app_port, timeout)
+            ok = ok and exchanged
         if keep_running:
             print(f"\nSee it live: curl {base_url}/debug/list_workers")
+            if workers >= 2:
+                print(
+                    f"and through the data plane: curl --socks5-hostname 127.0.0.1:{socks_port}"
+                    f" http://{worker_ids[-1]}.holepunch:{app_port}/"
+                )
             print("Running until Ctrl-C ...")
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
@@ -196,6 +258,7 @@ async def run_demo(workers: int, keep_running: bool, timeout: float, verbose: bo
             except TimeoutError:
                 print(f"  {name:<14} did not stop within 10 s: killed")
         stun.close()
+        app_server.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,8 @@ NFQUEUE on the router's wan whose verdicts `delay_queue` issues after the delay.
 
 Modules, one job each: `topology` (addresses, names), `spec` (what a lab is made of),
 `rules` (iptables and netem text), `namespaces` (commands, finding and removing labs),
-`sockets` (sockets and HTTP inside a namespace), `stun` (Binding with aioice's codec),
+`sockets` (sockets and HTTP inside a namespace), `streams` (asyncio TCP client and
+server and a UDP echo inside a namespace), `stun` (Binding with aioice's codec),
 `delay_queue` (the NFQUEUE client), `lab` (building, running and tearing down one lab)
 and `cli` (`scripts/natlab`).
 """
