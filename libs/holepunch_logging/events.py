@@ -121,6 +121,7 @@ class WorkerEvent(enum.StrEnum):
     PROXY_LISTENING = "proxy_listening"
     PROXY_REFUSED = "proxy_refused"
     UDP_FORWARD_DROPPED = "udp_forward_dropped"
+    DIRECT_PATH_LOST = "direct_path_lost"
 
 
 class DevEvent(enum.StrEnum):

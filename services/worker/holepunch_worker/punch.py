@@ -86,6 +86,10 @@ __all__ = [
 
 Address = tuple[str, int]
 
+# A direct send that the peer's side answers or keeps talking after (a reply, a KEEPALIVE, an
+# echo's answer expect nothing back: their silence says nothing about the path).
+_EXPECTS_TRAFFIC_BACK = frozenset({PeerKind.PROBE, PeerKind.DATA})
+
 MAX_PENDING_ECHOES = 64
 MAX_PLAUSIBLE_RTT_SEC = 60.0
 _KEEPALIVE_SEC = 15.0  # well under Cloud NAT's 30 s UDP idle timeout
@@ -110,10 +114,20 @@ class PunchTimings:
     upgrade_burst: int = 8  # probes per upgrade burst, `interval` apart
     relay_probe_interval: float = 0.5  # relay probes until the relay is confirmed
     rtt_wait: float = 1.0  # how long a report waits for an RTT measurement
+    # Direct, sending, and nothing back this long: PROBEs check the path; unanswered as long
+    # again, the session falls back to the relay (a NAT mapping expired, a path broke).
+    direct_silence: float = 3.0
     drop_summary_interval: float = 10.0  # peer_datagram_dropped at most this often
 
     def __post_init__(self) -> None:
-        for name in ("interval", "deadline", "keepalive", "upgrade_interval", "idle_timeout"):
+        for name in (
+            "interval",
+            "deadline",
+            "keepalive",
+            "upgrade_interval",
+            "idle_timeout",
+            "direct_silence",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
 
@@ -251,6 +265,9 @@ class PunchSession:
         self._next_upgrade: float | None = None
         self._last_burst_at: float | None = None
         self._direct = False
+        self._last_direct_received: float | None = None
+        self._unanswered_since: float | None = None  # the first direct send since the peer spoke
+        self._direct_check_since: float | None = None  # PROBEs asking whether direct still works
         self._last_received: float | None = None
         self._last_sent: dict[PathKind, float] = {}
         self._report_due: float | None = None
@@ -320,6 +337,8 @@ class PunchSession:
                     times.append(self._relay_since + self._t.deadline)
                     if self.relay_available:
                         times.append(self._next_relay_probe)
+        elif self.relay_available:
+            times.append(self._direct_check_due())
         keepalive = self._keepalive_path()
         if keepalive is not None:
             times.append(self._last_sent.get(keepalive, self.started_at) + self._t.keepalive)
@@ -372,6 +391,8 @@ class PunchSession:
         t = self._t
         if self._last_received is not None and now >= self._last_received + t.idle_timeout:
             return self.end(now, "idle")
+        if self._direct and self.relay_available:
+            actions += self._check_direct(now)
         if not self._direct:
             # Punch probes (the first phase) and upgrade bursts.
             probing = self._burst_left > 0 or now < self._punch_until
@@ -491,6 +512,8 @@ class PunchSession:
         actions: list[Action] = []
         if via is PathKind.DIRECT:
             assert addr is not None
+            self._last_direct_received = now
+            self._direct_check_since = self._unanswered_since = None
             actions += self._direct_seen(addr, now)
         elif not self._relay_confirmed:
             self._relay_confirmed = True
@@ -498,6 +521,13 @@ class PunchSession:
             if self.path is PathKind.RELAY:
                 self.state = SessionState.RELAYED
                 self._report_due = now + self._t.rtt_wait
+        if via is PathKind.RELAY and self._direct and self._direct_check_since is None:
+            # The peer talks through the relay while this side is direct: has the direct
+            # path stopped working for it? Ask that path now (moments after an upgrade, the
+            # peer's answer comes at once and nothing moves).
+            self._direct_check_since = now
+            self._next_probe = now + self._t.interval
+            actions += self._send(PeerKind.PROBE, encode_probe_timestamp(now), PathKind.DIRECT, now)
         actions += self._handle(datagram, via, addr, now)
         if self._report_due is not None and self.rtt_ms.get(self.path) is not None:
             actions += self._report(now)
@@ -627,6 +657,14 @@ class PunchSession:
         self._sequence += 1
         self.sent[path] += 1
         self._last_sent[path] = now
+        if (
+            path is PathKind.DIRECT
+            and self._direct
+            and self._unanswered_since is None
+            and kind in _EXPECTS_TRAFFIC_BACK
+            and not (kind is PeerKind.DATA and payload[:1] == bytes([DataKind.ECHO_REPLY]))
+        ):
+            self._unanswered_since = now
         if path is PathKind.RELAY:
             return [SendRelay(self.session_id, data)]
         return [SendUdp(to or self.peer_addr, data)]
@@ -677,6 +715,57 @@ class PunchSession:
         return self._start_burst(now)
 
     # ------------------------------------------------------------------ outcomes
+
+    def _direct_check_due(self) -> float | None:
+        """When `_check_direct` has something to do (None: nothing sent since the peer spoke)."""
+        if self._unanswered_since is None:
+            return None
+        if self._direct_check_since is None:
+            return self._unanswered_since + self._t.direct_silence
+        give_up = self._direct_check_since + self._t.direct_silence
+        return give_up if self._next_probe is None else min(self._next_probe, give_up)
+
+    def _check_direct(self, now: float) -> list[Action]:
+        """Fall back to the relay when the direct path stopped answering.
+
+        Silence alone is normal on an idle path (each side sends a KEEPALIVE on its own
+        schedule), so only silence after this side sent counts, and it is confirmed by
+        PROBEs, which the peer answers at once, before anything moves.
+        """
+        due = self._direct_check_due()
+        if due is None or now < due:
+            return []
+        t = self._t
+        if self._direct_check_since is None:
+            self._direct_check_since = now
+        elif now >= self._direct_check_since + t.direct_silence:
+            return self._fall_back_to_relay(now)
+        self._next_probe = now + t.interval
+        return self._send(PeerKind.PROBE, encode_probe_timestamp(now), PathKind.DIRECT, now)
+
+    def _fall_back_to_relay(self, now: float) -> list[Action]:
+        heard = self._last_direct_received or self.started_at
+        self._direct = False
+        self._direct_check_since = self._unanswered_since = None
+        self._next_probe = None
+        self.path_changes += 1
+        self.rtt_ms.pop(PathKind.DIRECT, None)
+        self._reported = None
+        self._begin_relay(now, "direct_lost")
+        self._next_upgrade = now + self._t.upgrade_interval
+        self.state = SessionState.RELAYED if self._relay_confirmed else SessionState.PUNCHING
+        return [
+            LogEvent(
+                WorkerEvent.DIRECT_PATH_LOST,
+                f"the direct path to {self.peer_id} stopped answering: falling back to the relay",
+                fields=self._fields(
+                    peer_udp_ip=self.peer_addr[0],
+                    peer_udp_port=self.peer_addr[1],
+                    silent_ms=_ms(now - heard),
+                    path=PathKind.RELAY.value,
+                ),
+            )
+        ]
 
     def _begin_relay(self, now: float, reason: str) -> None:
         self.path = PathKind.RELAY
