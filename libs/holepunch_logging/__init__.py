@@ -108,6 +108,9 @@ def configure_logging(
     # uvicorn's own access lines would be one unstructured line per request: our events
     # already say what matters, so keep only its warnings.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # aioquic logs each connection's version, ALPN and close at INFO, unevented: the data
+    # plane's own events (peer_link_*) say the same with the peer's id.
+    logging.getLogger("quic").setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "websockets"):
         logger = logging.getLogger(name)
         logger.handlers.clear()

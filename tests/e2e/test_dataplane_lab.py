@@ -13,9 +13,6 @@ an HTTP server (7003):
     host4 eim        move-a: SOCKS        host5 eim  move-b
                      (UDP between nat4 and nat5 is blocked and unblocked mid-stream)
 
-Known gap, marked xfail (strict: it fails loudly once fixed): a session whose direct path
-dies does not fall back to the relay; the stream is reset instead.
-
 Streams are opened through the source worker's SOCKS proxy by the Python client in
 `holepunch_devtools.socks_client`, or by curl, or through a TCP forward by a plain client.
 """
@@ -181,11 +178,6 @@ async def test_a_stream_survives_relay_to_direct_byte_exact(data_lab: DataLab) -
     assert any(upgrades)
 
 
-@pytest.mark.xfail(
-    reason="a punch session does not fall back from a dead direct path to the relay "
-    "(punch.py): it ends after PUNCH_IDLE_TIMEOUT_SEC and the stream is reset",
-    raises=(ConnectionError, asyncio.IncompleteReadError, AssertionError, TimeoutError),
-)
 async def test_a_stream_survives_direct_to_relay_byte_exact(data_lab: DataLab) -> None:
     """The pair's direct path dies half-way into a transfer (UDP between nat4 and nat5
     blocked, as when a NAT drops the mapping): the session should carry on through the
@@ -210,6 +202,8 @@ async def test_a_stream_survives_direct_to_relay_byte_exact(data_lab: DataLab) -
     assert changed == ["blocked"], "the transfer ended before the path could change"
     assert result.intact
     assert await _path(data_lab, "move-a", "move-b") == "relay"
+    lost = [data_lab.workers[w].events("direct_path_lost") for w in ("move-a", "move-b")]
+    assert any(lost)
 
 
 async def test_a_port_not_in_expose_ports_is_refused_and_nothing_else_is_disturbed(

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import ast
 import enum
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -81,3 +84,21 @@ def test_the_test_helpers_refuse_an_event_no_service_logs() -> None:
     assert catalogued_event("relay_upgraded") == "relay_upgraded"
     with pytest.raises(ValueError, match="'relay_upgradd' is not a log event"):
         catalogued_event("relay_upgradd")
+
+
+def test_aioquic_connection_chatter_is_not_logged_but_its_warnings_are() -> None:
+    # In a process of its own: configure_logging owns the root logger.
+    program = (
+        "import logging; from holepunch_logging import configure_logging; "
+        "configure_logging('holepunch-worker', 'DEBUG'); "
+        "logging.getLogger('quic').info('[abcd] Negotiated protocol version 0x00000001'); "
+        "logging.getLogger('quic').warning('[abcd] something went wrong')"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True
+    ).stdout
+    lines = [json.loads(line) for line in output.splitlines()]
+    from_quic = [
+        line for line in lines if line["logging.googleapis.com/labels"]["python_logger"] == "quic"
+    ]
+    assert [line["message"] for line in from_quic] == ["[abcd] something went wrong"]

@@ -632,15 +632,15 @@ def test_a_direct_path_that_stops_answering_falls_back_to_the_relay_and_upgrades
     blocked = True  # both NATs forgot the mapping
     broke_at = net.now
     net.perform("a", net.session("a").send_data(b"into the void", net.now) or [])
-    net.run_for(2 * TIMINGS.direct_silence + 0.5)
+    net.run_for(2 * TIMINGS.direct_check + 0.5)
     [lost] = net.logs("a", "direct_path_lost")
     assert lost.fields["path"] == "relay"
     assert net.session("a").path is PathKind.RELAY
     # Checked with PROBEs before moving, and no sooner than the silence allows.
-    assert net.now - broke_at >= 2 * TIMINGS.direct_silence
+    assert net.now - broke_at >= 2 * TIMINGS.direct_check
     assert net.echo("a").path is PathKind.RELAY  # the relay carries it on
     # b heard a's echo come through the relay: it asks its direct path, which stays silent.
-    net.run_for(TIMINGS.direct_silence + 0.5)
+    net.run_for(TIMINGS.direct_check + 0.5)
     assert len(net.logs("b", "direct_path_lost")) == 1
     assert net.session("b").path is PathKind.RELAY
     blocked = False
@@ -657,7 +657,7 @@ def test_an_answering_direct_path_is_never_given_up() -> None:
     net.run_for(1.0)
     for _ in range(20):  # traffic one way only: the peer sends nothing unless asked
         net.perform("a", net.session("a").send_data(b"x", net.now) or [])
-        net.run_for(TIMINGS.direct_silence * 0.7)
+        net.run_for(TIMINGS.direct_check * 0.7)
     assert not net.logs("a", "direct_path_lost") and not net.logs("b", "direct_path_lost")
     assert net.session("a").path is PathKind.DIRECT
     probes = [k for k in udp_kinds(net, "a", net.secret) if k is PeerKind.PROBE]

@@ -119,6 +119,12 @@ class PunchTimings:
     direct_silence: float = 3.0
     drop_summary_interval: float = 10.0  # peer_datagram_dropped at most this often
 
+    @property
+    def direct_check(self) -> float:
+        """`direct_silence`, short enough that the check and the move to the relay (twice
+        this) finish well inside `idle_timeout`."""
+        return min(self.direct_silence, self.idle_timeout / 4)
+
     def __post_init__(self) -> None:
         for name in (
             "interval",
@@ -721,8 +727,8 @@ class PunchSession:
         if self._unanswered_since is None:
             return None
         if self._direct_check_since is None:
-            return self._unanswered_since + self._t.direct_silence
-        give_up = self._direct_check_since + self._t.direct_silence
+            return self._unanswered_since + self._t.direct_check
+        give_up = self._direct_check_since + self._t.direct_check
         return give_up if self._next_probe is None else min(self._next_probe, give_up)
 
     def _check_direct(self, now: float) -> list[Action]:
@@ -738,7 +744,7 @@ class PunchSession:
         t = self._t
         if self._direct_check_since is None:
             self._direct_check_since = now
-        elif now >= self._direct_check_since + t.direct_silence:
+        elif now >= self._direct_check_since + t.direct_check:
             return self._fall_back_to_relay(now)
         self._next_probe = now + t.interval
         return self._send(PeerKind.PROBE, encode_probe_timestamp(now), PathKind.DIRECT, now)
