@@ -131,11 +131,6 @@ function drawPaths(picture) {
     at[id] = [cx + radius * Math.cos(angle), cy + radius * Math.sin(angle)];
   });
   const children = [];
-  if (picture.sessions.some((s) => s.state === "relayed")) {
-    children.push(el("svg:g", { class: "relay-node" },
-      el("svg:rect", { x: cx - 38, y: cy - 12, width: 76, height: 24, rx: 5 }),
-      el("svg:text", { x: cx, y: cy + 4, "text-anchor": "middle" }, "relay")));
-  }
   for (const session of picture.sessions) {
     const [ax, ay] = at[session.initiator];
     const [bx, by] = at[session.responder];
@@ -156,6 +151,12 @@ function drawPaths(picture) {
     children.push(el("svg:g", attrs,
       el("svg:title", {}, `${session.initiator} ↔ ${session.responder}: ${session.state} ${rtt}`),
       line, el("svg:text", { x: lx, y: ly - 4, "text-anchor": "middle" }, label)));
+  }
+  if (picture.sessions.some((s) => s.state === "relayed")) { // drawn over the relayed lines
+    children.push(el("svg:g", { class: "relay-node" },
+      el("svg:title", {}, "relayed through the rendezvous"),
+      el("svg:rect", { x: cx - 38, y: cy - 12, width: 76, height: 24, rx: 5 }),
+      el("svg:text", { x: cx, y: cy + 4, "text-anchor": "middle" }, "relay")));
   }
   for (const id of ids) {
     const [x, y] = at[id];
