@@ -17,7 +17,7 @@ from holepunch_rendezvous.ui.changes import (
     worker_left,
 )
 from holepunch_rendezvous.ui.feed import Viewer
-from holepunch_rendezvous.ui.fleet import FleetQuery, QueryError, select
+from holepunch_rendezvous.ui.fleet import FleetCache, FleetQuery, QueryError, select
 from holepunch_rendezvous.ui.login import browser_login
 from holepunch_rendezvous.ui.paths import PathBook
 
@@ -167,3 +167,15 @@ async def test_a_stalled_viewer_is_told_to_resync_instead_of_buffering() -> None
     viewer.close()
     assert await waiting == b""  # closed: the stream ends
     assert await Viewer().next_frames(0.01) == b""  # quiet: a keep-alive is due
+
+
+def test_the_table_cache_serves_a_query_only_for_the_version_it_was_made_for() -> None:
+    cache = FleetCache(size=2)
+    first, second, third = FleetQuery(), FleetQuery(tag="gpu"), FleetQuery(offset=100)
+    cache.put(first, 1, b"one")
+    assert cache.get(first, 1) == b"one"
+    assert cache.get(first, 2) is None  # the fleet changed since
+    cache.put(second, 1, b"two")
+    cache.get(first, 1)  # used: kept
+    cache.put(third, 1, b"three")
+    assert cache.get(second, 1) is None and cache.get(first, 1) == b"one"

@@ -23,6 +23,7 @@ import orjson
 from holepunch_logging import RendezvousEvent, log_event
 
 from holepunch_rendezvous.ui.changes import FleetChange, decode_batch, encode_batch
+from holepunch_rendezvous.ui.fleet import FleetCache
 from holepunch_rendezvous.ui.paths import PathBook
 
 __all__ = ["LiveFeed", "Viewer", "sse_event"]
@@ -101,6 +102,9 @@ class LiveFeed:
         self._flush_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.counters: collections.Counter[str] = collections.Counter()
+        # The fleet's version as the viewers know it: it moves with every batch received.
+        self.version = 0
+        self.tables = FleetCache()
 
     def share_through(self, share: Share) -> None:
         """Send batches through `share` (the store): True when it reached every instance
@@ -156,6 +160,7 @@ class LiveFeed:
             self.paths.apply(change)
             self.recent.append(change)
         self.counters["changes_received"] += len(changes)
+        self.version += 1
         body = payload if not dropped else encode_batch(changes)
         frame = sse_event("changes", body if isinstance(body, bytes) else body.encode())
         for viewer in self._viewers:

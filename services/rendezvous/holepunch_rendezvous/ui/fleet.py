@@ -18,7 +18,15 @@ from holepunch_protocol import PUBLIC_KEY_BYTES, b64url_decode, key_fingerprint
 
 from holepunch_rendezvous.registry import WorkerRecord
 
-__all__ = ["NO_ENDPOINT", "FleetQuery", "QueryError", "fleet_row", "mapping_kind", "select"]
+__all__ = [
+    "NO_ENDPOINT",
+    "FleetCache",
+    "FleetQuery",
+    "QueryError",
+    "fleet_row",
+    "mapping_kind",
+    "select",
+]
 
 # The mapping kind of a worker that has reported no endpoint yet.
 NO_ENDPOINT = "no_endpoint"
@@ -101,14 +109,7 @@ def fleet_row(record: WorkerRecord) -> dict[str, Any]:
     }
 
 
-def _matches(record: WorkerRecord, query: FleetQuery) -> bool:
-    if query.mapping is not None and mapping_kind(record) != query.mapping:
-        return False
-    if query.tag is not None and query.tag not in record.tags:
-        return False
-    if not query.text:
-        return True
-    text = query.text
+def _text_matches(record: WorkerRecord, text: str) -> bool:
     if text in record.worker_id.lower() or any(text in tag for tag in record.tags):
         return True
     endpoint = record.udp_endpoint
@@ -122,15 +123,22 @@ def select(records: Iterable[WorkerRecord], query: FleetQuery) -> dict[str, Any]
     """One page of the table (records in worker_id order), with the counts of every
     mapping kind and tag in the whole fleet for the filters."""
     total = 0
-    mappings: collections.Counter[str] = collections.Counter()
+    mappings = dict.fromkeys(MAPPING_KINDS, 0)
     tags: collections.Counter[str] = collections.Counter()
     matched: list[WorkerRecord] = []
     for record in records:
         total += 1
-        mappings[mapping_kind(record)] += 1
-        tags.update(record.tags)
-        if _matches(record, query):
-            matched.append(record)
+        kind = mapping_kind(record)
+        mappings[kind] += 1
+        if record.tags:
+            tags.update(record.tags)
+        if query.mapping is not None and kind != query.mapping:
+            continue
+        if query.tag is not None and query.tag not in record.tags:
+            continue
+        if query.text and not _text_matches(record, query.text):
+            continue
+        matched.append(record)
     shown = matched[query.offset : query.offset + query.limit]
     return {
         "total": total,
@@ -138,6 +146,31 @@ def select(records: Iterable[WorkerRecord], query: FleetQuery) -> dict[str, Any]
         "offset": query.offset,
         "limit": query.limit,
         "rows": [fleet_row(record) for record in shown],
-        "mappings": {kind: mappings.get(kind, 0) for kind in MAPPING_KINDS},
+        "mappings": mappings,
         "tags": dict(sorted(tags.items())),
     }
+
+
+class FleetCache:
+    """The bodies last served, by query, for one version of the fleet (the feed's count
+    of changes): under churn, viewers looking at the same page cost one selection per
+    batch of changes between them, not one each (~10 ms at 5,000 workers)."""
+
+    def __init__(self, size: int = 32) -> None:
+        self._size = size
+        self._bodies: collections.OrderedDict[FleetQuery, tuple[int, bytes]] = (
+            collections.OrderedDict()
+        )
+
+    def get(self, query: FleetQuery, version: int) -> bytes | None:
+        cached = self._bodies.get(query)
+        if cached is None or cached[0] != version:
+            return None
+        self._bodies.move_to_end(query)
+        return cached[1]
+
+    def put(self, query: FleetQuery, version: int, body: bytes) -> None:
+        self._bodies[query] = (version, body)
+        self._bodies.move_to_end(query)
+        while len(self._bodies) > self._size:
+            self._bodies.popitem(last=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.resources
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
@@ -57,8 +58,14 @@ async def workers(request: Request) -> Response:
         query = FleetQuery.from_params(request.query_params)
     except QueryError as error:
         return JSONResponse({"error": "bad_request", "detail": str(error)}, status_code=400)
-    page_of_all = await request.app.state.rendezvous.store.page(None, None)
-    return JSONResponse(select(page_of_all.records, query), headers=NO_STORE)
+    feed = _feed(request)
+    version = feed.version
+    body = feed.tables.get(query, version)
+    if body is None:
+        everyone = await request.app.state.rendezvous.store.page(None, None)
+        body = orjson.dumps(select(everyone.records, query))
+        feed.tables.put(query, version, body)
+    return Response(body, media_type="application/json", headers=NO_STORE)
 
 
 async def worker(request: Request) -> Response:
