@@ -4,10 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 CHECKOV_VENV := .venv-checkov
-APT_PACKAGES := coturn iptables iproute2 conntrack shellcheck redis-server
+APT_PACKAGES := coturn iptables iproute2 conntrack shellcheck redis-server chromium
 DEMO_ARGS ?=
 
-.PHONY: demo test fuzz bench bench-cluster soak bench-punch lint system-deps clean
+.PHONY: demo test fuzz bench bench-cluster soak bench-punch bench-ui lint system-deps clean
 
 # The runtime distribution with its dev extra, and the dev tools (tools/), which no image installs.
 $(VENV)/.installed: pyproject.toml tools/pyproject.toml
@@ -61,6 +61,11 @@ soak: $(VENV)/.installed system-deps
 # Hole punching in the NAT lab (needs root and network namespaces): docs/punching-lab.md
 bench-punch: $(VENV)/.installed system-deps
 	$(PY) -m holepunch_devtools.punch_bench --count 50
+
+# The fleet page with 5,000 workers in Debian's headless chromium: paint, filter, a viewer's
+# server cost (README, "Fleet page")
+bench-ui: $(VENV)/.installed system-deps
+	$(PY) -m holepunch_devtools.ui_bench
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
