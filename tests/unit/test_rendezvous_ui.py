@@ -16,7 +16,7 @@ from holepunch_rendezvous.ui.changes import (
     encode_batch,
     worker_left,
 )
-from holepunch_rendezvous.ui.feed import Viewer
+from holepunch_rendezvous.ui.feed import LiveFeed, Viewer
 from holepunch_rendezvous.ui.fleet import FleetCache, FleetQuery, QueryError, select
 from holepunch_rendezvous.ui.login import browser_login
 from holepunch_rendezvous.ui.paths import PathBook
@@ -179,3 +179,27 @@ def test_the_table_cache_serves_a_query_only_for_the_version_it_was_made_for() -
     cache.get(first, 1)  # used: kept
     cache.put(third, 1, b"three")
     assert cache.get(second, 1) is None and cache.get(first, 1) == b"one"
+
+
+async def test_drain_sends_what_is_pending_and_then_takes_nothing() -> None:
+    """Before the store closes: a batch sent after it would reopen a Redis connection."""
+    sent: list[bytes] = []
+
+    async def share(payload: bytes) -> bool:
+        sent.append(payload)
+        return True
+
+    feed = LiveFeed(enabled=True, batch_sec=3600.0)  # only drain() sends
+    feed.share_through(share)
+    feed.note([worker_left("a", 1.0)])
+    await feed.drain()
+    assert [decode_batch(payload)[0][0].worker_id for payload in sent] == ["a"]
+    feed.note([worker_left("b", 2.0)])
+    await feed.drain()
+    assert len(sent) == 1
+
+
+def test_a_disabled_feed_takes_nothing() -> None:
+    feed = LiveFeed(enabled=False)
+    feed.note([worker_left("a", 1.0)])  # outside any event loop: not even scheduled
+    assert feed.describe()["enabled"] is False

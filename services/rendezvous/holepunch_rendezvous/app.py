@@ -183,6 +183,7 @@ class Rendezvous:
         self.feed.receive(payload)
 
     async def stop(self) -> None:
+        await self.feed.drain()
         await self.store.stop()
 
     def _websocket_of(self, worker_id: str) -> tuple[WorkerRecord, WebSocket] | None:

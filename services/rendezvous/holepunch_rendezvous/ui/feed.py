@@ -99,7 +99,8 @@ class LiveFeed:
         self._pending: list[FleetChange] = []
         self._viewers: set[Viewer] = set()
         self._share: Share | None = None
-        self._flush_scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._drained = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.counters: collections.Counter[str] = collections.Counter()
         # The fleet's version as the viewers know it: it moves with every batch received.
@@ -114,20 +115,29 @@ class LiveFeed:
     # --- changes in ------------------------------------------------------------------
 
     def note(self, changes: list[FleetChange]) -> None:
-        if not self.enabled or not changes:
+        if not self.enabled or not changes or self._drained:
             return
         self._pending.extend(changes)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_later(self.batch_sec, self._start_flush)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.batch_sec, self._start_flush)
 
     def _start_flush(self) -> None:
         task = asyncio.ensure_future(self._flush())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def drain(self) -> None:
+        """Send what is pending now and take no more changes: the last step before the
+        store closes (a batch sent later would reopen its connection)."""
+        self._drained = True
+        await self._flush()
+        if self._tasks:
+            await asyncio.wait(self._tasks)
+
     async def _flush(self) -> None:
-        self._flush_scheduled = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         batch, self._pending = self._pending, []
         if not batch:
             return
