@@ -275,7 +275,8 @@ class Rendezvous:
         return outcome
 
     async def publish(self, outcome: Outcome) -> None:
-        self.feed.note(changes_of(outcome, self.clock()))
+        if self.feed.enabled:  # nothing is built for a page nobody can open
+            self.feed.note(changes_of(outcome, self.clock()))
         if outcome.changed_record is not None:
             await self.store.save(outcome.changed_record)
         if outcome.created_session is not None:
@@ -686,7 +687,8 @@ def _register(
     rendezvous.connections_per_address[address_key] += 1
     replaced = registry.add(record)
     rendezvous.connections[connection_id] = websocket
-    rendezvous.feed.note([worker_joined(record, rendezvous.clock())])
+    if rendezvous.feed.enabled:
+        rendezvous.feed.note([worker_joined(record, rendezvous.clock())])
     log_event(
         logger,
         RendezvousEvent.WORKER_CONNECTED,
@@ -832,7 +834,8 @@ async def _clean_up(
     rendezvous.connections.pop(connection_id, None)
     was_current = rendezvous.registry.disconnect(worker_id, connection_id)
     if was_current:
-        rendezvous.feed.note([worker_left(worker_id, rendezvous.clock())])
+        if rendezvous.feed.enabled:
+            rendezvous.feed.note([worker_left(worker_id, rendezvous.clock())])
         rendezvous.sessions.end_sessions_of(worker_id, rendezvous.clock())
         if connection.public_key is not None:
             await rendezvous.store.key_left(worker_id, connection.public_key)
