@@ -211,7 +211,7 @@ async def test_the_live_stream_pushes_joins_moves_introductions_and_leaves() -> 
     ):
         first = await register(server, "first", "203.0.113.1", "endpoint_independent")
         joined = await changes.next("worker_joined", worker_id="first")
-        assert joined["row"]["worker_id"] == "first"
+        assert joined["tags"] == []
         second = await register(server, "second", "203.0.113.2", "endpoint_dependent")
         await ask(
             second,
@@ -223,10 +223,7 @@ async def test_the_live_stream_pushes_joins_moves_introductions_and_leaves() -> 
             },
         )
         moved = await changes.next("endpoint_updated", worker_id="second", moved=True)
-        assert (
-            moved["previous"] == "203.0.113.2:4000"
-            and moved["row"]["endpoint"] == "203.0.113.9:4001"
-        )
+        assert moved["previous"] == "203.0.113.2:4000" and moved["endpoint"] == "203.0.113.9:4001"
 
         await first.send(json.dumps({"type": "connect_request", "peer_id": "second"}))
         introduced = await changes.next("introduced")

@@ -74,7 +74,8 @@ def test_a_batch_round_trips_and_malformed_entries_are_dropped_alone() -> None:
     mixed = (
         b'{"changes": [{"kind": "worker_left", "at": 1, "worker_id": "x"}, {"kind": "nope", "at": 1},'
         b' {"kind": "worker_left", "at": true, "worker_id": "y"}, {"kind": "introduced", "at": 1},'
-        b' {"kind": "worker_joined", "at": 1, "worker_id": "z", "row": 3}, 7]}'
+        b' {"kind": "punch_result", "at": 1, "session_id": "s", "worker_id": "z", "peer_id": "y",'
+        b' "status": 1, "path": "direct"}, 7]}'
     )
     changes, dropped = decode_batch(mixed)
     assert [c.worker_id for c in changes] == ["x"] and dropped == 5

@@ -17,7 +17,7 @@ from holepunch_logging import RendezvousEvent
 
 from holepunch_rendezvous.handler import Outcome
 from holepunch_rendezvous.registry import WorkerRecord
-from holepunch_rendezvous.ui.fleet import fleet_row
+from holepunch_rendezvous.ui.fleet import mapping_kind
 
 __all__ = [
     "ChangeKind",
@@ -63,8 +63,9 @@ class FleetChange:
 
 
 def worker_joined(record: WorkerRecord, now: float) -> FleetChange:
+    # Small on purpose: a change is built for every registration; the page reads the row.
     return FleetChange(
-        ChangeKind.WORKER_JOINED, now, {"worker_id": record.worker_id, "row": fleet_row(record)}
+        ChangeKind.WORKER_JOINED, now, {"worker_id": record.worker_id, "tags": list(record.tags)}
     )
 
 
@@ -87,7 +88,8 @@ def changes_of(outcome: Outcome, now: float) -> list[FleetChange]:
                 now,
                 {
                     "worker_id": outcome.changed_record.worker_id,
-                    "row": fleet_row(outcome.changed_record),
+                    "endpoint": f"{fields['udp_ip']}:{fields['udp_port']}",
+                    "mapping": mapping_kind(outcome.changed_record),
                     "moved": bool(fields.get("changed")) and previous is not None,
                     "previous": None
                     if previous is None
@@ -142,20 +144,17 @@ def decode_batch(payload: str | bytes) -> tuple[list[FleetChange], int]:
     return changes, dropped
 
 
+KIND_BY_NAME = {kind.value: kind for kind in ChangeKind}
+
+
 def _decode_change(entry: object) -> FleetChange | None:
     if not isinstance(entry, dict):
         return None
-    try:
-        kind = ChangeKind(str(entry.get("kind")))
-    except ValueError:
+    kind = KIND_BY_NAME.get(entry.pop("kind", None))  # the entry is fresh from the JSON
+    at = entry.pop("at", None)
+    if kind is None or type(at) not in (int, float):
         return None
-    at = entry.get("at")
-    if not isinstance(at, int | float) or isinstance(at, bool):
-        return None
-    if any(not isinstance(entry.get(name), str) for name in REQUIRED_TEXT[kind]):
-        return None
-    row = entry.get("row")
-    if "row" in entry and not isinstance(row, dict):
-        return None
-    fields = {key: value for key, value in entry.items() if key not in ("kind", "at")}
-    return FleetChange(kind, float(at), fields)
+    for name in REQUIRED_TEXT[kind]:
+        if type(entry.get(name)) is not str:
+            return None
+    return FleetChange(kind, float(at), entry)

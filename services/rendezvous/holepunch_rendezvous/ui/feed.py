@@ -147,8 +147,8 @@ class LiveFeed:
         shared = False
         if self._share is not None:
             shared = await self._share(payload)
-        if not shared:
-            self.receive(payload)
+        if not shared:  # this instance's viewers only: no need to read it back
+            self._deliver(batch, payload)
 
     # --- batches out -----------------------------------------------------------------
 
@@ -164,15 +164,17 @@ class LiveFeed:
                 level=logging.WARNING,
                 reason=str(payload)[:200],
             )
-        if not changes:
-            return
+        if changes:
+            body = payload if not dropped else encode_batch(changes)
+            self._deliver(changes, body if isinstance(body, bytes) else body.encode())
+
+    def _deliver(self, changes: list[FleetChange], payload: bytes) -> None:
         for change in changes:
             self.paths.apply(change)
             self.recent.append(change)
         self.counters["changes_received"] += len(changes)
         self.version += 1
-        body = payload if not dropped else encode_batch(changes)
-        frame = sse_event("changes", body if isinstance(body, bytes) else body.encode())
+        frame = sse_event("changes", payload)
         for viewer in self._viewers:
             viewer.push(frame)
 

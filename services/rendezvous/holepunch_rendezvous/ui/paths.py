@@ -87,6 +87,7 @@ class SessionPath:
 class PathBook:
     def __init__(self, max_active: int = MAX_ACTIVE, keep_ended: int = KEEP_ENDED) -> None:
         self._active: dict[str, SessionPath] = {}  # insertion order: oldest first
+        self._by_worker: dict[str, set[str]] = {}  # worker_id -> its active session ids
         self._ended: deque[SessionPath] = deque(maxlen=keep_ended)
         self._results: deque[dict[str, Any]] = deque(maxlen=KEEP_RESULTS)
         self._max_active = max_active
@@ -107,28 +108,40 @@ class PathBook:
                     for key in ("status", "path", "rtt_ms", "reason", "attempts")
                 }
         elif change.kind is ChangeKind.WORKER_LEFT:
-            for session in list(self._active.values()):
-                if change.worker_id in session.members():
-                    self._end(session, change.at)
+            leaving = [self._active[i] for i in self._by_worker.get(change.worker_id, ())]
+            for session in sorted(leaving, key=lambda session: session.created_at):
+                self._end(session, change.at)
 
     def _introduced(self, change: FleetChange) -> None:
         fields = change.fields
         pair = {fields["worker_id"], fields["peer_id"]}
-        for old in list(self._active.values()):  # the pair introduced again: as the table does
-            if set(old.members()) == pair:
+        for session_id in list(self._by_worker.get(fields["worker_id"], ())):
+            old = self._active[session_id]
+            if set(old.members()) == pair:  # the pair introduced again: as the table does
                 self._end(old, change.at)
         if len(self._active) >= self._max_active:
             self._end(next(iter(self._active.values())), change.at)
-        self._active[fields["session_id"]] = SessionPath(
+        session = SessionPath(
             session_id=fields["session_id"],
             initiator=fields["worker_id"],
             responder=fields["peer_id"],
             created_at=change.at,
             relay_first=bool(fields.get("relay_first")),
         )
+        if session.session_id in self._active:  # the same batch twice: keep the first
+            return
+        self._active[session.session_id] = session
+        for member in session.members():
+            self._by_worker.setdefault(member, set()).add(session.session_id)
 
     def _end(self, session: SessionPath, now: float) -> None:
         del self._active[session.session_id]
+        for member in session.members():
+            ids = self._by_worker.get(member)
+            if ids is not None:
+                ids.discard(session.session_id)
+                if not ids:
+                    del self._by_worker[member]
         session.ended_at = now
         self._ended.append(session)
 
@@ -147,7 +160,8 @@ class PathBook:
 
     def of_worker(self, worker_id: str) -> dict[str, Any]:
         """A worker's sessions (active, then recently ended) and how many are relayed."""
-        active = [s for s in self._active.values() if worker_id in s.members()]
+        active = [self._active[i] for i in self._by_worker.get(worker_id, ())]
+        active.sort(key=lambda session: session.created_at)
         ended = [s for s in reversed(self._ended) if worker_id in s.members()]
         settled = [s for s in active if s.state in (PathState.DIRECT, PathState.RELAYED)]
         relayed = sum(1 for s in settled if s.state is PathState.RELAYED)

@@ -295,8 +295,8 @@ function describeChange(change) {
     case "worker_left": return `${change.worker_id} left`;
     case "endpoint_updated":
       return change.moved
-        ? `${change.worker_id} moved ${change.previous} → ${change.row.endpoint}`
-        : `${change.worker_id} reported ${change.row.endpoint} (${MAPPING_LABELS[change.row.mapping]})`;
+        ? `${change.worker_id} moved ${change.previous} → ${change.endpoint}`
+        : `${change.worker_id} reported ${change.endpoint} (${MAPPING_LABELS[change.mapping] || change.mapping})`;
     case "introduced": return `${change.worker_id} introduced to ${change.peer_id}`;
     case "punch_result": {
       const reason = change.reason ? `, ${change.reason}` : "";
