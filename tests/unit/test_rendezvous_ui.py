@@ -125,11 +125,11 @@ def test_a_session_is_drawn_by_what_its_sides_report() -> None:
 
 def test_sessions_end_when_a_member_leaves_or_the_pair_is_introduced_again() -> None:
     book = PathBook()
-    book.apply(introduced("s1", "a", "b"))
-    book.apply(introduced("s2", "b", "a"))
+    book.apply(introduced("s1", "a", "b", at=1.0))
+    book.apply(introduced("s2", "b", "a", at=2.0))
     assert [s["session_id"] for s in book.picture()["sessions"]] == ["s2"]
-    book.apply(introduced("s3", "a", "c"))
-    book.apply(worker_left("a", 3.0))
+    book.apply(introduced("s3", "a", "c", at=3.0))
+    book.apply(worker_left("a", 4.0))
     assert book.picture()["active"] == 0
     ended = [s["session_id"] for s in book.of_worker("a")["ended_sessions"]]
     assert ended == ["s3", "s2", "s1"]
