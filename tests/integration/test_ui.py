@@ -311,3 +311,27 @@ async def test_a_taken_port_is_a_config_invalid_line_and_exit_status_2() -> None
     finally:
         holder.close()
         await holder.wait_closed()
+
+
+async def test_sigterm_ends_the_viewers_streams_and_the_process_exits_0() -> None:
+    port = free_tcp_port()
+    env = {"PORT": str(port), "HOST": "127.0.0.1", "AUTH_MODE": "none", "DEBUG_ENDPOINTS": "1"}
+    service = await start_service("holepunch_rendezvous", env)
+    try:
+        await service.wait_for_event("server_started", port=port)
+        async with (
+            httpx.AsyncClient(timeout=10) as http,
+            http.stream("GET", f"http://127.0.0.1:{port}/ui/api/live") as response,
+        ):
+            lines = response.aiter_lines()
+            assert [await anext(lines) for _ in range(3)][:2] == ["retry: 1000", "event: hello"]
+            started = time.monotonic()
+            service.process.terminate()
+            remaining = [line async for line in lines]  # the stream ends: no keep-alive wait
+            assert all(not line.startswith("data:") for line in remaining)
+        assert await service.stop(timeout=10) == 0
+        assert time.monotonic() - started < 5
+    finally:
+        if service.process.returncode is None:
+            service.process.kill()
+            await service.process.wait()
