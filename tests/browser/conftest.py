@@ -23,8 +23,11 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
 
 def chromium_executable() -> str:
     path = os.environ.get("HOLEPUNCH_CHROMIUM") or shutil.which("chromium")
-    if path is None:
-        skip_or_fail("chromium not found: apt-get install chromium (or set HOLEPUNCH_CHROMIUM)")
+    if path is None or not os.access(path, os.X_OK):
+        skip_or_fail(
+            f"chromium not found ({path or 'not on PATH'}): apt-get install chromium "
+            "(or set HOLEPUNCH_CHROMIUM to a Chromium binary)"
+        )
     return path
 
 
