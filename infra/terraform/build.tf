@@ -6,6 +6,7 @@ locals {
     _REPOSITORY         = var.artifact_repository_id
     _RENDEZVOUS_SERVICE = var.rendezvous_service_name
     _WORKER_SERVICE     = var.worker_service_name
+    _WORKER_HOST        = var.worker_host
   }
   build_source_staging_dir = "gs://${google_storage_bucket.build_source.name}/source"
 }

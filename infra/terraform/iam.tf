@@ -4,8 +4,8 @@
 # Cloud Run collects itself. The worker may invoke the rendezvous (auth_mode = "iam",
 # run.tf), and each account may read only the secrets its service's env names (token
 # mode, admin token). The Cloud Build account can read the build
-# source, push images to our repository, write build logs, update our two services and
-# act as their runtime accounts; nothing more.
+# source, push images to our repository, write build logs, update our services and
+# worker pool and act as their runtime accounts; nothing more.
 resource "google_service_account" "rendezvous" {
   account_id   = "${var.name_prefix}-rendezvous"
   display_name = "holepunch rendezvous (Cloud Run runtime)"
@@ -32,10 +32,11 @@ locals {
     rendezvous = google_service_account.rendezvous.name
     worker     = google_service_account.worker.name
   }
-  services = {
-    rendezvous = module.rendezvous.name
-    worker     = module.worker.name
-  }
+  # The Cloud Run services Cloud Build deploys to; a worker pool has its own grant below.
+  services = merge(
+    { rendezvous = module.rendezvous.name },
+    local.worker_on_pool ? {} : { worker = module.worker[0].name },
+  )
   build_member = "serviceAccount:${google_service_account.build.email}"
 
   # One secretAccessor grant per (service, secret env var), on that secret only.
@@ -77,12 +78,21 @@ resource "google_artifact_registry_repository_iam_member" "build_writer" {
   member     = local.build_member
 }
 
-# Deploy rights on our two services only (not project-wide).
+# Deploy rights on our services and worker pool only (not project-wide).
 resource "google_cloud_run_v2_service_iam_member" "build_developer" {
   for_each = local.services
 
   location = var.region
   name     = each.value
+  role     = "roles/run.developer"
+  member   = local.build_member
+}
+
+resource "google_cloud_run_v2_worker_pool_iam_member" "build_developer" {
+  count = local.worker_on_pool ? 1 : 0
+
+  location = module.worker_pool[0].location
+  name     = module.worker_pool[0].name
   role     = "roles/run.developer"
   member   = local.build_member
 }

@@ -74,8 +74,10 @@ locals {
     startup  = { path = "/livez", period_seconds = 5, timeout_seconds = 3, failure_threshold = 12 }
     liveness = { path = "/livez", period_seconds = 30, timeout_seconds = 5, failure_threshold = 3 }
   }
-  # Direct VPC egress can take a minute to work after start: allow two.
-  worker_startup_probe = { path = "/", period_seconds = 5, timeout_seconds = 3, failure_threshold = 24 }
+  # /readyz answers 200 only once STUN has answered or the rendezvous has acknowledged the
+  # worker, so the probe proves egress through Cloud NAT works. Direct VPC egress can take
+  # a minute to work after start: allow two.
+  worker_startup_probe = { path = "/readyz", port = local.worker_http_port, period_seconds = 5, timeout_seconds = 3, failure_threshold = 24 }
   # Environment variables read from Secret Manager: name => { secret, version }. These
   # values never pass through Terraform (nor its state): Cloud Run reads them at start.
   rendezvous_secret_env = merge(
@@ -84,6 +86,8 @@ locals {
   )
   worker_secret_env = var.auth_mode == "token" ? { RENDEZVOUS_TOKEN = var.rendezvous_token_secret } : {}
   container_port    = 8080
+  # The worker's own HTTP server (/readyz, /status), on the loopback the sidecars share.
+  worker_http_port = local.container_port
 
   # AUTH_MODE=iam: the worker fetches an ID token whose audience is RENDEZVOUS_SERVICE_URL,
   # which the module call adds (it is the rendezvous's URL, known after it is created).
@@ -92,7 +96,20 @@ locals {
     STUN_SERVERS     = join(",", var.stun_servers)
     STUN_REFRESH_SEC = tostring(var.stun_refresh_sec)
     AUTH_MODE        = var.auth_mode
-  }, local.worker_tags_env)
+  }, local.worker_tags_env, local.data_plane_env)
+
+  # The data plane's settings (README, data plane), each only when given. The applications'
+  # ports are exposed to peers with those the operator lists.
+  # In numeric order (sort() orders text: zero-padded first).
+  expose_ports     = [for port in sort(distinct([for port in concat(var.worker_data_plane.expose_ports, flatten(var.app_containers[*].ports)) : format("%05d", port)])) : tostring(tonumber(port))]
+  expose_udp_ports = [for port in sort(distinct([for port in var.worker_data_plane.expose_udp_ports : format("%05d", port)])) : tostring(tonumber(port))]
+  data_plane_env = { for name, value in {
+    EXPOSE_PORTS     = join(",", local.expose_ports)
+    EXPOSE_UDP_PORTS = join(",", local.expose_udp_ports)
+    SOCKS_LISTEN     = coalesce(var.worker_data_plane.socks_listen, "-")
+    TCP_FORWARDS     = join(",", var.worker_data_plane.tcp_forwards)
+    UDP_FORWARDS     = join(",", var.worker_data_plane.udp_forwards)
+  } : name => value if value != "" && value != "-" }
 
   # Each service's revision and container, from variables only (the module calls add what
   # comes from other resources).
@@ -133,6 +150,36 @@ locals {
     }
     startup_probe = local.worker_startup_probe
   }
+
+  # The worker pool's container: no port to serve (no ingress) and CPU always allocated,
+  # so neither is set; the startup probe names the worker's HTTP port itself.
+  worker_pool_container = {
+    image         = var.placeholder_image
+    resources     = { cpu = var.worker_resources.cpu, memory = var.worker_resources.memory }
+    startup_probe = local.worker_startup_probe
+  }
+
+  # The application beside the worker: sidecars started once the worker is ready, on
+  # the loopback they share with it. Sidecars have no port Cloud Run sends requests to.
+  app_containers = {
+    for app in var.app_containers : app.name => {
+      image      = app.image
+      command    = app.command
+      args       = app.args
+      env        = app.env
+      resources  = { cpu = app.resources.cpu, memory = app.resources.memory }
+      depends_on = ["worker"]
+    }
+  }
+  app_service_containers = {
+    for name, app in local.app_containers : name => merge(app, {
+      resources = merge(app.resources, { cpu_idle = false, startup_cpu_boost = true })
+    })
+  }
+
+  worker_on_pool = var.worker_host == "worker_pool"
+  # The workers that should be registered: the alert on fewer (alerts.tf).
+  expected_workers = coalesce(var.expected_workers, local.worker_on_pool ? var.worker_instance_count : var.worker_min_instances)
 }
 
 # Log-based metrics (observability.tf).
@@ -145,19 +192,61 @@ locals {
     worker     = var.worker_service_name
   }
 
-  # One counter per catalogue query that declares a metric, selecting on the resource
-  # type, the service name and jsonPayload.event, exactly as scripts/logs does.
+  # Where each service's logs are: a worker pool logs under its own resource type.
+  log_resources = {
+    rendezvous = local.log_catalog.resource_types.service
+    worker     = local.log_catalog.resource_types[local.worker_on_pool ? "worker_pool" : "service"]
+  }
+
+  # One metric per catalogue query that declares one, selecting on the resource type, the
+  # service's (or worker pool's) name and jsonPayload.event, exactly as scripts/logs does.
+  # A counter, or with value_field a distribution of that field's values.
   log_metrics = {
     for key, q in local.log_catalog.queries : q.metric.name => {
       query       = key
       title       = q.metric.title
       description = q.description
       labels      = q.metric.labels
+      value_field = try(q.metric.value_field, null)
       filter = join(" AND ", [
-        "resource.type=\"${local.log_catalog.resource_type}\"",
-        "resource.labels.service_name=\"${local.service_names[q.service]}\"",
+        "resource.type=\"${local.log_resources[q.service].type}\"",
+        "resource.labels.${local.log_resources[q.service].name_label}=\"${local.service_names[q.service]}\"",
         length(q.events) == 1 ? "jsonPayload.event=\"${q.events[0]}\"" : "jsonPayload.event=(${join(" OR ", formatlist("\"%s\"", q.events))})",
       ])
     } if can(q.metric)
   }
+}
+
+# The dashboard's tiles (observability.tf): two columns of charts, in chart order. The
+# Monitoring API drops xPos and yPos when they are 0, so writing them makes a permanent
+# diff (provider issue #16173): a tile in the first column or row leaves them out.
+locals {
+  dashboard_chart_count = 2 + (local.worker_on_pool ? 1 : 0) + length(local.log_metrics)
+  dashboard_tile_layout = [
+    for i in range(local.dashboard_chart_count) : merge(
+      { width = 24, height = 16 },
+      i % 2 == 0 ? {} : { xPos = 24 },
+      floor(i / 2) == 0 ? {} : { yPos = floor(i / 2) * 16 },
+    )
+  ]
+}
+
+# Alert policies (alerts.tf): the saved log query (log_queries.json) each one's
+# documentation tells the operator to run first, and the worker's monitored resource.
+locals {
+  alert_first_queries = {
+    rendezvous_unavailable = "rendezvous-lifecycle"
+    workers_below_expected = "disconnects"
+    punch_failures         = "punch-results"
+    relay_share            = "punching"
+    nat_failures           = "stun-failures"
+    worker_restarts        = "worker-lifecycle"
+  }
+  worker_monitored_resource = local.worker_on_pool ? (
+    "resource.type=\"cloud_run_worker_pool\" AND resource.labels.worker_pool_name=\"${var.worker_service_name}\""
+    ) : (
+    "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${var.worker_service_name}\""
+  )
+  # scripts/logs with this deployment's names, for the alerts' documentation.
+  logs_command = "scripts/logs --project=${var.project_id} --rendezvous-service=${var.rendezvous_service_name} --worker-service=${var.worker_service_name}"
 }

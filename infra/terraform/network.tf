@@ -1,4 +1,4 @@
-# VPC with custom subnets only, the one regional subnet the worker's Direct VPC egress uses, and its Cloud Router.
+# VPC with custom subnets only: the workers' subnet (Cloud NAT), the rendezvous's own with the shared registry, and the Cloud Router.
 resource "google_compute_network" "vpc" {
   name                    = "${var.name_prefix}-vpc"
   auto_create_subnetworks = false
@@ -14,6 +14,23 @@ resource "google_compute_subnetwork" "workers" {
   region                   = var.region
   network                  = google_compute_network.vpc.id
   ip_cidr_range            = var.subnet_cidr
+  private_ip_google_access = true
+}
+
+# The rendezvous's Direct VPC egress (shared registry only: it then reaches Memorystore's
+# private address). Its own subnet, not the workers': Cloud NAT serves only the workers'
+# (nat.tf lists it alone), as Google advises for private-ranges-only egress. Made only
+# with the shared registry: without it the rendezvous has no VPC access at all, and an
+# unused range would only be one more to keep free.
+resource "google_compute_subnetwork" "rendezvous" {
+  # checkov:skip=CKV_GCP_26: VPC flow logs are off to save cost; the rendezvous's only VPC traffic is to Memorystore.
+  # checkov:skip=CKV_GCP_76: IPv6 is not used: Memorystore is reached over its private IPv4 address.
+  count = local.registry_count
+
+  name                     = "${var.name_prefix}-rendezvous"
+  region                   = var.region
+  network                  = google_compute_network.vpc.id
+  ip_cidr_range            = var.rendezvous_subnet_cidr
   private_ip_google_access = true
 }
 

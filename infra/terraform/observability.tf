@@ -7,9 +7,24 @@ resource "google_logging_metric" "events" {
   description = each.value.description
   filter      = each.value.filter
 
+  # A counter of matching entries, or the distribution of one numeric field (value_field).
+  value_extractor = each.value.value_field == null ? null : "EXTRACT(jsonPayload.${each.value.value_field})"
+
+  dynamic "bucket_options" {
+    for_each = each.value.value_field == null ? [] : [each.value.value_field]
+    content {
+      # Exact up to 64, then one bucket a step of 64: registries of up to 4,096 workers.
+      linear_buckets {
+        num_finite_buckets = 128
+        width              = 1
+        offset             = 0
+      }
+    }
+  }
+
   metric_descriptor {
     metric_kind  = "DELTA"
-    value_type   = "INT64"
+    value_type   = each.value.value_field == null ? "INT64" : "DISTRIBUTION"
     unit         = "1"
     display_name = "holepunch: ${each.value.title}"
 
@@ -30,6 +45,8 @@ resource "google_logging_metric" "events" {
 
 locals {
   run_filter = "resource.type=\"cloud_run_revision\" resource.label.service_name=one_of(\"${var.rendezvous_service_name}\",\"${var.worker_service_name}\")"
+  # A worker pool's instances are reported under its own resource type.
+  worker_pool_filter = "resource.type=\"cloud_run_worker_pool\" resource.label.worker_pool_name=\"${var.worker_service_name}\""
 
   dashboard_charts = concat(
     [
@@ -37,20 +54,33 @@ locals {
         title    = "Requests per service (WebSocket registrations and health checks)"
         filter   = "metric.type=\"run.googleapis.com/request_count\" ${local.run_filter}"
         aligner  = "ALIGN_SUM"
+        reducer  = "REDUCE_SUM"
         group_by = ["resource.label.service_name"]
       },
       {
         title    = "Instances per service"
         filter   = "metric.type=\"run.googleapis.com/container/instance_count\" ${local.run_filter}"
         aligner  = "ALIGN_MAX"
+        reducer  = "REDUCE_SUM"
         group_by = ["resource.label.service_name", "metric.label.state"]
       },
     ],
+    local.worker_on_pool ? [
+      {
+        title    = "Worker pool instances"
+        filter   = "metric.type=\"run.googleapis.com/container/instance_count\" ${local.worker_pool_filter}"
+        aligner  = "ALIGN_MAX"
+        reducer  = "REDUCE_SUM"
+        group_by = ["metric.label.state"]
+      },
+    ] : [],
     [
       for name, m in local.log_metrics : {
-        title    = m.title
-        filter   = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.events[name].name}\" resource.type=\"cloud_run_revision\""
-        aligner  = "ALIGN_SUM"
+        title  = m.title
+        filter = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.events[name].name}\" resource.type=\"${local.log_resources[local.log_catalog.queries[m.query].service].type}\""
+        # A distribution (value_field) is charted by its median, per series.
+        aligner  = m.value_field == null ? "ALIGN_SUM" : "ALIGN_PERCENTILE_50"
+        reducer  = m.value_field == null ? "REDUCE_SUM" : "REDUCE_NONE"
         group_by = [for label in m.labels : "metric.label.${label}"]
       }
     ],
@@ -60,12 +90,9 @@ locals {
     displayName = "holepunch (${var.name_prefix})"
     mosaicLayout = {
       columns = 48
+      # Positions and sizes: local.dashboard_tile_layout (locals.tf).
       tiles = [
-        for i, chart in local.dashboard_charts : {
-          xPos   = (i % 2) * 24
-          yPos   = floor(i / 2) * 16
-          width  = 24
-          height = 16
+        for i, chart in local.dashboard_charts : merge(local.dashboard_tile_layout[i], {
           widget = {
             title = chart.title
             xyChart = {
@@ -77,7 +104,7 @@ locals {
                     aggregation = {
                       alignmentPeriod    = "60s"
                       perSeriesAligner   = chart.aligner
-                      crossSeriesReducer = "REDUCE_SUM"
+                      crossSeriesReducer = chart.reducer
                       groupByFields      = chart.group_by
                     }
                   }
@@ -85,7 +112,7 @@ locals {
               }]
             }
           }
-        }
+        })
       ]
     }
   }

@@ -3,6 +3,20 @@ locals {
   deploy_substitutions = join(",", [for k, v in local.build_substitutions : "${k}=${v}"])
 }
 
+output "alert_policies" {
+  description = "Names of the Cloud Monitoring alert policies (Monitoring > Alerting), by alert; docs/alerts.md says what each means and what to run first."
+  value = merge(
+    {
+      rendezvous_unavailable = google_monitoring_alert_policy.rendezvous_unavailable.name
+      punch_failures         = google_monitoring_alert_policy.punch_failures.name
+      relay_share            = google_monitoring_alert_policy.relay_share.name
+      nat_failures           = google_monitoring_alert_policy.nat_failures.name
+      worker_restarts        = google_monitoring_alert_policy.worker_restarts.name
+    },
+    { for policy in google_monitoring_alert_policy.workers_below_expected : "workers_below_expected" => policy.name },
+  )
+}
+
 output "build_service_account" {
   description = "Resource name of the Cloud Build deployer account (for `gcloud builds submit --service-account`)."
   value       = google_service_account.build.id
@@ -24,7 +38,7 @@ output "dashboard_id" {
 }
 
 output "deploy_command" {
-  description = "Builds, tests and deploys both services from the repository root (what scripts/deploy runs)."
+  description = "Builds, tests and deploys the rendezvous and the worker (service or worker pool) from the repository root (what scripts/deploy runs)."
   value       = "gcloud builds submit --project=${var.project_id} --region=${var.region} --config=cloudbuild.yaml --service-account=${google_service_account.build.id} --gcs-source-staging-dir=${local.build_source_staging_dir} --substitutions=COMMIT_SHA=$(git rev-parse HEAD),${local.deploy_substitutions} ."
 }
 
@@ -47,8 +61,8 @@ output "logs_commands" {
   description = "Commands that read the services' logs."
   value = {
     rendezvous = "gcloud logging read 'resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${var.rendezvous_service_name}\"' --project=${var.project_id} --freshness=1h --limit=50"
-    worker     = "gcloud logging read 'resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${var.worker_service_name}\"' --project=${var.project_id} --freshness=1h --limit=50"
-    saved      = "scripts/logs --project=${var.project_id} list"
+    worker     = "gcloud logging read '${local.worker_monitored_resource}' --project=${var.project_id} --freshness=1h --limit=50"
+    saved      = "${local.logs_command} list"
   }
 }
 
@@ -90,10 +104,20 @@ output "shared_registry" {
 
 output "verify_command" {
   description = "Runs the deployment checklist against the live services."
-  value       = "scripts/verify --project=${var.project_id} --region=${var.region} --url=${module.rendezvous.uri}"
+  # /debug/list_workers needs DEBUG_ENDPOINTS and an ADMIN_TOKEN: skipped when they are off.
+  value = join(" ", concat(
+    ["scripts/verify --project=${var.project_id} --region=${var.region} --url=${module.rendezvous.uri}"],
+    ["--rendezvous-service=${var.rendezvous_service_name} --worker-service=${var.worker_service_name}"],
+    var.debug_endpoints ? [] : ["--skip-debug"],
+  ))
+}
+
+output "worker_host" {
+  description = "What runs the workers: \"worker_pool\" or \"service\" (worker_host)."
+  value       = var.worker_host
 }
 
 output "worker_service_name" {
-  description = "Name of the worker Cloud Run service."
-  value       = module.worker.name
+  description = "Name of the worker's Cloud Run worker pool, or service with worker_host = \"service\"."
+  value       = local.worker_on_pool ? module.worker_pool[0].name : module.worker[0].name
 }

@@ -1,8 +1,9 @@
-# Cloud Run v2 services: the rendezvous (private under IAM), and the worker whose UDP leaves through Cloud NAT.
+# Cloud Run v2: the rendezvous service (private under IAM), and the workers, on a worker pool or a service, whose UDP leaves through Cloud NAT.
 #
-# Terraform owns the services; Cloud Build owns the image. Both are made by
-# modules/cloud-run-service and start from var.placeholder_image, so the first apply works
-# before any image of ours exists; the module ignores the image on later applies.
+# Terraform owns the services and the pool; Cloud Build owns the rendezvous's and the
+# worker's image. They are made by modules/cloud-run-service and
+# modules/cloud-run-worker-pool and start from var.placeholder_image, so the first apply
+# works before any image of ours exists; the modules ignore that image on later applies.
 
 module "rendezvous" {
   source = "./modules/cloud-run-service"
@@ -14,18 +15,26 @@ module "rendezvous" {
   deletion_protection = var.deletion_protection
   service_account     = google_service_account.rendezvous.email
   revision            = local.rendezvous_revision
+  # The revision's cap alone lets a rollout run an old and a new instance side by side,
+  # each with half the in-memory registry: this one caps all revisions together.
+  max_instance_count = var.rendezvous_max_instances
+  # Public only with auth_mode = "token" (variables.tf refuses it with "iam"): then the
+  # shared RENDEZVOUS_TOKEN, not Cloud Run's IAM check, gates the workers. No allUsers
+  # binding, which the domain-restricted-sharing org policy refuses.
+  invoker_iam_disabled = var.rendezvous_public
   containers = {
     rendezvous = merge(local.rendezvous_container, {
       env_from_secrets = merge(local.rendezvous_secret_env, local.registry_secret_env)
     })
   }
-  # Shared registry only: Direct VPC egress into our subnet for private ranges only, so
+  # Shared registry only: Direct VPC egress into its own subnet (outside Cloud NAT's
+  # list, network.tf) for private ranges only, so
   # the rendezvous reaches Memorystore's private IP while everything else (its
   # answers, Google APIs) leaves as before. Ingress is unchanged.
   vpc_access = local.registry_enabled ? {
     egress     = "PRIVATE_RANGES_ONLY"
     network    = google_compute_network.vpc.id
-    subnetwork = google_compute_subnetwork.workers.id
+    subnetwork = google_compute_subnetwork.rendezvous[0].id
   } : null
 
   # A revision whose env reads a secret fails to deploy until its account may read it.
@@ -36,8 +45,10 @@ module "rendezvous" {
   ]
 }
 
+# The worker on a Cloud Run service (worker_host = "service"), with the application's sidecars.
 module "worker" {
   source = "./modules/cloud-run-service"
+  count  = local.worker_on_pool ? 0 : 1
 
   name                = var.worker_service_name
   region              = var.region
@@ -46,12 +57,13 @@ module "worker" {
   deletion_protection = var.deletion_protection
   service_account     = google_service_account.worker.email
   revision            = local.worker_revision
-  containers = {
+  primary_container   = "worker"
+  containers = merge(local.app_service_containers, {
     worker = merge(local.worker_container, {
       env              = merge(local.worker_env, { RENDEZVOUS_SERVICE_URL = module.rendezvous.uri })
       env_from_secrets = local.worker_secret_env
     })
-  }
+  })
   # Direct VPC egress for all traffic: the worker's UDP leaves through our Cloud NAT
   # (endpoint-independent mapping), not through Cloud Run's shared egress.
   vpc_access = {
@@ -69,6 +81,38 @@ module "worker" {
   ]
 }
 
+# The worker on a Cloud Run worker pool (worker_host = "worker_pool", the default): a fixed
+# number of long-lived instances, no ingress, the same egress, env and sidecars.
+module "worker_pool" {
+  source = "./modules/cloud-run-worker-pool"
+  count  = local.worker_on_pool ? 1 : 0
+
+  name                = var.worker_service_name
+  region              = var.region
+  description         = "holepunch workers: each holds a UDP socket, learns its public endpoint through STUN and registers it with the rendezvous."
+  deletion_protection = var.deletion_protection
+  service_account     = google_service_account.worker.email
+  instance_count      = var.worker_instance_count
+  primary_container   = "worker"
+  containers = merge(local.app_containers, {
+    worker = merge(local.worker_pool_container, {
+      env              = merge(local.worker_env, { RENDEZVOUS_SERVICE_URL = module.rendezvous.uri })
+      env_from_secrets = local.worker_secret_env
+    })
+  })
+  vpc_access = {
+    egress     = "ALL_TRAFFIC"
+    network    = google_compute_network.vpc.id
+    subnetwork = google_compute_subnetwork.workers.id
+  }
+
+  depends_on = [
+    google_project_service.apis["run.googleapis.com"],
+    google_compute_router_nat.nat,
+    google_secret_manager_secret_iam_member.runtime_accessor,
+  ]
+}
+
 # The services were root resources before modules/cloud-run-service: these keep an existing
 # deployment's services (and their URLs) instead of destroying and re-creating them.
 moved {
@@ -78,18 +122,13 @@ moved {
 
 moved {
   from = google_cloud_run_v2_service.worker
-  to   = module.worker.google_cloud_run_v2_service.service
+  to   = module.worker[0].google_cloud_run_v2_service.service
 }
 
-# Open to anyone only with auth_mode = "token" (variables.tf refuses it with "iam"):
-# then the shared RENDEZVOUS_TOKEN, not Cloud Run's IAM check, gates the workers.
-resource "google_cloud_run_v2_service_iam_member" "rendezvous_public" {
-  count = var.rendezvous_public ? 1 : 0
-
-  location = module.rendezvous.location
-  name     = module.rendezvous.name
-  role     = "roles/run.invoker"
-  member   = "allUsers"
+# module.worker gained a count with worker_host: the existing service is its instance 0.
+moved {
+  from = module.worker
+  to   = module.worker[0]
 }
 
 # auth_mode = "iam": the worker's own identity is what lets it through Cloud Run's front end.

@@ -16,11 +16,93 @@ variable "admin_token_secret" {
   }
 }
 
+variable "alert_notification_channels" {
+  description = "Cloud Monitoring notification channels (projects/<project>/notificationChannels/<id>, made in the console or with gcloud) that every alert policy notifies. Empty (the default): the policies still open incidents, visible in Monitoring > Alerting, but notify no one."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for c in var.alert_notification_channels : can(regex("^projects/[a-z0-9-]+/notificationChannels/[0-9]+$", c))])
+    error_message = "alert_notification_channels must be notification channel names such as projects/my-project/notificationChannels/1234567890."
+  }
+}
+
+variable "alert_thresholds" {
+  description = "When the alert policies (alerts.tf, docs/alerts.md) fire: rendezvous 5xx responses per minute (rendezvous_5xx_per_min), the share of punch results over 15 minutes that failed (punch_failure_share) or went through the relay (relay_share), both only once at least min_punch_results were reported, NAT packets dropped per minute (nat_dropped_packets_per_min), and worker starts per hour beyond the expected workers (worker_restarts_per_hour)."
+  type = object({
+    rendezvous_5xx_per_min      = optional(number, 5)
+    punch_failure_share         = optional(number, 0.2)
+    relay_share                 = optional(number, 0.5)
+    min_punch_results           = optional(number, 10)
+    nat_dropped_packets_per_min = optional(number, 10)
+    worker_restarts_per_hour    = optional(number, 3)
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition = alltrue([
+      for share in [var.alert_thresholds.punch_failure_share, var.alert_thresholds.relay_share] : share > 0 && share <= 1
+    ])
+    error_message = "alert_thresholds.punch_failure_share and relay_share must be shares above 0 and at most 1 (0.2 = 20 %)."
+  }
+
+  validation {
+    condition = alltrue([
+      for count in [
+        var.alert_thresholds.rendezvous_5xx_per_min,
+        var.alert_thresholds.min_punch_results,
+        var.alert_thresholds.nat_dropped_packets_per_min,
+        var.alert_thresholds.worker_restarts_per_hour,
+      ] : count >= 0 && count <= 1000000
+    ])
+    error_message = "alert_thresholds.rendezvous_5xx_per_min, min_punch_results, nat_dropped_packets_per_min and worker_restarts_per_hour must be from 0 to 1000000."
+  }
+}
+
 variable "allow_keyless_workers" {
   description = "ALLOW_KEYLESS_WORKERS of the rendezvous: serve workers of the original design that prove no key (listed as keyless, introduced with a null key). Off: every worker must prove its key, so a client holding the shared credential cannot take over another worker's id. Turn on only while old workers are replaced."
   type        = bool
   default     = false
   nullable    = false
+}
+
+variable "app_containers" {
+  description = "The application beside the worker: sidecar containers in the worker's pool (or service), sharing its loopback, so the application reaches peers through the worker's SOCKS proxy and forwards (worker_data_plane) and serves peers on its own ports. Each: name, image, optional command and args, env, ports (TCP ports it listens on loopback; they are added to the worker's EXPOSE_PORTS, so peers may open streams to them), resources (cpu, memory). They start after the worker is ready (its /readyz). Images here are Terraform's: Cloud Build deploys only the worker's. Empty (the default): the worker alone."
+  type = list(object({
+    name    = string
+    image   = string
+    command = optional(list(string))
+    args    = optional(list(string))
+    env     = optional(map(string), {})
+    ports   = optional(list(number), [])
+    resources = optional(object({
+      cpu    = optional(string, "1")
+      memory = optional(string, "512Mi")
+    }), {})
+  }))
+  default  = []
+  nullable = false
+
+  validation {
+    condition = length(var.app_containers) <= 9 && alltrue([
+      for app in var.app_containers : can(regex("^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$", app.name)) && app.name != "worker" && length(app.image) > 0
+    ]) && length(distinct([for app in var.app_containers : app.name])) == length(var.app_containers)
+    error_message = "app_containers: at most 9 (the worker makes 10, Cloud Run's limit), each with a distinct name of lowercase letters, digits and hyphens (not \"worker\") and an image."
+  }
+
+  validation {
+    condition = alltrue(flatten([
+      for app in var.app_containers : [for port in app.ports : port >= 1 && port <= 65535 && floor(port) == port && port != 8080]
+    ])) && length(distinct(flatten(var.app_containers[*].ports))) == length(flatten(var.app_containers[*].ports))
+    error_message = "app_containers ports must be whole numbers from 1 to 65535, each listed once across all containers, and not 8080 (the worker's own HTTP port on the shared loopback)."
+  }
+
+  validation {
+    condition     = alltrue([for app in var.app_containers : length(setintersection(keys(app.env), ["PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"])) == 0])
+    error_message = "app_containers env must not set PORT, K_SERVICE, K_REVISION or K_CONFIGURATION: Cloud Run reserves them."
+  }
 }
 
 variable "artifact_keep_count" {
@@ -87,10 +169,21 @@ variable "debug_endpoints" {
 }
 
 variable "deletion_protection" {
-  description = "Cloud Run deletion protection on both services: while true, `terraform destroy` cannot delete them (set false first, apply, then destroy)."
+  description = "Cloud Run deletion protection on the rendezvous and the worker pool or service: while true, `terraform destroy` (or switching worker_host) cannot delete them (set false first, apply, then destroy)."
   type        = bool
   default     = true
   nullable    = false
+}
+
+variable "expected_workers" {
+  description = "How many workers should be registered with the rendezvous; fewer opens the \"registered workers below expected\" alert. null (the default): worker_instance_count with the worker pool, worker_min_instances with the service."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.expected_workers == null || try(var.expected_workers >= 0 && floor(var.expected_workers) == var.expected_workers, false)
+    error_message = "expected_workers must be a whole number of 0 or more, or null."
+  }
 }
 
 variable "introduction_policy" {
@@ -302,7 +395,7 @@ variable "rendezvous_limits" {
 }
 
 variable "rendezvous_max_instances" {
-  description = "Maximum rendezvous instances. Without shared_registry the worker registry lives in one process's memory, so it must stay 1; with shared_registry.enabled every instance shares the registry in Redis and this may be raised."
+  description = "Maximum rendezvous instances, per revision and (service-level scaling) over all revisions together, a rollout included. Without shared_registry the worker registry lives in one process's memory, so it must stay 1; with shared_registry.enabled every instance shares the registry in Redis and this may be raised."
   type        = number
   default     = 1
   nullable    = false
@@ -336,7 +429,7 @@ variable "rendezvous_min_instances" {
 }
 
 variable "rendezvous_public" {
-  description = "Grant roles/run.invoker to allUsers on the rendezvous, so anyone on the internet reaches it and Cloud Run checks no Google identity. Default false. Only with auth_mode = \"token\", where the shared RENDEZVOUS_TOKEN gates workers: with auth_mode = \"iam\" a public service would let any caller past IAM and claim any identity, so that combination is refused."
+  description = "Make the rendezvous public: Cloud Run checks no invoker IAM on it (invoker_iam_disabled, not an allUsers binding, which domain-restricted sharing refuses), so anyone on the internet reaches it and Cloud Run checks no Google identity. Default false. Only with auth_mode = \"token\", where the shared RENDEZVOUS_TOKEN gates workers: with auth_mode = \"iam\" a public service would let any caller past IAM and claim any identity, so that combination is refused."
   type        = bool
   default     = false
   nullable    = false
@@ -366,6 +459,27 @@ variable "rendezvous_service_name" {
   validation {
     condition     = can(regex("^[a-z]([-a-z0-9]{0,47}[a-z0-9])?$", var.rendezvous_service_name))
     error_message = "rendezvous_service_name must be 1-49 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "rendezvous_subnet_cidr" {
+  description = "Primary range of the rendezvous's own subnet, made only with the shared registry (the rendezvous then reaches Memorystore through Direct VPC egress). It is kept out of Cloud NAT's list, as Google advises for a subnet that carries private-ranges egress only. /26 or larger, not overlapping subnet_cidr."
+  type        = string
+  default     = "10.8.1.0/26"
+  nullable    = false
+
+  validation {
+    condition     = can(cidrhost(var.rendezvous_subnet_cidr, 0)) && try(tonumber(split("/", var.rendezvous_subnet_cidr)[1]) <= 26, false)
+    error_message = "rendezvous_subnet_cidr must be an IPv4 CIDR range of /26 or larger, such as 10.8.1.0/26."
+  }
+
+  validation {
+    # Two ranges overlap when they share their network address at the shorter prefix.
+    condition = !can(cidrhost(var.rendezvous_subnet_cidr, 0)) || !can(cidrhost(var.subnet_cidr, 0)) || (
+      cidrhost("${split("/", var.rendezvous_subnet_cidr)[0]}/${min(tonumber(split("/", var.rendezvous_subnet_cidr)[1]), tonumber(split("/", var.subnet_cidr)[1]))}", 0) !=
+      cidrhost("${split("/", var.subnet_cidr)[0]}/${min(tonumber(split("/", var.rendezvous_subnet_cidr)[1]), tonumber(split("/", var.subnet_cidr)[1]))}", 0)
+    )
+    error_message = "rendezvous_subnet_cidr must not overlap subnet_cidr (the workers' subnet)."
   }
 }
 
@@ -486,8 +600,94 @@ variable "trusted_proxy_cidrs" {
   }
 }
 
+variable "worker_data_plane" {
+  description = "The worker's data plane settings (README, data plane): expose_ports, TCP ports on its loopback peers may open streams to (EXPOSE_PORTS; app_containers ports are added); expose_udp_ports, UDP ports a peer's UDP forward may reach (EXPOSE_UDP_PORTS); socks_listen, a loopback host:port for the SOCKS5 proxy whose host <worker_id>.holepunch is that peer (SOCKS_LISTEN, null: off); tcp_forwards and udp_forwards, \"127.0.0.1:9000=worker-b:8000\" entries (TCP_FORWARDS, UDP_FORWARDS). Each is set in the worker's env only when given."
+  type = object({
+    expose_ports     = optional(list(number), [])
+    expose_udp_ports = optional(list(number), [])
+    socks_listen     = optional(string)
+    tcp_forwards     = optional(list(string), [])
+    udp_forwards     = optional(list(string), [])
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition = alltrue([
+      for port in concat(var.worker_data_plane.expose_ports, var.worker_data_plane.expose_udp_ports) : port >= 1 && port <= 65535 && floor(port) == port
+    ])
+    error_message = "worker_data_plane.expose_ports and expose_udp_ports must be whole numbers from 1 to 65535."
+  }
+
+  validation {
+    # 8080 is the worker's own HTTP server (/status, /readyz): peers must not reach it.
+    condition     = !contains(var.worker_data_plane.expose_ports, 8080)
+    error_message = "worker_data_plane.expose_ports must not include 8080, the worker's own HTTP port (its status and API are for the instance's containers only)."
+  }
+
+  validation {
+    condition = var.worker_data_plane.socks_listen == null || try(
+      can(regex("^(127\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}|\\[::1\\]):[0-9]{1,5}$", var.worker_data_plane.socks_listen)) &&
+      tonumber(regex("[0-9]+$", var.worker_data_plane.socks_listen)) >= 1 && tonumber(regex("[0-9]+$", var.worker_data_plane.socks_listen)) <= 65535,
+      false,
+    )
+    error_message = "worker_data_plane.socks_listen must be a loopback host:port such as 127.0.0.1:1080 or [::1]:1080 (only the containers of the instance may use the proxy)."
+  }
+
+  validation {
+    condition = alltrue([
+      for forward in concat(var.worker_data_plane.tcp_forwards, var.worker_data_plane.udp_forwards) :
+      can(regex("^(127\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}|\\[::1\\]):[0-9]{1,5}=[A-Za-z0-9][A-Za-z0-9._-]{0,63}:[0-9]{1,5}$", forward))
+    ])
+    error_message = "worker_data_plane.tcp_forwards and udp_forwards entries must be listen=peer:port with a loopback listener, such as 127.0.0.1:9000=worker-b:8000."
+  }
+
+  validation {
+    # TCP listeners on the shared loopback: the SOCKS proxy and the TCP forwards each need
+    # an address of their own, and a port that neither the worker's HTTP server (8080, on
+    # every address) nor an application (app_containers ports) listens on.
+    condition = try(
+      length(distinct(concat(
+        var.worker_data_plane.socks_listen == null ? [] : [var.worker_data_plane.socks_listen],
+        [for forward in var.worker_data_plane.tcp_forwards : split("=", forward)[0]],
+        ))) == (var.worker_data_plane.socks_listen == null ? 0 : 1) + length(var.worker_data_plane.tcp_forwards) && alltrue([
+        for listen in concat(
+          var.worker_data_plane.socks_listen == null ? [] : [var.worker_data_plane.socks_listen],
+          [for forward in var.worker_data_plane.tcp_forwards : split("=", forward)[0]],
+        ) : !contains(concat(["8080"], [for port in flatten(var.app_containers[*].ports) : tostring(port)]), regex("[0-9]+$", listen))
+      ]),
+      true,
+    )
+    error_message = "worker_data_plane: the SOCKS proxy and each TCP forward need a loopback address of their own, on a port other than 8080 (the worker's HTTP port) and the app_containers ports (the instance's containers share one loopback)."
+  }
+}
+
+variable "worker_host" {
+  description = "What runs the workers: \"worker_pool\" (the default: a Cloud Run worker pool, worker_instance_count long-lived instances, no ingress, no autoscaling) or \"service\" (a Cloud Run service with internal ingress, worker_min_instances to worker_max_instances instances, for projects that need its HTTP endpoint). Switching replaces the workers (set deletion_protection = false first)."
+  type        = string
+  default     = "worker_pool"
+  nullable    = false
+
+  validation {
+    condition     = contains(["worker_pool", "service"], var.worker_host)
+    error_message = "worker_host must be \"worker_pool\" or \"service\"."
+  }
+}
+
+variable "worker_instance_count" {
+  description = "Instances of the worker pool (worker_host = \"worker_pool\"): Cloud Run keeps exactly this many running, each a worker with its own id. 0 stops them. Unused with the service (worker_min_instances, worker_max_instances)."
+  type        = number
+  default     = 1
+  nullable    = false
+
+  validation {
+    condition     = var.worker_instance_count >= 0 && var.worker_instance_count <= 1000 && floor(var.worker_instance_count) == var.worker_instance_count
+    error_message = "worker_instance_count must be a whole number from 0 to 1000."
+  }
+}
+
 variable "worker_max_instances" {
-  description = "Maximum worker instances."
+  description = "Maximum worker instances with worker_host = \"service\" (unused with the worker pool: worker_instance_count)."
   type        = number
   default     = 2
   nullable    = false
@@ -499,7 +699,7 @@ variable "worker_max_instances" {
 }
 
 variable "worker_min_instances" {
-  description = "Minimum worker instances; a worker works in the background (WebSocket, STUN refresh), so at least 1."
+  description = "Minimum worker instances with worker_host = \"service\"; a worker works in the background (WebSocket, STUN refresh), so at least 1 (unused with the worker pool: worker_instance_count)."
   type        = number
   default     = 1
   nullable    = false
@@ -526,7 +726,7 @@ variable "worker_resources" {
 }
 
 variable "worker_service_name" {
-  description = "Name of the worker Cloud Run service."
+  description = "Name of the worker's Cloud Run worker pool, or service with worker_host = \"service\"."
   type        = string
   default     = "worker"
   nullable    = false

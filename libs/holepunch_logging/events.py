@@ -107,6 +107,20 @@ class WorkerEvent(enum.StrEnum):
     # The probe budget (issue 11): an introduction not started; a session's probes held back.
     PUNCH_REFUSED = "punch_refused"
     PUNCH_PROBES_LIMITED = "punch_probes_limited"
+    # The data plane (issue 12): the QUIC link per peer and the streams peers open.
+    PEER_LINK_AUTHENTICATED = "peer_link_authenticated"
+    PEER_LINK_AUTHENTICATION_FAILED = "peer_link_authentication_failed"
+    PEER_LINK_CLOSED = "peer_link_closed"
+    STREAM_REFUSED = "stream_refused"
+    STREAM_HEADER_INVALID = "stream_header_invalid"
+    STREAM_HANDLER_FAILED = "stream_handler_failed"
+    # No STUN server answered and the worker has no public endpoint yet (rate-limited).
+    NO_ENDPOINT = "no_endpoint"
+    # The data plane's SOCKS5 proxy and forwards (dataplane/proxies.py): a listener up; a
+    # local client's connection that did not become a stream; UDP forward datagrams dropped.
+    PROXY_LISTENING = "proxy_listening"
+    PROXY_REFUSED = "proxy_refused"
+    UDP_FORWARD_DROPPED = "udp_forward_dropped"
 
 
 class DevEvent(enum.StrEnum):

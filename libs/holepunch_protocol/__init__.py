@@ -57,6 +57,7 @@ from holepunch_protocol.messages import (
 from holepunch_protocol.peer_datagrams import (
     MAX_APPLICATION_DATA_BYTES,
     MAX_PEER_PAYLOAD_BYTES,
+    MAX_QUIC_PACKET_BYTES,
     PROBE_TIMESTAMP_BYTES,
     SECRET_BYTES,
     SESSION_ID_BYTES,
@@ -99,6 +100,7 @@ __all__ = [
     "MAX_APPLICATION_DATA_BYTES",
     "MAX_FRAME_BYTES",
     "MAX_PEER_PAYLOAD_BYTES",
+    "MAX_QUIC_PACKET_BYTES",
     "MAX_TAGS",
     "MAX_TOKEN_BYTES",
     "NONCE_BYTES",

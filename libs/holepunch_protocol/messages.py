@@ -287,19 +287,38 @@ class GetMyDetails:
         return {"type": self.TYPE}
 
 
+def _optional_request_id(fields: Fields, message_type: str) -> int | None:
+    if fields.get("request_id") is None:
+        return None
+    return _count(fields, "request_id", message_type, maximum=REQUEST_ID_MAX)
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectRequest:
-    """Ask the rendezvous to introduce this worker to `peer_id` for hole punching."""
+    """Ask the rendezvous to introduce this worker to `peer_id` for hole punching.
+
+    `request_id`, if given, comes back in the answer: in the `error` that refuses the
+    introduction, or in the `peer_introduction` this worker receives, so the worker can
+    tell which request was answered. Without it (workers of the original design) the
+    answers are the same, without the field."""
 
     TYPE: ClassVar[str] = "connect_request"
     peer_id: str
+    request_id: int | None = None
 
     @classmethod
     def from_fields(cls, fields: Fields) -> ConnectRequest:
-        return cls(peer_id=_worker_id(fields, "peer_id", cls.TYPE))
+        t = cls.TYPE
+        return cls(
+            peer_id=_worker_id(fields, "peer_id", t),
+            request_id=_optional_request_id(fields, t),
+        )
 
     def to_fields(self) -> dict[str, Any]:
-        return {"type": self.TYPE, "peer_id": self.peer_id}
+        fields: dict[str, Any] = {"type": self.TYPE, "peer_id": self.peer_id}
+        if self.request_id is not None:
+            fields["request_id"] = self.request_id
+        return fields
 
 
 class PunchStatus(enum.StrEnum):
@@ -443,10 +462,7 @@ class ListPeers:
                 ErrorCode.INVALID_FIELD, f"limit must be an integer in 1..{LIST_PEERS_MAX_LIMIT}", t
             )
         cursor = None if fields.get("cursor") is None else _worker_id(fields, "cursor", t)
-        request_id = fields.get("request_id")
-        if request_id is not None:
-            request_id = _count(fields, "request_id", t, maximum=REQUEST_ID_MAX)
-        return cls(limit=limit, cursor=cursor, request_id=request_id)
+        return cls(limit=limit, cursor=cursor, request_id=_optional_request_id(fields, t))
 
     def to_fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {"type": self.TYPE, "limit": self.limit}
@@ -581,23 +597,30 @@ class MyDetailsResponse:
 
 @dataclass(frozen=True, slots=True)
 class ErrorMessage:
+    """`request_id`: the refused request's own, when it carried one (`connect_request`)."""
+
     TYPE: ClassVar[str] = "error"
     code: str
     detail: str
+    request_id: int | None = None
 
     @classmethod
-    def from_error(cls, error: ProtocolError) -> ErrorMessage:
-        return cls(code=error.code.value, detail=error.detail)
+    def from_error(cls, error: ProtocolError, request_id: int | None = None) -> ErrorMessage:
+        return cls(code=error.code.value, detail=error.detail, request_id=request_id)
 
     @classmethod
     def from_fields(cls, fields: Fields) -> ErrorMessage:
         return cls(
             code=_string(fields, "code", cls.TYPE, max_length=64),
             detail=_optional_string(fields, "detail") or "",
+            request_id=_optional_request_id(fields, cls.TYPE),
         )
 
     def to_fields(self) -> dict[str, Any]:
-        return {"type": self.TYPE, "code": self.code, "detail": self.detail}
+        fields: dict[str, Any] = {"type": self.TYPE, "code": self.code, "detail": self.detail}
+        if self.request_id is not None:
+            fields["request_id"] = self.request_id
+        return fields
 
 
 class PeerRole(enum.StrEnum):
@@ -621,6 +644,8 @@ class PeerIntroduction:
     relay_first: bool = False
     # The peer's public key (base64url); None for a keyless worker of the original design.
     peer_public_key: str | None = None
+    # The initiator's copy: its connect_request's request_id, if it sent one.
+    request_id: int | None = None
 
     @classmethod
     def from_fields(cls, fields: Fields) -> PeerIntroduction:
@@ -643,10 +668,11 @@ class PeerIntroduction:
             peer_public_key=None
             if fields.get("peer_public_key") is None
             else _b64url(fields, "peer_public_key", t, length=PUBLIC_KEY_BYTES),
+            request_id=_optional_request_id(fields, t),
         )
 
     def to_fields(self) -> dict[str, Any]:
-        return {
+        fields: dict[str, Any] = {
             "type": self.TYPE,
             "session_id": self.session_id,
             "peer_id": self.peer_id,
@@ -658,6 +684,9 @@ class PeerIntroduction:
             "relay_first": self.relay_first,
             "peer_public_key": self.peer_public_key,
         }
+        if self.request_id is not None:
+            fields["request_id"] = self.request_id
+        return fields
 
 
 @dataclass(frozen=True, slots=True)

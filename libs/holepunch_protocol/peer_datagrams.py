@@ -20,6 +20,8 @@ Payloads by kind:
                  APPLICATION   the application's bytes
                  ECHO_REQUEST  echo id (8) | padding, answered on the path it came by
                  ECHO_REPLY    echo id (8) | the request's padding
+                 QUIC          one QUIC packet of the data plane's connection
+                               with this peer (up to MAX_QUIC_PACKET_BYTES)
 
 The session id and the secret are the ones the rendezvous hands both peers (as hex in
 `peer_introduction`); `SESSION_ID_BYTES` and `SECRET_BYTES` are their one definition.
@@ -39,6 +41,7 @@ __all__ = [
     "MAX_APPLICATION_DATA_BYTES",
     "MAX_PEER_DATAGRAM_BYTES",
     "MAX_PEER_PAYLOAD_BYTES",
+    "MAX_QUIC_PACKET_BYTES",
     "PEER_MAGIC",
     "PROBE_TIMESTAMP_BYTES",
     "SECRET_BYTES",
@@ -65,8 +68,11 @@ _HEADER = struct.Struct(f"!4sB{SESSION_ID_BYTES}sQ")
 _PROBE_TIMESTAMP = struct.Struct("!Q")
 _ECHO = struct.Struct("!BQ")
 PROBE_TIMESTAMP_BYTES = _PROBE_TIMESTAMP.size
-# Stay under the smallest common path MTU after IP/UDP headers (as QUIC does).
-MAX_PEER_DATAGRAM_BYTES = 1200
+# QUIC's smallest datagram size (RFC 9000 14.1: every path must carry 1,200 bytes, and a
+# client's Initial is padded to it) fits whole after the header, DataKind byte and tag:
+# 1,246 bytes, 1,274 with IPv4 and UDP headers, under the 1,280 that IPv6 guarantees.
+MAX_QUIC_PACKET_BYTES = 1200
+MAX_PEER_DATAGRAM_BYTES = _HEADER.size + 1 + MAX_QUIC_PACKET_BYTES + TAG_BYTES
 MAX_PEER_PAYLOAD_BYTES = MAX_PEER_DATAGRAM_BYTES - _HEADER.size - TAG_BYTES
 MAX_APPLICATION_DATA_BYTES = MAX_PEER_PAYLOAD_BYTES - 1  # after the DataKind byte
 
@@ -84,6 +90,7 @@ class DataKind(enum.IntEnum):
     APPLICATION = 0
     ECHO_REQUEST = 1
     ECHO_REPLY = 2
+    QUIC = 3  # a QUIC packet of the data plane
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +103,7 @@ class PeerDatagram:
 
 @dataclass(frozen=True, slots=True)
 class PeerData:
-    """A decoded DATA payload; `echo_id` is 0 for application bytes."""
+    """A decoded DATA payload; `echo_id` is 0 for application bytes and QUIC packets."""
 
     kind: DataKind
     payload: bytes
@@ -105,7 +112,7 @@ class PeerData:
 
 def encode_data(kind: DataKind, payload: bytes = b"", echo_id: int = 0) -> bytes:
     """A DATA payload; `echo_id` (64 bits) is written for the echo kinds only."""
-    if kind is DataKind.APPLICATION:
+    if kind in (DataKind.APPLICATION, DataKind.QUIC):
         return bytes([kind]) + payload
     return _ECHO.pack(kind, echo_id) + payload
 
@@ -114,8 +121,8 @@ def decode_data(payload: bytes) -> PeerData | None:
     """The DATA payload's parts, or None when its sub-type or length is wrong."""
     if not payload:
         return None
-    if payload[0] == DataKind.APPLICATION:
-        return PeerData(DataKind.APPLICATION, payload[1:])
+    if payload[0] in (DataKind.APPLICATION, DataKind.QUIC):
+        return PeerData(DataKind(payload[0]), payload[1:])
     if payload[0] in (DataKind.ECHO_REQUEST, DataKind.ECHO_REPLY) and len(payload) >= _ECHO.size:
         kind, echo_id = _ECHO.unpack_from(payload)
         return PeerData(DataKind(kind), payload[_ECHO.size :], echo_id)

@@ -1,7 +1,8 @@
-"""The google provider's schema (names only), extracted from the cdktf prebuilt provider on PyPI.
+"""The google provider's schema (names only), extracted from a prebuilt CDK provider on PyPI.
 
 `terraform validate` needs the provider binary, which cannot be downloaded everywhere. The
-PyPI wheel `cdktf-cdktf-provider-google` carries the same schema in another form, so the
+PyPI wheel `cdktn-provider-google` (CDK Terrain, the community continuation of cdktf, whose
+wheels have the same jsii layout) carries the same schema in another form, so the
 checks of schema_check.py run wherever PyPI is reachable once. The wheel (about 49 MB) is
 downloaded with pip (so pip's own configuration, such as a mirror, applies), read without
 being installed, and reduced to a ~80 KB gzip JSON in the
@@ -16,7 +17,7 @@ Inside the wheel, `_jsii/provider-google@<version>.jsii.tgz` is an npm tarball h
   maps every camelCase property to its exact Terraform name, `isBlock: true|false`, in
   `<struct>ToHclTerraform(struct)` functions and each class's `synthesizeHclAttributes()`.
 
-Names and the block-or-argument kind come from the JavaScript (no camelCase guessing; cdktf's
+Names and the block-or-argument kind come from the JavaScript (no camelCase guessing; the CDK's
 renames of reserved words such as `build` -> `buildAttribute` are read from the constructor),
 required-or-optional and nesting from the assembly. Any property without a mapping (or the
 reverse) stops the extraction, so a changed package layout cannot give a partial schema.
@@ -55,16 +56,19 @@ __all__ = [
     "load_schema",
 ]
 
-# The one place the schema's version is pinned. 16.12.1 is the last cdktf release; its docs
-# link to the google provider 6.50.0, the lower bound of infra/terraform's provider range.
-PACKAGE = "cdktf-cdktf-provider-google"
-PACKAGE_VERSION = "16.12.1"
+# The one place the schema's version is pinned. 21.1.0 links to the google provider 8.7.0,
+# inside infra/terraform's range (>= 7.10, < 9). The last cdktf release (16.12.1) stops at
+# 6.50.0, which has neither worker-pool probes nor the service-level instance cap.
+PACKAGE = "cdktn-provider-google"
+PACKAGE_VERSION = "21.1.0"
 
-_JSII_PREFIX = "@cdktf/provider-google."
+# The CDK runtime's namespace in the assembly and the JavaScript (cdktf's wheels say "cdktf").
+_RUNTIME = "cdktn"
+_JSII_PREFIX = f"@{_RUNTIME}/provider-google."
 _CONFIG_BASES = {
-    "cdktf.TerraformResource": "resources",
-    "cdktf.TerraformDataSource": "data_sources",
-    "cdktf.TerraformProvider": "provider_config",
+    f"{_RUNTIME}.TerraformResource": "resources",
+    f"{_RUNTIME}.TerraformDataSource": "data_sources",
+    f"{_RUNTIME}.TerraformProvider": "provider_config",
 }
 _ENTRY = re.compile(
     r"^\s{4,}(?P<name>[A-Za-z0-9_]+): \{\s*\n\s*value: (?P<value>.*?),\s*\n"
@@ -73,10 +77,12 @@ _ENTRY = re.compile(
 )
 _STRUCT_FUNCTION = re.compile(r"^function (\w+)ToHclTerraform\(struct\) \{", re.M)
 _CLASS = re.compile(
-    r"^class (\w+) extends cdktf\.Terraform(?:Resource|DataSource|Provider) \{", re.M
+    rf"^class (\w+) extends {_RUNTIME}\.Terraform(?:Resource|DataSource|Provider) \{{", re.M
 )
 _PROPERTY = re.compile(r"\b(?:struct\.|this\._)([A-Za-z0-9_$]+)")
 _RESOURCE_TYPE = re.compile(r'^(\w+)\.tfResourceType = "([^"]+)";', re.M)
+# Newer CDK releases declare the type inside the class body instead.
+_STATIC_RESOURCE_TYPE = re.compile(r'^\s+static tfResourceType = "([^"]+)";', re.M)
 _RENAMED = re.compile(r"this\._(\w+)(?:\.internalValue)? = config\.(\w+);")
 _PROVIDER_VERSION = re.compile(
     r"registry\.terraform\.io/providers/hashicorp/google/(\d+\.\d+\.\d+)"
@@ -202,12 +208,15 @@ def _javascript_fields(source: str) -> tuple[dict[str, Fields], dict[str, str]]:
         + [(m.start(), m.group(1), True) for m in _CLASS.finditer(source)]
     )
     found: dict[str, Fields] = {}
+    tf_types = dict(_RESOURCE_TYPE.findall(source))
     for index, (start, name, is_class) in enumerate(marks):
         end = marks[index + 1][0] if index + 1 < len(marks) else len(source)
         body = source[start:end]
         renamed: dict[str, str] = {}
         if is_class:
             renamed = dict(_RENAMED.findall(body))
+            if static_type := _STATIC_RESOURCE_TYPE.search(body):
+                tf_types[name] = static_type.group(1)
             synthesize = body.find("synthesizeHclAttributes()")
             if synthesize < 0:
                 continue
@@ -222,7 +231,7 @@ def _javascript_fields(source: str) -> tuple[dict[str, Fields], dict[str, str]]:
                 entry["block"] == "true",
             )
         found[name] = fields
-    return found, dict(_RESOURCE_TYPE.findall(source))
+    return found, tf_types
 
 
 def _struct_reference(
@@ -248,7 +257,7 @@ def _source_dir(type_info: Mapping[str, Any]) -> str:
 
 
 def extract_schema(wheel: Path) -> dict[str, Any]:
-    """The schema (see the module docstring) held by a cdktf-cdktf-provider-google wheel."""
+    """The schema (see the module docstring) held by a cdktn-provider-google wheel."""
     tarball, files = _package_files(wheel)
     assembly_text = files.pop("package/.jsii")
     assembly = json.loads(assembly_text)
@@ -266,15 +275,22 @@ def extract_schema(wheel: Path) -> dict[str, Any]:
         types_by_dir.setdefault(directory, {}).update(tf_types)
 
     structs: dict[str, dict[str, Any]] = {}
+    in_progress: set[str] = set()
 
     def struct_block(fqn: str) -> dict[str, Any]:
+        if fqn in in_progress:
+            # A block nested in itself (a few recursive API types): cut the loop with an
+            # empty block marked as such, so the schema stays a tree.
+            return {"arguments": {}, "blocks": {}, "recursive": fqn}
         if fqn not in structs:
+            in_progress.add(fqn)
             info = types[fqn]
             function = info["name"][:1].lower() + info["name"][1:]
             fields = fields_by_dir[_source_dir(info)].get(function)
             if fields is None:
                 raise SchemaExtractionError(f"no {function}ToHclTerraform for {fqn}")
             structs[fqn] = block(fqn, fields)
+            in_progress.discard(fqn)
         return structs[fqn]
 
     def block(fqn: str, fields: Fields) -> dict[str, Any]:

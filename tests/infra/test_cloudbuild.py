@@ -63,6 +63,7 @@ def test_substitution_defaults_match_terraform(build: dict[str, Any], tf: Terraf
         "_REPOSITORY": tf.default("artifact_repository_id"),
         "_RENDEZVOUS_SERVICE": tf.default("rendezvous_service_name"),
         "_WORKER_SERVICE": tf.default("worker_service_name"),
+        "_WORKER_HOST": tf.default("worker_host"),
     }
     # The trigger and scripts/deploy pass exactly these, from the live variables.
     assert set(tf.locals["build_substitutions"]) == set(subs)
@@ -71,6 +72,7 @@ def test_substitution_defaults_match_terraform(build: dict[str, Any], tf: Terraf
         "_REPOSITORY": "${var.artifact_repository_id}",
         "_RENDEZVOUS_SERVICE": "${var.rendezvous_service_name}",
         "_WORKER_SERVICE": "${var.worker_service_name}",
+        "_WORKER_HOST": "${var.worker_host}",
     }
 
 
@@ -110,25 +112,78 @@ def test_builds_run_in_parallel_and_tests_gate_the_push(steps: dict[str, dict[st
         assert {"test", f"build-{name}"} <= ancestors(steps, f"push-{name}")
 
 
+GCLOUD_IMAGE = "gcr.io/google.com/cloudsdktool/google-cloud-cli:slim"
+
+
 def test_deploys_the_rendezvous_then_the_worker_image_only(
     steps: dict[str, dict[str, Any]],
 ) -> None:
     assert "deploy-rendezvous" in ancestors(steps, "deploy-worker")
-    for name, service in (
-        ("rendezvous", "${_RENDEZVOUS_SERVICE}"),
-        ("worker", "${_WORKER_SERVICE}"),
-    ):
-        step = steps[f"deploy-{name}"]
+    for name in SERVICES:
         assert {"push-rendezvous", "push-worker"} <= ancestors(steps, f"deploy-{name}")
-        assert step["entrypoint"] == "gcloud"
-        args = step["args"]
-        assert args[:4] == ["run", "services", "update", service]
-        flags = sorted(arg.split("=")[0] for arg in args[4:])
-        assert flags == ["--image", "--quiet", "--region"], (
-            f"deploy-{name} must change the image only"
-        )
-        assert f"--image={IMAGE}{name}:$COMMIT_SHA" in args
-        assert "--region=${_REGION}" in args
+        # The current Cloud SDK image; cloud-sdk is the legacy name.
+        assert steps[f"deploy-{name}"]["name"] == GCLOUD_IMAGE
+    step = steps["deploy-rendezvous"]
+    assert step["entrypoint"] == "gcloud"
+    args = step["args"]
+    assert args[:4] == ["run", "services", "update", "${_RENDEZVOUS_SERVICE}"]
+    flags = sorted(arg.split("=")[0] for arg in args[4:])
+    assert flags == ["--image", "--quiet", "--region"], (
+        "deploy-rendezvous must change the image only"
+    )
+    assert f"--image={IMAGE}rendezvous:$COMMIT_SHA" in args
+    assert "--region=${_REGION}" in args
+
+
+def worker_deploy_command(steps: dict[str, dict[str, Any]], worker_host: str) -> list[str]:
+    """The gcloud command deploy-worker's script runs for WORKER_HOST, substituted as
+    Cloud Build would ($$ becomes $), run with a fake gcloud that prints its arguments."""
+    import subprocess
+
+    step = steps["deploy-worker"]
+    assert step["entrypoint"] == "bash" and step["args"][0] == "-ceu"
+    script = step["args"][1]
+    for key, value in {
+        "${_WORKER_HOST}": worker_host,
+        "${_WORKER_SERVICE}": "wrk",
+        "${_REGION}": "europe-west4",
+        "${_REPOSITORY}": "repo",
+        "$PROJECT_ID": "proj",
+        "$COMMIT_SHA": "abc123",
+    }.items():
+        script = script.replace(key, value)
+    script = script.replace("$$", "$")
+    fake = 'gcloud() { printf "%s\\n" "$@"; }\n'
+    result = subprocess.run(
+        ["bash", "-ceu", fake + script], capture_output=True, text=True, check=False, timeout=30
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"exit {result.returncode}: {result.stderr}")
+    return result.stdout.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("worker_host", "kind"), [("worker_pool", "worker-pools"), ("service", "services")]
+)
+def test_the_worker_is_deployed_to_its_host_image_only(
+    steps: dict[str, dict[str, Any]], worker_host: str, kind: str
+) -> None:
+    """Only the worker container's image changes: the application's sidecars are Terraform's."""
+    args = worker_deploy_command(steps, worker_host)
+    assert args[:4] == ["run", kind, "update", "wrk"]
+    assert sorted(arg.split("=")[0] for arg in args[4:]) == [
+        "--container",
+        "--image",
+        "--quiet",
+        "--region",
+    ]
+    assert "--container=worker" in args
+    assert "--image=europe-west4-docker.pkg.dev/proj/repo/worker:abc123" in args
+
+
+def test_an_unknown_worker_host_stops_the_deploy(steps: dict[str, dict[str, Any]]) -> None:
+    with pytest.raises(AssertionError, match="_WORKER_HOST must be worker_pool or service"):
+        worker_deploy_command(steps, "vm")
 
 
 def test_the_test_step_installs_the_dev_tools_it_tests(steps: dict[str, dict[str, Any]]) -> None:

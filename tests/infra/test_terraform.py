@@ -30,10 +30,15 @@ FILES = [
     "build.tf",
     "observability.tf",
     "worker_registry_redis.tf",
+    "alerts.tf",
     "modules/cloud-run-service/main.tf",
     "modules/cloud-run-service/variables.tf",
     "modules/cloud-run-service/outputs.tf",
     "modules/cloud-run-service/versions.tf",
+    "modules/cloud-run-worker-pool/main.tf",
+    "modules/cloud-run-worker-pool/variables.tf",
+    "modules/cloud-run-worker-pool/outputs.tf",
+    "modules/cloud-run-worker-pool/versions.tf",
 ]
 APIS = {
     "run.googleapis.com",
@@ -70,8 +75,13 @@ def test_provider_range(tf: Terraform) -> None:
     # Validations that refer to other variables (auth_mode, rendezvous_public) need 1.9.
     assert terraform["required_version"] == ">= 1.9"
     google = only(terraform["required_providers"])["google"]
-    assert google == {"source": "hashicorp/google", "version": ">= 6.50, < 8"}
+    # 7.10: worker-pool probes and container start order, the service-level scaling cap.
+    google_range = {"source": "hashicorp/google", "version": ">= 7.10, < 9"}
+    assert google == google_range
     assert "gcs" in only(terraform["backend"])
+    for module in ("cloud-run-service", "cloud-run-worker-pool"):
+        text = (TF_DIR / "modules" / module / "versions.tf").read_text(encoding="utf-8")
+        assert 'version = ">= 7.10, < 9"' in text, f"{module} has another provider range"
 
 
 def test_apis_enabled_and_kept_on_destroy(tf: Terraform) -> None:
@@ -95,6 +105,12 @@ def test_apis_enabled_and_kept_on_destroy(tf: Terraform) -> None:
         ("google_cloudbuild_trigger", "push", "cloudbuild"),
         ("google_secret_manager_secret_iam_member", "runtime_accessor", "secretmanager"),
         ("google_redis_instance", "registry", "redis"),
+        ("google_monitoring_alert_policy", "rendezvous_unavailable", "monitoring"),
+        ("google_monitoring_alert_policy", "workers_below_expected", "monitoring"),
+        ("google_monitoring_alert_policy", "punch_failures", "monitoring"),
+        ("google_monitoring_alert_policy", "relay_share", "monitoring"),
+        ("google_monitoring_alert_policy", "nat_failures", "monitoring"),
+        ("google_monitoring_alert_policy", "worker_restarts", "monitoring"),
         ("google_secret_manager_secret", "registry_url", "secretmanager"),
     ],
 )
@@ -102,7 +118,7 @@ def test_resources_depend_on_their_api(tf: Terraform, rtype: str, name: str, nee
     assert api(needs) in tf.resource(rtype, name).get("depends_on", [])
 
 
-@pytest.mark.parametrize("name", ["rendezvous", "worker"])
+@pytest.mark.parametrize("name", ["rendezvous", "worker", "worker_pool"])
 def test_services_depend_on_the_run_api_and_their_secret_grants(tf: Terraform, name: str) -> None:
     """A revision whose env reads a secret fails to deploy until its account may read it."""
     depends_on = tf.module(name)["depends_on"]
@@ -209,10 +225,15 @@ def test_build_account_has_only_what_deploying_needs(tf: Terraform) -> None:
 
     deploy = tf.resource("google_cloud_run_v2_service_iam_member", "build_developer")
     assert (deploy["role"], deploy["for_each"]) == ("roles/run.developer", "${local.services}")
-    assert tf.locals["services"] == {
-        "rendezvous": "${module.rendezvous.name}",
-        "worker": "${module.worker.name}",
-    }
+    assert tf.locals["services"] == (
+        "${merge({rendezvous = module.rendezvous.name}, "
+        "local.worker_on_pool ? {} : {worker = module.worker[0].name})}"
+    )
+    # The worker pool (the default host) has its own IAM resource, on that pool only.
+    pool = tf.resource("google_cloud_run_v2_worker_pool_iam_member", "build_developer")
+    assert pool["count"] == "${local.worker_on_pool ? 1 : 0}"
+    assert (pool["role"], pool["member"]) == ("roles/run.developer", "${local.build_member}")
+    assert pool["name"] == "${module.worker_pool[0].name}"
 
     act_as = tf.resource("google_service_account_iam_member", "build_act_as")
     assert act_as["role"] == "roles/iam.serviceAccountUser"
@@ -252,9 +273,20 @@ def test_rendezvous_reaches_the_shared_registry_through_private_ranges_only(tf: 
     assert service["vpc_access"] == (
         '${local.registry_enabled ? {egress = "PRIVATE_RANGES_ONLY", '
         "network = google_compute_network.vpc.id, "
-        "subnetwork = google_compute_subnetwork.workers.id} : null}"
+        "subnetwork = google_compute_subnetwork.rendezvous[0].id} : null}"
     ), "the rendezvous joins the VPC only with the shared registry, for private ranges only"
     assert service["ingress"] == "INGRESS_TRAFFIC_ALL", "public ingress is unchanged"
+
+
+def test_rendezvous_has_its_own_subnet_outside_the_nat(tf: Terraform) -> None:
+    """Google advises against Cloud NAT on a subnet carrying private-ranges-only egress."""
+    subnet = tf.resource("google_compute_subnetwork", "rendezvous")
+    assert subnet["count"] == "${local.registry_count}"
+    assert subnet["ip_cidr_range"] == "${var.rendezvous_subnet_cidr}"
+    assert subnet["network"] == "${google_compute_network.vpc.id}"
+    nat = tf.resource("google_compute_router_nat", "nat")
+    assert nat["source_subnetwork_ip_ranges_to_nat"] == "LIST_OF_SUBNETWORKS"
+    assert [s["name"] for s in nat["subnetwork"]] == ["${google_compute_subnetwork.workers.id}"]
 
 
 def test_shared_registry_is_memorystore_with_auth_in_our_vpc(tf: Terraform) -> None:
@@ -302,9 +334,10 @@ def test_registry_url_with_its_auth_string_is_a_secret_only_the_rendezvous_reads
 
 
 def test_rendezvous_is_private_under_iam_and_public_only_with_token(tf: Terraform) -> None:
-    invoker = tf.resource("google_cloud_run_v2_service_iam_member", "rendezvous_public")
-    assert invoker["count"] == "${var.rendezvous_public ? 1 : 0}"
-    assert (invoker["role"], invoker["member"]) == ("roles/run.invoker", "allUsers")
+    """Token mode turns the invoker check off instead of granting allUsers, which the
+    domain-restricted-sharing org policy refuses in many organisations."""
+    service = tf.module("rendezvous")
+    assert service["invoker_iam_disabled"] == "${var.rendezvous_public}"
     assert tf.variables["rendezvous_public"]["type"] == "bool"
     assert tf.default("rendezvous_public") is False
     assert tf.default("auth_mode") == "iam"
@@ -314,7 +347,14 @@ def test_rendezvous_is_private_under_iam_and_public_only_with_token(tf: Terrafor
         for name, body in tf.resources(rtype).items()
         if body["member"] in ("allUsers", "allAuthenticatedUsers")
     ]
-    assert public == [("google_cloud_run_v2_service_iam_member", "rendezvous_public")]
+    assert public == []
+    text = "".join((TF_DIR / name).read_text() for name in FILES)
+    assert '"allUsers"' not in text and '"allAuthenticatedUsers"' not in text
+
+
+def test_the_in_memory_registry_caps_all_revisions_together(tf: Terraform) -> None:
+    """The revision's cap alone lets a rollout run old and new instances side by side."""
+    assert tf.module("rendezvous")["max_instance_count"] == "${var.rendezvous_max_instances}"
 
 
 def test_worker_invokes_the_rendezvous_under_iam(tf: Terraform) -> None:
@@ -347,6 +387,55 @@ def test_secrets_read_by_their_services_only(tf: Terraform) -> None:
     assert tf.default("debug_endpoints") is False
 
 
+WORKER_VPC = {
+    "egress": "ALL_TRAFFIC",
+    "network": "${google_compute_network.vpc.id}",
+    "subnetwork": "${google_compute_subnetwork.workers.id}",
+}
+
+
+def test_worker_pool_is_the_default_host(tf: Terraform) -> None:
+    assert tf.default("worker_host") == "worker_pool"
+    assert tf.default("worker_instance_count") >= 1
+    pool = tf.module("worker_pool")
+    assert pool["source"] == "./modules/cloud-run-worker-pool"
+    assert pool["count"] == "${local.worker_on_pool ? 1 : 0}"
+    assert tf.module("worker")["count"] == "${local.worker_on_pool ? 0 : 1}"
+    assert pool["name"] == "${var.worker_service_name}"
+    assert pool["instance_count"] == "${var.worker_instance_count}"
+    assert pool["deletion_protection"] == "${var.deletion_protection}"
+    assert pool["service_account"] == "${google_service_account.worker.email}"
+    # Direct VPC egress for all traffic, so Cloud NAT applies to the pool as to the service.
+    assert pool["vpc_access"] == WORKER_VPC
+    # The worker's env, secrets and the application's sidecars, as on the service.
+    assert pool["primary_container"] == "worker"
+    assert pool["containers"] == (
+        "${merge(local.app_containers, {worker = merge(local.worker_pool_container, "
+        "{env = merge(local.worker_env, {RENDEZVOUS_SERVICE_URL = module.rendezvous.uri}), "
+        "env_from_secrets = local.worker_secret_env})})}"
+    )
+    assert "${google_compute_router_nat.nat}" in pool["depends_on"]
+
+
+def test_worker_pool_module_scales_manually_and_ignores_the_deployed_image(
+    tf: Terraform,
+) -> None:
+    from tests.infra.conftest import load_terraform
+
+    module = load_terraform(TF_DIR / "modules" / "cloud-run-worker-pool")
+    pool = module.resource("google_cloud_run_v2_worker_pool", "pool")
+    assert only(pool["scaling"]) == {
+        "scaling_mode": "MANUAL",
+        "manual_instance_count": "${var.instance_count}",
+    }
+    ignored = {field.strip("${}") for field in only(pool["lifecycle"])["ignore_changes"]}
+    assert "template[0].containers[0].image" in ignored
+    assert module.locals["container_names"] == (
+        "${concat([var.primary_container], "
+        "sort(setsubtract(keys(var.containers), [var.primary_container])))}"
+    ), "the deployed container must be containers[0], whose image is ignored"
+
+
 def test_worker_service(tf: Terraform) -> None:
     service = tf.module("worker")
     assert service["name"] == "${var.worker_service_name}"
@@ -354,17 +443,14 @@ def test_worker_service(tf: Terraform) -> None:
     assert service["deletion_protection"] == "${var.deletion_protection}"
     assert service["revision"] == "${local.worker_revision}"
     # Direct VPC egress for all traffic: the worker's UDP leaves through our Cloud NAT.
-    assert service["vpc_access"] == {
-        "egress": "ALL_TRAFFIC",
-        "network": "${google_compute_network.vpc.id}",
-        "subnetwork": "${google_compute_subnetwork.workers.id}",
-    }
+    assert service["vpc_access"] == WORKER_VPC
     # AUTH_MODE=iam: the worker's ID token audience is the rendezvous's own URL.
-    assert service["containers"] == {
-        "worker": "${merge(local.worker_container, {env = merge(local.worker_env, "
-        "{RENDEZVOUS_SERVICE_URL = module.rendezvous.uri}), "
-        "env_from_secrets = local.worker_secret_env})}"
-    }
+    assert service["primary_container"] == "worker"
+    assert service["containers"] == (
+        "${merge(local.app_service_containers, {worker = merge(local.worker_container, "
+        "{env = merge(local.worker_env, {RENDEZVOUS_SERVICE_URL = module.rendezvous.uri}), "
+        "env_from_secrets = local.worker_secret_env})})}"
+    )
     assert "${google_compute_router_nat.nat}" in service["depends_on"]
     assert (tf.default("worker_min_instances"), tf.default("worker_max_instances")) == (1, 2)
     assert tf.default("stun_servers") == ["stun.l.google.com:19302", "stun1.l.google.com:19302"]
@@ -396,7 +482,14 @@ def test_log_metrics_and_dashboard(tf: Terraform) -> None:
     assert metric["for_each"] == "${local.log_metrics}"
     assert metric["filter"] == "${each.value.filter}"
     descriptor = only(metric["metric_descriptor"])
-    assert (descriptor["metric_kind"], descriptor["value_type"]) == ("DELTA", "INT64")
+    assert descriptor["metric_kind"] == "DELTA"
+    # A distribution of one field (value_field), or a counter.
+    assert metric["value_extractor"] == (
+        '${each.value.value_field == null ? null : "EXTRACT(jsonPayload.${each.value.value_field})"}'
+    )
+    assert (
+        descriptor["value_type"] == '${each.value.value_field == null ? "INT64" : "DISTRIBUTION"}'
+    )
     dashboard = tf.resource("google_monitoring_dashboard", "holepunch")
     assert dashboard["dashboard_json"] == "${jsonencode(local.dashboard)}"
     charts = tf.locals["dashboard_charts"]
@@ -406,6 +499,8 @@ def test_log_metrics_and_dashboard(tf: Terraform) -> None:
     ):
         assert metric_type in charts
     assert "logging.googleapis.com/user/${google_logging_metric.events[name].name}" in charts
+    # Positions come from locals.tf (evaluated: test_terraform_eval.py), never written as 0.
+    assert "local.dashboard_tile_layout[i]" in json.dumps(tf.locals["dashboard"])
 
 
 def test_outputs(tf: Terraform) -> None:
@@ -419,6 +514,8 @@ def test_outputs(tf: Terraform) -> None:
         "deploy_command",
         "logs_commands",
         "verify_command",
+        "worker_host",
+        "alert_policies",
     ):
         assert name in outputs, name
         assert outputs[name].get("description"), f"output {name} has no description"
@@ -450,6 +547,14 @@ def test_variables_typed_described_alphabetical(tf: Terraform) -> None:
         "debug_endpoints",
         "rendezvous_max_instances",
         "shared_registry",
+        "worker_host",
+        "worker_instance_count",
+        "app_containers",
+        "worker_data_plane",
+        "alert_notification_channels",
+        "alert_thresholds",
+        "expected_workers",
+        "rendezvous_subnet_cidr",
     ):
         assert tf.variables[name].get("validation"), f"variable {name} is not validated"
 

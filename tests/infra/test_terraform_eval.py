@@ -120,6 +120,94 @@ def test_defaults_with_a_project_id_are_valid(variables_module: Path) -> None:
         ("introduction_policy", ["a->b->c"], "introduction_policy rules must each be"),
         ("worker_tags", ["GPU"], "worker_tags must be at most 16 tags"),
         ("worker_tags", [f"t{i}" for i in range(17)], "worker_tags must be at most 16 tags"),
+        ("worker_host", "pool", 'worker_host must be "worker_pool" or "service"'),
+        ("worker_instance_count", -1, "worker_instance_count must be a whole number"),
+        ("worker_instance_count", 2.5, "worker_instance_count must be a whole number"),
+        ("app_containers", [{"name": "worker", "image": "i"}], "app_containers: at most 9"),
+        ("app_containers", [{"name": "Api", "image": "i"}], "app_containers: at most 9"),
+        ("app_containers", [{"name": "api", "image": ""}], "app_containers: at most 9"),
+        (
+            "app_containers",
+            [{"name": "api", "image": "i"}, {"name": "api", "image": "j"}],
+            "app_containers: at most 9",
+        ),
+        (
+            "app_containers",
+            [{"name": f"a{i}", "image": "i"} for i in range(10)],
+            "app_containers: at most 9",
+        ),
+        ("app_containers", [{"name": "api", "image": "i", "ports": [8080]}], "not 8080"),
+        ("app_containers", [{"name": "api", "image": "i", "ports": [0]}], "app_containers ports"),
+        (
+            "app_containers",
+            [
+                {"name": "a", "image": "i", "ports": [9000]},
+                {"name": "b", "image": "i", "ports": [9000]},
+            ],
+            "each listed once across all containers",
+        ),
+        (
+            "app_containers",
+            [{"name": "api", "image": "i", "env": {"PORT": "80"}}],
+            "app_containers env must not set PORT",
+        ),
+        ("worker_data_plane", {"expose_ports": [70000]}, "expose_ports and expose_udp_ports must"),
+        ("worker_data_plane", {"expose_udp_ports": [0]}, "expose_ports and expose_udp_ports must"),
+        ("worker_data_plane", {"expose_ports": [8080]}, "must not include 8080"),
+        # The proxy is for the instance's own containers only.
+        ("worker_data_plane", {"socks_listen": "0.0.0.0:1080"}, "socks_listen must be a loopback"),
+        (
+            "worker_data_plane",
+            {"socks_listen": "127.0.0.1:99999"},
+            "socks_listen must be a loopback",
+        ),
+        (
+            "worker_data_plane",
+            {"socks_listen": "localhost:1080"},
+            "socks_listen must be a loopback",
+        ),
+        (
+            "worker_data_plane",
+            {"tcp_forwards": ["10.0.0.1:9000=worker-b:8000"]},
+            "tcp_forwards and udp_forwards entries must be listen=peer:port",
+        ),
+        (
+            "worker_data_plane",
+            {"udp_forwards": ["127.0.0.1:9000=worker-b"]},
+            "tcp_forwards and udp_forwards entries must be listen=peer:port",
+        ),
+        (
+            "worker_data_plane",
+            {"socks_listen": "127.0.0.1:9000", "tcp_forwards": ["127.0.0.1:9000=worker-b:80"]},
+            "need a loopback address of their own",
+        ),
+        (
+            "worker_data_plane",
+            {"socks_listen": "127.0.0.1:8080"},
+            "need a loopback address of their own",
+        ),
+        (
+            "worker_data_plane",
+            {"tcp_forwards": ["127.0.0.1:9000=worker-b:80", "127.0.0.1:9000=worker-c:80"]},
+            "need a loopback address of their own",
+        ),
+        (
+            "alert_notification_channels",
+            ["my-channel"],
+            "alert_notification_channels must be notification channel names",
+        ),
+        ("alert_thresholds", {"relay_share": 1.5}, "punch_failure_share and relay_share must"),
+        (
+            "alert_thresholds",
+            {"punch_failure_share": 0},
+            "punch_failure_share and relay_share must",
+        ),
+        ("alert_thresholds", {"min_punch_results": -1}, "alert_thresholds.rendezvous_5xx_per_min"),
+        ("expected_workers", -1, "expected_workers must be a whole number"),
+        ("rendezvous_subnet_cidr", "10.8.1.0/28", "rendezvous_subnet_cidr must be an IPv4 CIDR"),
+        # Inside the workers' subnet (10.8.0.0/24), or containing it.
+        ("rendezvous_subnet_cidr", "10.8.0.64/26", "rendezvous_subnet_cidr must not overlap"),
+        ("rendezvous_subnet_cidr", "10.8.0.0/16", "rendezvous_subnet_cidr must not overlap"),
     ],
 )
 def test_bad_values_fail_at_plan(
@@ -144,6 +232,36 @@ def test_bad_values_fail_at_plan(
         ("rendezvous_limits", {"max_connections_per_address": 50000}),
         ("shared_registry", {"enabled": True}),
         ("introduction_policy", ["team-a", "team-a->gpu", "ops <-> *", "*"]),
+        ("worker_host", "service"),
+        ("worker_instance_count", 0),
+        ("worker_instance_count", 50),
+        (
+            "app_containers",
+            [
+                {
+                    "name": "api",
+                    "image": "example.org/api:1",
+                    "ports": [8000, 8001],
+                    "env": {"A": "1"},
+                },
+                {"name": "batch", "image": "example.org/batch", "args": ["--loop"]},
+            ],
+        ),
+        (
+            "worker_data_plane",
+            {
+                "expose_ports": [8000],
+                "expose_udp_ports": [5353],
+                "socks_listen": "[::1]:1080",
+                "tcp_forwards": ["127.0.0.1:9000=worker-b:8000", "127.0.0.2:9000=worker-c:8000"],
+                "udp_forwards": ["127.0.0.1:9000=worker-b:53"],
+            },
+        ),
+        ("alert_notification_channels", ["projects/demo-project-1/notificationChannels/123"]),
+        ("alert_thresholds", {"relay_share": 1, "rendezvous_5xx_per_min": 0}),
+        ("expected_workers", 0),
+        ("rendezvous_subnet_cidr", "10.9.0.0/24"),
+        ("rendezvous_subnet_cidr", "10.8.1.0/24"),
         (
             "shared_registry",
             {
@@ -243,6 +361,16 @@ LOCALS = (
     "worker_container",
     "nat_ip_allocate_option",
     "registry_count",
+    "data_plane_env",
+    "app_containers",
+    "app_service_containers",
+    "worker_pool_container",
+    "expected_workers",
+    "worker_monitored_resource",
+    "log_resources",
+    "dashboard_tile_layout",
+    "dashboard_chart_count",
+    "alert_first_queries",
 )
 
 
@@ -360,9 +488,11 @@ def test_service_settings_from_the_defaults(env_module: Path) -> None:
         "cpu_idle": False,
         "startup_cpu_boost": True,
     }
+    # /readyz: ready once STUN answered or the rendezvous acknowledged, so egress works.
     # Direct VPC egress can take a minute to work: the worker gets two to start.
     assert worker["startup_probe"] == {
-        "path": "/",
+        "path": "/readyz",
+        "port": 8080,
         "period_seconds": 5,
         "timeout_seconds": 3,
         "failure_threshold": 24,
@@ -475,8 +605,10 @@ def test_keyless_workers_are_served_only_when_asked_for(env_module: Path) -> Non
     assert "ALLOW_KEYLESS_WORKERS" not in out["worker_env"]
 
 
-def test_log_metric_filters_equal_the_saved_queries(tmp_path: Path) -> None:
-    """The metrics Terraform builds select exactly what `scripts/logs QUERY` selects."""
+@pytest.mark.parametrize("worker_host", ["service", "worker_pool"])
+def test_log_metric_filters_equal_the_saved_queries(tmp_path: Path, worker_host: str) -> None:
+    """The metrics Terraform builds select exactly what `scripts/logs QUERY` selects; a
+    worker pool's entries are under its own resource type and name label."""
     import sys
 
     sys.path.insert(0, str(SCRIPTS))
@@ -494,14 +626,23 @@ def test_log_metric_filters_equal_the_saved_queries(tmp_path: Path) -> None:
             **GOOD,
             "rendezvous_service_name": names["rendezvous"],
             "worker_service_name": names["worker"],
+            "worker_host": worker_host,
         },
     )["metrics"]
 
     expected = {q.metric: q for q in catalogue.queries.values() if q.metric}
     assert set(metrics) == set(expected)
+    pool_resource = 'resource.type="cloud_run_worker_pool" AND resource.labels.worker_pool_name='
     for name, metric in metrics.items():
         query = expected[name]
-        assert metric["filter"] == catalogue.query_filter(query.name, names)
+        wanted = catalogue.query_filter(query.name, names)
+        if worker_host == "worker_pool" and query.service == "worker":
+            service_resource = (
+                'resource.type="cloud_run_revision" AND resource.labels.service_name='
+            )
+            assert wanted.startswith(service_resource)
+            wanted = pool_resource + wanted[len(service_resource) :]
+        assert metric["filter"] == wanted
         assert metric["labels"] == list(query.labels)
     raw = json.loads((TF_DIR / "log_queries.json").read_text())
     assert {
@@ -514,3 +655,118 @@ def test_log_metric_filters_equal_the_saved_queries(tmp_path: Path) -> None:
         "punch-results",
         "refusals",
     } <= {key for key, q in raw["queries"].items() if "metric" in q}
+
+
+def test_the_data_plane_reaches_the_worker_env_only_when_set(env_module: Path) -> None:
+    default = tfeval.outputs(env_module, GOOD)
+    assert default["data_plane_env"] == {}
+    assert not {"EXPOSE_PORTS", "SOCKS_LISTEN"} & set(default["worker_env"])
+    values = {
+        **GOOD,
+        "worker_data_plane": {
+            "expose_ports": [10000, 7000],
+            "expose_udp_ports": [5353, 53],
+            "socks_listen": "127.0.0.1:1080",
+            "tcp_forwards": ["127.0.0.1:9000=worker-b:8000", "127.0.0.1:9001=worker-c:22"],
+            "udp_forwards": ["127.0.0.1:5300=worker-b:53"],
+        },
+        # The application's ports are exposed to peers too, once, in numeric order.
+        "app_containers": [{"name": "api", "image": "i", "ports": [8000, 7000]}],
+    }
+    out = tfeval.outputs(env_module, values)
+    assert out["data_plane_env"] == {
+        "EXPOSE_PORTS": "7000,8000,10000",
+        "EXPOSE_UDP_PORTS": "53,5353",
+        "SOCKS_LISTEN": "127.0.0.1:1080",
+        "TCP_FORWARDS": "127.0.0.1:9000=worker-b:8000,127.0.0.1:9001=worker-c:22",
+        "UDP_FORWARDS": "127.0.0.1:5300=worker-b:53",
+    }
+    assert out["worker_env"]["SOCKS_LISTEN"] == "127.0.0.1:1080"
+
+
+def test_app_containers_are_sidecars_started_after_the_worker(env_module: Path) -> None:
+    apps = [
+        {"name": "api", "image": "example.org/api", "env": {"UPSTREAM": "x"}, "ports": [8000]},
+        {"name": "batch", "image": "example.org/b", "args": ["run"], "resources": {"cpu": "2"}},
+    ]
+    out = tfeval.outputs(env_module, {**GOOD, "app_containers": apps})
+    api = out["app_containers"]["api"]
+    assert api["image"] == "example.org/api" and api["env"] == {"UPSTREAM": "x"}
+    # Started once the worker's /readyz answers: egress and the rendezvous work by then.
+    assert api["depends_on"] == ["worker"]
+    assert out["app_containers"]["batch"]["args"] == ["run"]
+    assert out["app_containers"]["batch"]["resources"] == {"cpu": "2", "memory": "512Mi"}
+    # On a service, sidecars get CPU all the time like the worker.
+    assert out["app_service_containers"]["api"]["resources"]["cpu_idle"] is False
+    assert out["worker_pool_container"]["startup_probe"]["path"] == "/readyz"
+    assert "port" not in out["worker_pool_container"], "a worker pool has no ingress port"
+
+
+@pytest.mark.parametrize(
+    ("values", "expected", "resource"),
+    [
+        (
+            {},
+            1,
+            'resource.type="cloud_run_worker_pool" AND resource.labels.worker_pool_name="worker"',
+        ),
+        ({"worker_instance_count": 5}, 5, "cloud_run_worker_pool"),
+        (
+            {"worker_host": "service", "worker_min_instances": 2, "worker_max_instances": 3},
+            2,
+            'resource.type="cloud_run_revision" AND resource.labels.service_name="worker"',
+        ),
+        ({"worker_instance_count": 5, "expected_workers": 3}, 3, "cloud_run_worker_pool"),
+    ],
+)
+def test_the_worker_host_decides_resources_and_expected_workers(
+    env_module: Path, values: dict[str, Any], expected: int, resource: str
+) -> None:
+    out = tfeval.outputs(env_module, {**GOOD, **values})
+    assert out["expected_workers"] == expected
+    assert resource in out["worker_monitored_resource"]
+    assert out["log_resources"]["rendezvous"]["type"] == "cloud_run_revision"
+    assert out["log_resources"]["worker"]["type"] in out["worker_monitored_resource"]
+
+
+@pytest.mark.parametrize("worker_host", ["worker_pool", "service"])
+def test_dashboard_tiles_never_write_a_zero_position(env_module: Path, worker_host: str) -> None:
+    """The Monitoring API drops zero xPos/yPos: written, they make a permanent diff."""
+    out = tfeval.outputs(env_module, {**GOOD, "worker_host": worker_host})
+    tiles = out["dashboard_tile_layout"]
+    assert len(tiles) == out["dashboard_chart_count"] >= 10
+    positions = [(tile.get("xPos", 0), tile.get("yPos", 0)) for tile in tiles]
+    assert len(set(positions)) == len(tiles), "two tiles in one place"
+    assert all(tile.get("xPos", 1) != 0 and tile.get("yPos", 1) != 0 for tile in tiles)
+    assert tiles[0] == {"width": 24, "height": 16}
+
+
+def test_every_alert_names_a_saved_query(env_module: Path) -> None:
+    raw = json.loads((TF_DIR / "log_queries.json").read_text())
+    first = tfeval.outputs(env_module, GOOD)["alert_first_queries"]
+    assert set(first) == {
+        "rendezvous_unavailable",
+        "workers_below_expected",
+        "punch_failures",
+        "relay_share",
+        "nat_failures",
+        "worker_restarts",
+    }
+    for alert, query in first.items():
+        assert query in raw["queries"], f"{alert}: no saved query {query}"
+    # docs/alerts.md has a section per alert, naming the same query.
+    guide = (TF_DIR.parents[1] / "docs" / "alerts.md").read_text(encoding="utf-8")
+    for alert, query in first.items():
+        section = guide.split(f"## `{alert}`", 1)
+        assert len(section) == 2, f"docs/alerts.md has no section for {alert}"
+        assert f"scripts/logs {query}" in section[1].split("\n## ", 1)[0], alert
+
+
+def test_a_proxy_on_an_application_port_is_refused(variables_module: Path) -> None:
+    values = {
+        **GOOD,
+        "app_containers": [{"name": "api", "image": "i", "ports": [1080]}],
+        "worker_data_plane": {"socks_listen": "127.0.0.1:1080"},
+    }
+    rc, out = tfeval.plan(variables_module, values)
+    assert rc != 0 and "need a loopback address of their own" in " ".join(out.split()), out

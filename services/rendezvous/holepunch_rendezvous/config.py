@@ -15,6 +15,7 @@ from holepunch_env import (
     env_log_level,
     env_text,
 )
+from holepunch_protocol.peer_datagrams import MAX_PEER_DATAGRAM_BYTES
 
 from holepunch_rendezvous.auth import AuthMode
 from holepunch_rendezvous.budgets import DEFAULT_CAPS, CapLimits
@@ -232,7 +233,7 @@ class RendezvousConfig:
                 env,
                 "RELAY_BYTES_PER_SEC",
                 default.relay_bytes_per_sec,
-                minimum=1200.0,
+                minimum=float(MAX_PEER_DATAGRAM_BYTES),  # else the largest never passes
                 maximum=1e9,
             ),
             registry_url=_registry_url(env),
@@ -320,7 +321,7 @@ def _caps(env: Mapping[str, str], default: CapLimits) -> CapLimits:
             env,
             "INITIATOR_RELAY_BYTES_PER_SEC",
             default.initiator_relay_bytes_per_sec,
-            minimum=1200.0,
+            minimum=float(MAX_PEER_DATAGRAM_BYTES),  # else the largest never passes
             maximum=1e9,
         ),
     )

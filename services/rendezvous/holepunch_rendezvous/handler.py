@@ -165,9 +165,12 @@ def introduce(
     responder: str,
     now: float,
     policy: IntroductionPolicy | None = None,
+    request_id: int | None = None,
 ) -> Outcome:
     """Make a punch session between two workers and tell both; or say why not.
-    `policy`: who may reach whom (None: the operator's own introduction, not checked)."""
+    `policy`: who may reach whom (None: the operator's own introduction, not checked).
+    `request_id`: the initiator's connect_request's, echoed in the refusal or in the
+    initiator's introduction."""
 
     def refuse(code: ErrorCode, detail: str, **fields: Any) -> Outcome:
         error = ProtocolError(code, detail, ConnectRequest.TYPE)
@@ -179,7 +182,7 @@ def introduce(
             logging.WARNING,
             {**outcome.event.fields, "peer_id": responder, **fields},
         )
-        return Outcome(reply=outcome.reply, event=event)
+        return Outcome(reply=ErrorMessage.from_error(error, request_id), event=event)
 
     if initiator == responder:
         return refuse(ErrorCode.SELF_INTRODUCTION, "a worker cannot be introduced to itself")
@@ -218,7 +221,9 @@ def introduce(
     relay_first = dependent in (a.mapping, b.mapping)
     session = sessions.create(initiator, responder, now, relay_first=relay_first)
 
-    def introduction(peer: WorkerRecord, endpoint: UdpEndpoint, role: PeerRole) -> PeerIntroduction:
+    def introduction(
+        peer: WorkerRecord, endpoint: UdpEndpoint, role: PeerRole, request: int | None = None
+    ) -> PeerIntroduction:
         return PeerIntroduction(
             session_id=session.session_id,
             peer_id=peer.worker_id,
@@ -229,6 +234,7 @@ def introduce(
             role=role,
             relay_first=relay_first,
             peer_public_key=peer.public_key,
+            request_id=request,
         )
 
     return Outcome(
@@ -249,7 +255,7 @@ def introduce(
             },
         ),
         deliveries=(
-            Delivery(initiator, introduction(second, b, PeerRole.INITIATOR)),
+            Delivery(initiator, introduction(second, b, PeerRole.INITIATOR, request_id)),
             Delivery(responder, introduction(first, a, PeerRole.RESPONDER)),
         ),
         created_session=session,
@@ -415,6 +421,7 @@ def handle_message(
                 message.peer_id,
                 now,
                 policy,
+                message.request_id,
             )
         case ListPeers():
             asker = registry.get(worker_id)

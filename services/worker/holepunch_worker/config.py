@@ -31,9 +31,14 @@ __all__ = [
     "DEFAULT_STUN_SERVERS",
     "LOG_LEVELS",
     "ConfigError",
+    "ForwardSpec",
     "StunServerAddress",
     "WorkerConfig",
     "load_config",
+    "parse_expose_ports",
+    "parse_forwards",
+    "parse_loopback_address",
+    "parse_port_set",
     "parse_stun_servers",
     "rendezvous_websocket_url",
 ]
@@ -51,6 +56,24 @@ class StunServerAddress:
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardSpec:
+    """One TCP_FORWARDS or UDP_FORWARDS entry: a listener on this machine's loopback
+    whose traffic goes to `peer_port` on the loopback of worker `peer_id`."""
+
+    listen_host: str
+    listen_port: int
+    peer_id: str
+    peer_port: int
+
+    @property
+    def listen(self) -> str:
+        return _join_host_port(self.listen_host, self.listen_port)
+
+    def __str__(self) -> str:
+        return f"{self.listen}={self.peer_id}:{self.peer_port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +108,14 @@ class WorkerConfig:
     probe_limits: ProbeLimits = DEFAULT_PROBE_LIMITS
     # The worker's identity: from WORKER_KEY_FILE, or generated for this process.
     key: WorkerKey = field(default_factory=WorkerKey.generate)
+    # EXPOSE_PORTS: TCP ports on this worker's loopback that authenticated peers may open
+    # data-plane streams to (none by default).
+    expose_ports: tuple[int, ...] = ()
+    # The data plane's proxy and forwards (dataplane/proxies.py): all off unless set.
+    socks_listen: tuple[str, int] | None = None
+    tcp_forwards: tuple[ForwardSpec, ...] = ()
+    udp_forwards: tuple[ForwardSpec, ...] = ()
+    expose_udp_ports: frozenset[int] = frozenset()
 
 
 def _seconds(environ: Mapping[str, str], name: str, default: float, *, maximum: float) -> float:
@@ -269,7 +300,22 @@ def load_config(
         tags=tags,
         key=_worker_key(environ),
         probe_limits=_probe_limits(environ),
+        expose_ports=parse_expose_ports(env_text(environ, "EXPOSE_PORTS") or ""),
+        **_proxy_settings(environ, worker_id),
     )
+
+
+def parse_expose_ports(value: str, variable: str = "EXPOSE_PORTS") -> tuple[int, ...]:
+    """Comma-separated ports in 1..65535, each once; empty for none."""
+    ports: list[int] = []
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        port = _port(item.strip(), variable)
+        if port in ports:
+            raise ConfigError(variable, f"lists port {port} twice")
+        ports.append(port)
+    return tuple(ports)
 
 
 def _probe_limits(environ: Mapping[str, str]) -> ProbeLimits:
@@ -346,4 +392,93 @@ def _auth(environ: Mapping[str, str], base_url: str) -> dict[str, Any]:
         "auth_mode": mode,
         "rendezvous_token": token if mode is AuthMode.TOKEN else None,
         "id_token_audience": audience,
+    }
+
+
+def _join_host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _split_host_port(text: str, variable: str) -> tuple[str, str]:
+    """`host:port` or `[ipv6]:port` into its host and port texts."""
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or not rest.startswith(":"):
+            raise ConfigError(variable, f"expected [ipv6]:port, got {text!r}")
+        return host, rest[1:]
+    host, colon, port = text.rpartition(":")
+    if not colon:
+        raise ConfigError(variable, f"expected host:port, got {text!r}")
+    return host, port
+
+
+def parse_loopback_address(text: str, variable: str) -> tuple[str, int]:
+    """A listener's `127.x.y.z:port` or `[::1]:port`: only this machine may reach it."""
+    host_text, port_text = _split_host_port(text.strip(), variable)
+    try:
+        host = ipaddress.ip_address(host_text)
+    except ValueError:
+        host = None
+    if host is None or not host.is_loopback:
+        raise ConfigError(
+            variable,
+            f"must listen on a loopback address such as 127.0.0.1:1080 or [::1]:1080 "
+            f"(only this machine's programs may use it), got {text.strip()[:80]!r}",
+        )
+    return str(host), _port(port_text, variable)
+
+
+def parse_forwards(text: str, variable: str, worker_id: str) -> tuple[ForwardSpec, ...]:
+    """`127.0.0.1:9000=worker-b:8000,...`: each a loopback listener and a peer's port."""
+    forwards: list[ForwardSpec] = []
+    for item in text.split(","):
+        entry = item.strip()
+        if not entry:
+            continue
+        listen_text, equals, target = entry.partition("=")
+        if not equals:
+            raise ConfigError(
+                variable, f"expected listen=peer:port (127.0.0.1:9000=worker-b:8000), got {entry!r}"
+            )
+        listen_host, listen_port = parse_loopback_address(listen_text, variable)
+        peer_id, colon, peer_port = target.strip().rpartition(":")
+        if not colon:
+            raise ConfigError(variable, f"expected peer:port after '=', got {target.strip()!r}")
+        try:
+            validate_worker_id(peer_id)
+        except ProtocolError as error:
+            raise ConfigError(variable, f"{peer_id[:80]!r}: {error.detail}") from None
+        if peer_id == worker_id:
+            raise ConfigError(variable, f"{entry!r} names this worker itself")
+        forward = ForwardSpec(listen_host, listen_port, peer_id, _port(peer_port, variable))
+        if any(other.listen == forward.listen for other in forwards):
+            raise ConfigError(variable, f"listens on {forward.listen} twice")
+        forwards.append(forward)
+    return tuple(forwards)
+
+
+def parse_port_set(text: str, variable: str) -> frozenset[int]:
+    """`53,5353`: ports in 1..65535."""
+    return frozenset(_port(item.strip(), variable) for item in text.split(",") if item.strip())
+
+
+def _proxy_settings(environ: Mapping[str, str], worker_id: str) -> dict[str, Any]:
+    """SOCKS_LISTEN, TCP_FORWARDS, UDP_FORWARDS and EXPOSE_UDP_PORTS; no two TCP
+    listeners on one address."""
+    socks_text = env_text(environ, "SOCKS_LISTEN")
+    socks = None if socks_text is None else parse_loopback_address(socks_text, "SOCKS_LISTEN")
+    tcp = parse_forwards(env_text(environ, "TCP_FORWARDS") or "", "TCP_FORWARDS", worker_id)
+    if socks is not None:
+        socks_address = _join_host_port(*socks)
+        if any(forward.listen == socks_address for forward in tcp):
+            raise ConfigError("TCP_FORWARDS", f"listens on {socks_address}, SOCKS_LISTEN's address")
+    return {
+        "socks_listen": socks,
+        "tcp_forwards": tcp,
+        "udp_forwards": parse_forwards(
+            env_text(environ, "UDP_FORWARDS") or "", "UDP_FORWARDS", worker_id
+        ),
+        "expose_udp_ports": parse_port_set(
+            env_text(environ, "EXPOSE_UDP_PORTS") or "", "EXPOSE_UDP_PORTS"
+        ),
     }

@@ -1,12 +1,15 @@
-"""The worker's HTTP listener on $PORT: `GET /` -> `OK`, `GET /status` -> JSON, and the
-routes of an optional `ApiHandler` (the worker's `GET /peers` and
-`POST /peers/{peer_id}/connect|echo`).
+"""The worker's HTTP listener on $PORT: `GET /` -> `OK`, `GET /status` -> JSON,
+`GET /readyz` (200 once the worker is ready, else 503 with the reason), and the routes of
+an optional `ApiHandler` (the worker's `GET /peers` and `POST /peers/{peer_id}/connect|echo`).
+Anything else is answered in JSON: 404 for an unknown route, 405 (with `Allow`) for a
+known route asked with another method.
 
 Cloud Run requires every service to listen on $PORT (its default startup probe is a TCP
-connect). Two read-only routes do not need a framework: this is `asyncio.start_server`
-in the worker's own event loop. uvicorn's `Server.serve()` would install its own SIGINT
-and SIGTERM handlers with `signal.signal`, replacing the worker's shutdown handler, and
-would bring a second lifecycle to coordinate. Each response closes its connection.
+connect; Terraform points it at /readyz). A few routes do not need a framework: this is
+`asyncio.start_server` in the worker's own event loop. uvicorn's `Server.serve()` would
+install its own SIGINT and SIGTERM handlers with `signal.signal`, replacing the worker's
+shutdown handler, and would bring a second lifecycle to coordinate. Each response closes
+its connection.
 """
 
 from __future__ import annotations
@@ -16,12 +19,22 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
 from holepunch_logging import WorkerEvent, log_event
 
-__all__ = ["ApiHandler", "ApiResponse", "StatusProvider", "respond", "start_http_server"]
+__all__ = [
+    "ApiHandler",
+    "ApiResponse",
+    "Readiness",
+    "ReadinessProvider",
+    "StatusProvider",
+    "json_response",
+    "respond",
+    "start_http_server",
+]
 
 StatusProvider = Callable[[], dict[str, Any]]
 ApiResponse = tuple[HTTPStatus, dict[str, Any]]
@@ -29,44 +42,85 @@ ApiResponse = tuple[HTTPStatus, dict[str, Any]]
 # not the handler's.
 ApiHandler = Callable[[str, str], Awaitable[ApiResponse | None]]
 
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """`ready`, or why not (`reason`: a stable code; `detail`: for people)."""
+
+    ready: bool
+    reason: str | None = None
+    detail: str | None = None
+
+
+ReadinessProvider = Callable[[], Readiness]
+ALWAYS_READY = Readiness(True)
+
 _MAX_HEADER_BYTES = 8192
 _READ_TIMEOUT_SEC = 10.0
 _MAX_BODY_BYTES = 64 * 1024  # request bodies are read and ignored
+_READ_METHODS = ("GET", "HEAD")
+_BUILT_IN_PATHS = ("/", "/status", "/readyz")
 
 
-def _response(status: HTTPStatus, body: bytes, content_type: str, *, head: bool = False) -> bytes:
+def _response(
+    status: HTTPStatus,
+    body: bytes,
+    content_type: str,
+    *,
+    head: bool = False,
+    extra_headers: str = "",
+) -> bytes:
     header = (
         f"HTTP/1.1 {status.value} {status.phrase}\r\n"
         f"Content-Type: {content_type}\r\n"
         f"Content-Length: {len(body)}\r\n"
         "Cache-Control: no-store\r\n"
+        f"{extra_headers}"
         "Connection: close\r\n\r\n"
     ).encode("ascii")
     return header if head else header + body
 
 
-def respond(request_line: bytes, status_provider: StatusProvider) -> bytes:
-    """The full response to one request line (pure, apart from calling the provider)."""
+def json_response(
+    status: HTTPStatus, body: dict[str, Any], *, head: bool = False, extra_headers: str = ""
+) -> bytes:
+    encoded = json.dumps(body, separators=(",", ":")).encode()
+    return _response(status, encoded, "application/json", head=head, extra_headers=extra_headers)
+
+
+def _readiness_response(readiness: Readiness, head: bool) -> bytes:
+    if readiness.ready:
+        return json_response(HTTPStatus.OK, {"status": "ready"}, head=head)
+    body = {"status": "not_ready", "reason": readiness.reason, "detail": readiness.detail}
+    return json_response(HTTPStatus.SERVICE_UNAVAILABLE, body, head=head)
+
+
+def respond(
+    request_line: bytes,
+    status_provider: StatusProvider,
+    readiness_provider: ReadinessProvider | None = None,
+) -> bytes:
+    """The full response to one request line for the built-in routes, and the JSON 404 or
+    405 for any other (pure, apart from calling the providers)."""
     parts = request_line.decode("latin-1").rstrip("\r\n").split(" ")
     if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
         return _response(HTTPStatus.BAD_REQUEST, b"bad request\n", "text/plain; charset=utf-8")
     method, target, _ = parts
     path = target.split("?", 1)[0]
-    if method not in ("GET", "HEAD"):
-        return _response(
-            HTTPStatus.METHOD_NOT_ALLOWED, b"method not allowed\n", "text/plain; charset=utf-8"
+    if path not in _BUILT_IN_PATHS:
+        return json_response(HTTPStatus.NOT_FOUND, {"error": "not_found", "path": path})
+    if method not in _READ_METHODS:
+        return json_response(
+            HTTPStatus.METHOD_NOT_ALLOWED,
+            {"error": "method_not_allowed", "method": method, "allowed": list(_READ_METHODS)},
+            extra_headers=f"Allow: {', '.join(_READ_METHODS)}\r\n",
         )
     head = method == "HEAD"
     if path == "/":
         return _response(HTTPStatus.OK, b"OK", "text/plain; charset=utf-8", head=head)
-    if path == "/status":
-        body = json.dumps(status_provider(), separators=(",", ":")).encode()
-        return _response(HTTPStatus.OK, body, "application/json", head=head)
-    return _response(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8", head=head)
-
-
-def json_response(status: HTTPStatus, body: dict[str, Any]) -> bytes:
-    return _response(status, json.dumps(body, separators=(",", ":")).encode(), "application/json")
+    if path == "/readyz":
+        return _readiness_response((readiness_provider or (lambda: ALWAYS_READY))(), head)
+    return json_response(HTTPStatus.OK, status_provider(), head=head)
 
 
 def _content_length(head: bytes) -> int:
@@ -110,6 +164,7 @@ async def start_http_server(
     status_provider: StatusProvider,
     logger: logging.Logger,
     api: ApiHandler | None = None,
+    readiness_provider: ReadinessProvider | None = None,
 ) -> asyncio.Server:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -120,7 +175,9 @@ async def start_http_server(
                 )
             else:
                 api_response = None if api is None else await _api_response(request_line, api)
-                response = api_response or respond(request_line, status_provider)
+                response = api_response or respond(
+                    request_line, status_provider, readiness_provider
+                )
             writer.write(response)
             await writer.drain()
         except ConnectionError:

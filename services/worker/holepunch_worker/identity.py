@@ -79,6 +79,11 @@ class WorkerKey:
             raise ConfigError(variable, f"is larger than {MAX_KEY_FILE_BYTES} bytes: not a key")
         return cls.from_bytes(data, variable)
 
+    @property
+    def private_key(self) -> Ed25519PrivateKey:
+        """For the data plane's TLS certificate (dataplane/tls_identity.py)."""
+        return self._private_key
+
     def upgrade_headers(self) -> dict[str, str]:
         """The header that tells the rendezvous this worker will prove a key."""
         return {PUBLIC_KEY_HEADER: self.public_key}

@@ -28,7 +28,9 @@ One session, from its introduction:
 
 The datagrams' payloads (PROBE timestamps, DATA sub-types) are defined with the
 datagram format in `holepunch_protocol.peer_datagrams`. An echo request is answered on
-the path it came by.
+the path it came by. QUIC packets (the data plane's) ride as DATA on the current path
+(`send_quic`) and come out as `QuicReceived`, whichever path they came by: the session
+picks the path, QUIC never sees it change.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from typing import Any
 from holepunch_logging import WorkerEvent
 from holepunch_protocol import (
     MAX_APPLICATION_DATA_BYTES,
+    MAX_QUIC_PACKET_BYTES,
     PUNCH_RESULT_MAX_ATTEMPTS,
     PUNCH_RESULT_MAX_MS,
     DataKind,
@@ -74,6 +77,7 @@ __all__ = [
     "PunchSession",
     "PunchSessions",
     "PunchTimings",
+    "QuicReceived",
     "Report",
     "SendRelay",
     "SendUdp",
@@ -146,6 +150,14 @@ class Delivered:
 
 
 @dataclass(frozen=True, slots=True)
+class QuicReceived:
+    """A QUIC packet from the peer, for the data plane's connection with it."""
+
+    peer_id: str
+    packet: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class EchoReplied:
     peer_id: str
     echo_id: int
@@ -161,7 +173,7 @@ class LogEvent:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-Action = SendUdp | SendRelay | Report | Delivered | EchoReplied | LogEvent
+Action = SendUdp | SendRelay | Report | Delivered | EchoReplied | LogEvent | QuicReceived
 
 
 class SessionState(enum.StrEnum):
@@ -424,6 +436,18 @@ class PunchSession:
         data = encode_data(DataKind.APPLICATION, payload)
         return self._send(PeerKind.DATA, data, self.path, now)
 
+    def send_quic(self, packet: bytes, now: float) -> list[SendUdp | SendRelay] | None:
+        """A QUIC packet on the current path; None with no usable path.
+
+        Raises ValueError for a packet over MAX_QUIC_PACKET_BYTES (the QUIC layer is
+        configured never to make one)."""
+        if len(packet) > MAX_QUIC_PACKET_BYTES:
+            raise ValueError(f"QUIC packet is longer than {MAX_QUIC_PACKET_BYTES} bytes")
+        if not self._can_send(self.path):
+            return None
+        sealed = self._send(PeerKind.DATA, encode_data(DataKind.QUIC, packet), self.path, now)
+        return [action for action in sealed if isinstance(action, SendUdp | SendRelay)]
+
     def end(self, now: float, reason: str) -> list[Action]:
         if self.ended:
             return []
@@ -562,6 +586,8 @@ class PunchSession:
                     return []
                 rtt_ms = _ms(now - echo_sent_at)
                 return [EchoReplied(self.peer_id, data.echo_id, rtt_ms, via)]
+            if data.kind is DataKind.QUIC:
+                return [QuicReceived(self.peer_id, data.payload)]
             self.delivered += 1
             return [Delivered(self.peer_id, data.payload, via)]
         return []  # KEEPALIVE: its arrival is all that matters
@@ -765,6 +791,7 @@ class PunchSessions:
         self.dropped_no_session = 0
         self.drops: Counter[DropReason] = Counter()
         self._drops_logged: Counter[str] = Counter()
+        self._drops_logged_total = 0  # drops only grow: totals tell whether any are new
         self._last_drop_summary: float | None = None
 
     # ------------------------------------------------------------------ observation
@@ -774,6 +801,10 @@ class PunchSessions:
 
     def for_peer(self, peer_id: str) -> PunchSession | None:
         return next((s for s in self._sessions.values() if s.peer_id == peer_id), None)
+
+    def last_ended(self, peer_id: str) -> PunchSession | None:
+        """The most recent ended session with `peer_id` still remembered, if any."""
+        return next((s for s in reversed(self._ended) if s.peer_id == peer_id), None)
 
     def status(self, now: float) -> dict[str, Any]:
         return {
@@ -785,7 +816,7 @@ class PunchSessions:
 
     def next_deadline(self) -> float | None:
         times = [s.next_deadline() for s in self._sessions.values()]
-        if self._drop_counts() != self._drops_logged and self._last_drop_summary is not None:
+        if self._drops_unlogged() and self._last_drop_summary is not None:
             times.append(self._last_drop_summary + self.timings.drop_summary_interval)
         return min((t for t in times if t is not None), default=None)
 
@@ -884,6 +915,10 @@ class PunchSessions:
         )
         return [log, Report(result)]
 
+    def _drops_unlogged(self) -> bool:
+        # Checked for every datagram (each QUIC packet is one): a sum, not a Counter.
+        return self.drops.total() != self._drops_logged_total
+
     def _drop_counts(self) -> Counter[str]:
         return Counter({reason.value: count for reason, count in self.drops.items()})
 
@@ -892,13 +927,14 @@ class PunchSessions:
             if session.ended:
                 del self._sessions[key]
                 self._ended.append(session)
-        counts = self._drop_counts()
-        if counts != self._drops_logged and (
+        if self._drops_unlogged() and (
             self._last_drop_summary is None
             or now >= self._last_drop_summary + self.timings.drop_summary_interval
         ):
+            counts = self._drop_counts()
             new = counts - self._drops_logged
             self._drops_logged = counts
+            self._drops_logged_total = counts.total()
             self._last_drop_summary = now
             actions.append(
                 LogEvent(

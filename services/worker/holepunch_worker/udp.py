@@ -10,8 +10,10 @@ else. Nothing a peer sends can raise out of it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
+import socket
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, cast
@@ -33,6 +35,7 @@ __all__ = [
 ]
 
 _STUN_MAGIC_COOKIE = stun.COOKIE.to_bytes(4, "big")
+UDP_RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
 
 
 class DatagramKind(enum.StrEnum):
@@ -230,7 +233,14 @@ async def open_worker_socket(
     host: str, port: int, logger: logging.Logger, worker_id: str
 ) -> WorkerDatagramProtocol:
     loop = asyncio.get_running_loop()
-    _, protocol = await loop.create_datagram_endpoint(
+    transport, protocol = await loop.create_datagram_endpoint(
         lambda: WorkerDatagramProtocol(logger, worker_id), local_addr=(host, port)
     )
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        # QUIC streams arrive in bursts faster than one event-loop turn drains them: the
+        # default buffer (~208 KiB) overflowed on loopback, and each loss halved QUIC's
+        # congestion window. The kernel caps the request at net.core.rmem_max.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER_BYTES)
     return protocol

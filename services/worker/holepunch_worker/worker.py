@@ -16,7 +16,7 @@ import itertools
 import logging
 import time
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, unquote
 
 from holepunch_logging import LogThrottle, WorkerEvent, log_event
@@ -48,7 +48,16 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 from holepunch_worker.backoff import SessionEnd, after_session, reconnect_delays
 from holepunch_worker.config import WorkerConfig
 from holepunch_worker.credentials import CredentialsError, RendezvousCredentials
-from holepunch_worker.http_status import ApiResponse, start_http_server
+from holepunch_worker.dataplane.interface import (
+    DEFAULT_CONNECT_TIMEOUT_SEC,
+    ConnectRefused,
+    DataPlane,
+    PeerUnavailable,
+)
+from holepunch_worker.dataplane.plane import QuicDataPlane
+from holepunch_worker.dataplane.proxies import Proxies, start_proxies
+from holepunch_worker.http_status import ApiResponse, Readiness, start_http_server
+from holepunch_worker.introductions import PendingIntroductions, http_status_for
 from holepunch_worker.mapping import TransportAddress, carry_forward_mapping
 from holepunch_worker.public_ip import fetch_public_ip
 from holepunch_worker.punch import (
@@ -57,9 +66,11 @@ from holepunch_worker.punch import (
     EchoReplied,
     LogEvent,
     PunchSessions,
+    QuicReceived,
     Report,
     SendRelay,
     SendUdp,
+    SessionState,
 )
 from holepunch_worker.signalling import (
     EndpointReporter,
@@ -79,6 +90,8 @@ SHUTDOWN_TIMEOUT_SEC = 8.0
 CONNECT_RETRY_SEC = 2.0  # CONNECT_TO peers without a session are asked for again this often
 # Relay refusals come one per refused datagram: logged at most this often, all counted.
 RELAY_REFUSED_LOG_INTERVAL_SEC = 10.0
+# A worker whose STUN servers never answer says so at most this often (each round fails).
+NO_ENDPOINT_LOG_INTERVAL_SEC = 60.0
 
 
 class RendezvousState(enum.StrEnum):
@@ -90,6 +103,19 @@ class RendezvousState(enum.StrEnum):
 
 def _endpoint(address: TransportAddress | None) -> dict[str, Any] | None:
     return None if address is None else {"ip": address[0], "port": address[1]}
+
+
+def _method_not_allowed(method: str, allowed: str) -> ApiResponse:
+    body = {"error": "method_not_allowed", "method": method, "allowed": [allowed]}
+    return HTTPStatus.METHOD_NOT_ALLOWED, body
+
+
+def _unanswered_reason(round_: StunRound) -> str:
+    """Why a STUN round gave no endpoint, in one line."""
+    if not round_.failures:
+        return "no STUN server is configured"
+    causes = "; ".join(f"{server}: {reason}" for server, reason in round_.failures)
+    return f"no STUN server answered ({causes})"
 
 
 class Worker:
@@ -117,6 +143,7 @@ class Worker:
         self._public_ip: str | None = None
         self._punch = PunchSessions(config.punch, probe_limits=config.probe_limits)
         self._punch_changed = asyncio.Event()
+        self._punch_armed: float | None = None  # when _punch_timer wakes by itself
         self._endpoint_acked = asyncio.Event()
         self._echo_waiters: dict[tuple[str, int], asyncio.Future[EchoReplied]] = {}
         self._peer_data_received = 0
@@ -124,6 +151,20 @@ class Worker:
         self._request_ids = itertools.count(1)
         self._relay_refused = 0
         self._relay_refused_log = LogThrottle(RELAY_REFUSED_LOG_INTERVAL_SEC)
+        self._introductions = PendingIntroductions()
+        self._ready = asyncio.Event()
+        self._stun_unanswered_rounds = 0
+        self._stun_unanswered_since: float | None = None
+        self._stun_unanswered_reason: str | None = None
+        self._no_endpoint_log = LogThrottle(NO_ENDPOINT_LOG_INTERVAL_SEC)
+        self.data_plane = QuicDataPlane(
+            worker_id=config.worker_id,
+            key=config.key,
+            expose_ports=frozenset(config.expose_ports),
+            introduce=self._introduce_for_data_plane,
+            log=self._log,
+        )
+        self.data_plane.attach(self._punch, self._send_sealed)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -142,15 +183,24 @@ class Worker:
             udp_port=local_port,
         )
         http_server = await start_http_server(
-            HTTP_BIND_HOST, config.http_port, self.status, self._logger, self._api
+            HTTP_BIND_HOST,
+            config.http_port,
+            self.status,
+            self._logger,
+            self._api,
+            self.readiness,
         )
         http_port = http_server.sockets[0].getsockname()[1]
         self._log(WorkerEvent.HTTP_LISTENING, f"HTTP listening on port {http_port}", port=http_port)
+        # SOCKS_LISTEN, TCP_FORWARDS, UDP_FORWARDS, EXPOSE_UDP_PORTS: on the data plane.
+        plane = self.data_plane_or_none()
+        proxies = Proxies() if plane is None else await start_proxies(plane, config, self._logger)
 
         tasks = [
             asyncio.create_task(self._stun_loop(), name="stun"),
             asyncio.create_task(self._rendezvous_loop(), name="rendezvous"),
             asyncio.create_task(self._punch_timer(), name="punch-timer"),
+            asyncio.create_task(self.data_plane.run(), name="data-plane"),
         ]
         if config.public_ip_echo_url is not None:
             tasks.append(asyncio.create_task(self._lookup_public_ip(), name="public-ip"))
@@ -168,6 +218,7 @@ class Worker:
                 async with asyncio.timeout(SHUTDOWN_TIMEOUT_SEC):
                     await asyncio.gather(*tasks, stopped, return_exceptions=True)
             self._rendezvous_state = RendezvousState.STOPPED
+            await proxies.close()
             self._apply(self._punch.close_all(self._now()))
             self._udp.close()
             http_server.close()
@@ -220,8 +271,59 @@ class Worker:
             "tags": list(self._config.tags),
             "peer_data_received": self._peer_data_received,
             "relay_refused": self._relay_refused,
+            "ready": self.readiness().ready,
+            "endpoint_problem": self._endpoint_problem(),
             **self._punch.status(self._now()),
+            "peer_connections": self._peer_connections(),
         }
+
+    def readiness(self) -> Readiness:
+        """Ready (`GET /readyz` 200) once STUN has answered or the rendezvous has
+        acknowledged this worker's endpoint; it stays ready from then on."""
+        if self._ready.is_set():
+            return Readiness(True)
+        if self._stun_unanswered_reason is not None:
+            return Readiness(False, "no_stun_answer", self._stun_unanswered_reason)
+        if self._last_round is None:
+            return Readiness(False, "starting", "the first STUN round is under way")
+        return Readiness(False, "starting", "waiting for the rendezvous's acknowledgement")
+
+    async def wait_ready(self) -> None:
+        """Until `readiness()` is ready."""
+        await self._ready.wait()
+
+    async def wait_registered(self) -> None:
+        """Until the rendezvous holds this worker's endpoint (it introduces only workers
+        with one); returns at once while it does."""
+        await self._endpoint_acked.wait()
+
+    @property
+    def worker_id(self) -> str:
+        return self._config.worker_id
+
+    def data_plane_or_none(self) -> DataPlane | None:
+        """The data plane (the `data_plane` attribute, where one runs), or None."""
+        return cast("DataPlane | None", getattr(self, "data_plane", None))
+
+    def _endpoint_problem(self) -> dict[str, Any] | None:
+        if self._stun_unanswered_reason is None:
+            return None
+        return {
+            "reason": self._stun_unanswered_reason,
+            "unanswered_rounds": self._stun_unanswered_rounds,
+            "since": iso_timestamp(self._stun_unanswered_since),
+            "reporting_last_known_endpoint": self._mapped is not None,
+        }
+
+    def _peer_connections(self) -> list[dict[str, Any]]:
+        """Each data-plane connection (path, RTT, streams, bytes, datagrams lost...)."""
+        plane = self.data_plane_or_none()
+        if plane is None:
+            return []
+        return [
+            {"peer_id": connection.peer_id, **connection.status()}
+            for connection in plane.connections()
+        ]
 
     # ------------------------------------------------------------------ punching
 
@@ -243,8 +345,9 @@ class Worker:
     async def _punch_timer(self) -> None:
         while True:
             self._punch_changed.clear()
+            self._punch_armed = self._punch.next_deadline()
             try:
-                async with asyncio.timeout_at(self._punch.next_deadline()):
+                async with asyncio.timeout_at(self._punch_armed):
                     await self._punch_changed.wait()
             except TimeoutError:
                 self._apply(self._punch.timer(self._now()))
@@ -252,13 +355,8 @@ class Worker:
     def _apply(self, actions: list[Action]) -> None:
         """Perform what the punch sessions asked for."""
         for action in actions:
-            if isinstance(action, SendUdp):
-                if self._udp is not None:
-                    self._udp.send_datagram(action.data, action.addr)
-            elif isinstance(action, SendRelay):
-                if self._outbox is not None:
-                    message = RelayDatagram(session_id=action.session_id, data=action.data)
-                    self._outbox.put_nowait(encode_message(message))
+            if isinstance(action, SendUdp | SendRelay):
+                self._send_sealed(action)
             elif isinstance(action, Report):
                 if self._outbox is not None:
                     self._outbox.put_nowait(encode_message(action.result))
@@ -276,21 +374,76 @@ class Worker:
                     path=action.path.value,
                     size=len(action.payload),
                 )
+            elif isinstance(action, QuicReceived):
+                self.data_plane.quic_received(action.peer_id, action.packet)
             elif isinstance(action, LogEvent):
                 self._log(action.event, action.message, level=action.level, **action.fields)
-        self._punch_changed.set()
+        # Wake the timer only for a closer deadline: with the data plane, a batch comes
+        # with every QUIC packet, and a wake each cost about as much as the packet.
+        deadline = self._punch.next_deadline()
+        if deadline is not None and (self._punch_armed is None or deadline < self._punch_armed):
+            self._punch_changed.set()
+        self.data_plane.punch_changed()
 
-    def _request_connect(self, peer_id: str, source: str) -> bool:
+    def _send_sealed(self, action: SendUdp | SendRelay) -> None:
+        """Send a sealed peer datagram. The data plane's packets come straight here: a
+        send only ever moves the punch timers later, so it needs no wake-up."""
+        if isinstance(action, SendUdp):
+            if self._udp is not None:
+                self._udp.send_datagram(action.data, action.addr)
+        elif self._outbox is not None:
+            message = RelayDatagram(session_id=action.session_id, data=action.data)
+            self._outbox.put_nowait(encode_message(message))
+
+    async def _introduce_for_data_plane(self, peer_id: str) -> None:
+        """`introduce` for the data plane, whose connect() bounds the whole wait itself."""
+        await self.introduce(peer_id, DEFAULT_CONNECT_TIMEOUT_SEC)
+
+    def _request_connect(self, peer_id: str, source: str, request_id: int | None = None) -> bool:
         if self._outbox is None:
             return False
-        self._outbox.put_nowait(encode_message(ConnectRequest(peer_id=peer_id)))
+        request = ConnectRequest(peer_id=peer_id, request_id=request_id)
+        self._outbox.put_nowait(encode_message(request))
         self._log(
             WorkerEvent.CONNECT_REQUESTED,
             f"asked the rendezvous to introduce {peer_id}",
             peer_id=peer_id,
             source=source,
+            request_id=request_id,
         )
         return True
+
+    async def introduce(self, peer_id: str, timeout: float, *, source: str = "data_plane") -> None:
+        """Ask the rendezvous to introduce `peer_id` and wait until the punch session with
+        it exists (an introduction the peer asked for at the same time serves too).
+
+        Raises `ConnectRefused` with the rendezvous's error code (`peer_not_found`,
+        `not_allowed`, ...; `probe_budget` when this worker will not probe the address it
+        was given), or `PeerUnavailable` (`rendezvous_unavailable` without a connection to
+        the rendezvous or when it ends first; `timeout`)."""
+        try:
+            validate_worker_id(peer_id)
+        except ProtocolError as error:
+            raise ConnectRefused("invalid_peer_id", error.detail) from None
+        if peer_id == self._config.worker_id:
+            raise ConnectRefused(
+                ErrorCode.SELF_INTRODUCTION.value, "a worker cannot be introduced to itself"
+            )
+        request_id = next(self._request_ids)
+        if not self._request_connect(peer_id, source, request_id):
+            raise PeerUnavailable(
+                "rendezvous_unavailable", "this worker is not connected to the rendezvous"
+            )
+        waiter = self._introductions.add(request_id, peer_id)
+        try:
+            async with asyncio.timeout(timeout):
+                await waiter
+        except TimeoutError:
+            raise PeerUnavailable(
+                "timeout", f"the rendezvous did not introduce {peer_id} within {timeout:g} s"
+            ) from None
+        finally:
+            self._introductions.forget(request_id)
 
     async def _connect_to_loop(self) -> None:
         """Ask for every CONNECT_TO peer without a live session, once the rendezvous holds
@@ -310,25 +463,43 @@ class Worker:
         path, _, query = target.partition("?")
         if path == "/peers":
             if method != "GET":
-                return HTTPStatus.METHOD_NOT_ALLOWED, {"error": "method_not_allowed"}
+                return _method_not_allowed(method, "GET")
             return await self._list_peers(query)
         parts = path.split("/")
         if len(parts) != 4 or parts[:2] != ["", "peers"] or parts[3] not in ("connect", "echo"):
             return None
         if method != "POST":
-            return HTTPStatus.METHOD_NOT_ALLOWED, {"error": "method_not_allowed"}
+            return _method_not_allowed(method, "POST")
         peer_id = unquote(parts[2])
         try:
             validate_worker_id(peer_id)
         except ProtocolError as error:
             return HTTPStatus.BAD_REQUEST, {"error": "invalid_peer_id", "detail": error.detail}
         if parts[3] == "connect":
-            if peer_id == self._config.worker_id:
-                return HTTPStatus.BAD_REQUEST, {"error": "self_introduction"}
-            if not self._request_connect(peer_id, "http"):
-                return HTTPStatus.SERVICE_UNAVAILABLE, {"error": "rendezvous_unavailable"}
-            return HTTPStatus.ACCEPTED, {"peer_id": peer_id, "status": "requested"}
+            return await self._connect(peer_id)
         return await self._echo(peer_id)
+
+    async def _connect(self, peer_id: str) -> ApiResponse:
+        """200 with the session once it has a path, 202 with it while it is punching, or
+        the reason there is none: the rendezvous's error code, or the worker's."""
+        try:
+            await self.introduce(peer_id, self._config.peer_echo_timeout_sec, source="http")
+        except (ConnectRefused, PeerUnavailable) as error:
+            body = {"error": error.reason, "detail": error.detail, "peer_id": peer_id}
+            return http_status_for(error), body
+        session = self._punch.for_peer(peer_id)
+        if session is None:  # ended between the introduction and this answer
+            return HTTPStatus.BAD_GATEWAY, {
+                "error": "session_ended",
+                "detail": f"the punch session with {peer_id} ended at once",
+                "peer_id": peer_id,
+            }
+        has_path = session.state in (SessionState.CONNECTED, SessionState.RELAYED)
+        return HTTPStatus.OK if has_path else HTTPStatus.ACCEPTED, {
+            "peer_id": peer_id,
+            "status": session.state.value,
+            "session": session.status(self._now()),
+        }
 
     async def _list_peers(self, query: str) -> ApiResponse:
         """Ask the rendezvous for one page of the peers the policy lets this worker reach."""
@@ -345,21 +516,36 @@ class Worker:
                 validate_worker_id(cursor)
             except ProtocolError as error:
                 return HTTPStatus.BAD_REQUEST, {"error": "invalid_cursor", "detail": error.detail}
+        try:
+            answer = await self.list_peers(int(raw_limit), cursor)
+        except PeerUnavailable as unavailable:
+            return http_status_for(unavailable), {"error": unavailable.reason}
+        fields = answer.to_fields()
+        return HTTPStatus.OK, {"peers": fields["peers"], "next_cursor": fields["next_cursor"]}
+
+    async def list_peers(
+        self, limit: int = LIST_PEERS_DEFAULT_LIMIT, cursor: str | None = None
+    ) -> Peers:
+        """One page of the peers the rendezvous's policy lets this worker reach. Raises
+        `PeerUnavailable` (`rendezvous_unavailable`, `timeout`)."""
         if self._outbox is None:
-            return HTTPStatus.SERVICE_UNAVAILABLE, {"error": "rendezvous_unavailable"}
+            raise PeerUnavailable(
+                "rendezvous_unavailable", "this worker is not connected to the rendezvous"
+            )
         request_id = next(self._request_ids)
         waiter: asyncio.Future[Peers] = asyncio.get_running_loop().create_future()
         self._peer_listings[request_id] = waiter
-        request = ListPeers(limit=int(raw_limit), cursor=cursor, request_id=request_id)
+        request = ListPeers(limit=limit, cursor=cursor, request_id=request_id)
         self._outbox.put_nowait(encode_message(request))
+        timeout = self._config.peer_echo_timeout_sec
         try:
-            answer = await asyncio.wait_for(waiter, self._config.peer_echo_timeout_sec)
+            return await asyncio.wait_for(waiter, timeout)
         except TimeoutError:
-            return HTTPStatus.GATEWAY_TIMEOUT, {"error": "timeout"}
+            raise PeerUnavailable(
+                "timeout", f"the rendezvous did not list peers within {timeout:g} s"
+            ) from None
         finally:
             self._peer_listings.pop(request_id, None)
-        fields = answer.to_fields()
-        return HTTPStatus.OK, {"peers": fields["peers"], "next_cursor": fields["next_cursor"]}
 
     async def _echo(self, peer_id: str) -> ApiResponse:
         session = self._punch.for_peer(peer_id)
@@ -415,7 +601,12 @@ class Worker:
             self._last_round, self._last_round_at = round_, time.time()
             mapped = round_.mapped
             if mapped is not None:
+                self._stun_unanswered_rounds, self._stun_unanswered_since = 0, None
+                self._stun_unanswered_reason = None
+                self._ready.set()
                 self._classified(round_, mapped, loop.time())
+            else:
+                self._stun_unanswered(round_, loop.time())
             dropped = self._udp.counters.dropped
             if dropped > dropped_logged:
                 self._log(
@@ -426,6 +617,28 @@ class Worker:
                 )
                 dropped_logged = dropped
             await asyncio.sleep(max(0.0, started + config.stun_refresh_sec - loop.time()))
+
+    def _stun_unanswered(self, round_: StunRound, now: float) -> None:
+        """No STUN server answered this round: say so on /status, and in the log at most
+        once a NO_ENDPOINT_LOG_INTERVAL_SEC while the worker has no endpoint at all."""
+        self._stun_unanswered_rounds += 1
+        if self._stun_unanswered_since is None:
+            self._stun_unanswered_since = time.time()
+        reason = _unanswered_reason(round_)
+        self._stun_unanswered_reason = reason
+        if self._mapped is not None:
+            return  # the last known endpoint stays reported; each failure is stun_failed
+        unlogged = self._no_endpoint_log.due(now)
+        if unlogged is not None:
+            self._log(
+                WorkerEvent.NO_ENDPOINT,
+                f"no public UDP endpoint after {self._stun_unanswered_rounds} STUN rounds: "
+                f"{reason}; peers cannot be introduced to this worker",
+                level=logging.WARNING,
+                reason=reason,
+                rounds=self._stun_unanswered_rounds,
+                unlogged=unlogged,
+            )
 
     def _classified(self, round_: StunRound, mapped: TransportAddress, now: float) -> None:
         assert self._udp is not None
@@ -619,6 +832,7 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self._outbox = None
+            self._introductions.abandon()
             self._apply(self._punch.set_relay_available(False, loop.time()))
             self._reporter.connection_closed()
             self._connected_since = None
@@ -677,9 +891,13 @@ class Worker:
             )
             if outcome.accepted and report is not None:
                 self._endpoint_acked.set()
+                self._ready.set()
             self._signalling_changed.set()
         elif isinstance(message, PeerIntroduction):
             self._apply(self._punch.introduce(message, self._now()))
+            session = self._punch.for_peer(message.peer_id)
+            started = session is not None and session.session_id == message.session_id
+            self._introductions.introduced(message, started)
         elif isinstance(message, RelayDatagram):
             self._apply(self._punch.relay_received(message.session_id, message.data, self._now()))
         elif isinstance(message, Peers):
@@ -698,12 +916,14 @@ class Worker:
                     total=self._relay_refused,
                 )
         elif isinstance(message, ErrorMessage):
+            self._introductions.refused(message)
             self._log(
                 WorkerEvent.RENDEZVOUS_ERROR,
                 f"rendezvous reported an error: {message.code}",
                 level=logging.WARNING,
                 code=message.code,
                 reason=message.detail,
+                request_id=message.request_id,
             )
         else:
             self._log(

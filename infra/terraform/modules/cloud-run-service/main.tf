@@ -1,8 +1,15 @@
 # One Cloud Run v2 service whose image is owned by Cloud Build, not by Terraform.
 #
 # The containers start from the image given here (a placeholder on the first apply) and
-# every later apply ignores the image and the fields gcloud sets when it deploys one, so
-# Terraform never rolls a deployed image back.
+# every later apply ignores the primary container's image and the fields gcloud sets when
+# it deploys one, so Terraform never rolls a deployed image back. Other containers
+# (sidecars) stay Terraform's.
+locals {
+  # The deployed container first, so that template[0].containers[0] is always it.
+  primary_container = coalesce(var.primary_container, sort(keys(var.containers))[0])
+  container_names   = concat([local.primary_container], sort(setsubtract(keys(var.containers), [local.primary_container])))
+}
+
 resource "google_cloud_run_v2_service" "service" {
   name                = var.name
   location            = var.region
@@ -10,6 +17,17 @@ resource "google_cloud_run_v2_service" "service" {
   ingress             = var.ingress
   deletion_protection = var.deletion_protection
   labels              = var.labels
+  # true: Cloud Run's front end checks no invoker IAM (an application token gates callers
+  # instead), without the allUsers binding that domain-restricted sharing refuses.
+  invoker_iam_disabled = var.invoker_iam_disabled
+
+  # A cap over all revisions together (the template's scaling is per revision).
+  dynamic "scaling" {
+    for_each = var.max_instance_count == null ? [] : [var.max_instance_count]
+    content {
+      max_instance_count = scaling.value
+    }
+  }
 
   template {
     service_account                  = var.service_account
@@ -34,13 +52,20 @@ resource "google_cloud_run_v2_service" "service" {
     }
 
     dynamic "containers" {
-      for_each = var.containers
+      for_each = [for name in local.container_names : merge(var.containers[name], { name = name })]
       content {
-        name  = containers.key
-        image = containers.value.image
+        name       = containers.value.name
+        image      = containers.value.image
+        command    = containers.value.command
+        args       = containers.value.args
+        depends_on = length(containers.value.depends_on) > 0 ? containers.value.depends_on : null
 
-        ports {
-          container_port = containers.value.port
+        # Only the ingress container has a port: Cloud Run sends requests there.
+        dynamic "ports" {
+          for_each = containers.value.port == null ? [] : [containers.value.port]
+          content {
+            container_port = ports.value
+          }
         }
 
         resources {
@@ -80,6 +105,7 @@ resource "google_cloud_run_v2_service" "service" {
           content {
             http_get {
               path = startup_probe.value.path
+              port = startup_probe.value.port
             }
             period_seconds    = startup_probe.value.period_seconds
             timeout_seconds   = startup_probe.value.timeout_seconds
