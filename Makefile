@@ -4,11 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 CHECKOV_VENV := .venv-checkov
-APT_PACKAGES := coturn iptables iproute2 conntrack shellcheck redis-server curl
+APT_PACKAGES := coturn iptables iproute2 conntrack shellcheck redis-server curl chromium
 DEMO_ARGS ?=
 BENCH_DATA_ARGS ?=
 
-.PHONY: demo test fuzz bench bench-cluster soak bench-punch bench-data lint system-deps clean
+.PHONY: demo test fuzz bench bench-cluster soak bench-punch bench-data bench-ui lint system-deps clean
 
 # The runtime distribution with its dev extra, and the dev tools (tools/), which no image installs.
 $(VENV)/.installed: pyproject.toml tools/pyproject.toml
@@ -67,6 +67,11 @@ bench-punch: $(VENV)/.installed system-deps
 # docs/dataplane-bench.md
 bench-data: $(VENV)/.installed system-deps
 	$(PY) -m holepunch_devtools.data_bench $(BENCH_DATA_ARGS)
+
+# The fleet page with 5,000 workers in Debian's headless chromium: paint, filter, a viewer's
+# server cost (README, "Fleet page")
+bench-ui: $(VENV)/.installed system-deps
+	$(PY) -m holepunch_devtools.ui_bench
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -88,6 +88,9 @@ from holepunch_rendezvous.punch_sessions import (
 from holepunch_rendezvous.registry import Page, Registry, WorkerRecord
 from holepunch_rendezvous.slow_clients import SlowClientKind, SlowClients, receive_first_frame
 from holepunch_rendezvous.store import Claim, RegistryStore, StoreEvents, build_store
+from holepunch_rendezvous.ui import UI_ROUTES, LiveFeed
+from holepunch_rendezvous.ui.changes import changes_of, worker_joined, worker_left
+from holepunch_rendezvous.ui.login import BROWSER_REALM, browser_login
 
 __all__ = ["CLOSE_GOING_AWAY", "CLOSE_REPLACED", "Rendezvous", "build_asgi_app", "create_app"]
 
@@ -155,6 +158,8 @@ class Rendezvous:
             else None
         )
         self.slow_clients = SlowClients()
+        # The fleet page's live feed: fed only while the page is served (DEBUG_ENDPOINTS).
+        self.feed = LiveFeed(enabled=self.config.debug_endpoints)
 
     def next_connection_id(self) -> int:
         return next(self._connection_ids)
@@ -162,13 +167,23 @@ class Rendezvous:
     async def start(self) -> None:
         if self.id_token_certificates is not None:  # fetched ahead of the first worker
             self._run_in_background(self._fetch_certificates(self.id_token_certificates))
+        if self.feed.enabled:
+            self.feed.share_through(self.store.publish_feed)
         await self.store.start(
             StoreEvents(
-                deliver=self._deliver_frame, close=self._close_replaced, refuse=self._refuse_taken
+                deliver=self._deliver_frame,
+                close=self._close_replaced,
+                refuse=self._refuse_taken,
+                feed=self._receive_feed if self.feed.enabled else None,
             )
         )
 
+    async def _receive_feed(self, payload: str) -> None:
+        """A batch of fleet changes from an instance (this one's too), for the viewers."""
+        self.feed.receive(payload)
+
     async def stop(self) -> None:
+        await self.feed.drain()
         await self.store.stop()
 
     def _websocket_of(self, worker_id: str) -> tuple[WorkerRecord, WebSocket] | None:
@@ -224,6 +239,7 @@ class Rendezvous:
         await cache.certificates()  # a failure is logged there and retried on demand
 
     async def close_all(self, code: int, reason: str) -> None:
+        self.feed.close()  # the fleet page's streams end too
         sockets = list(self.connections.values())
         await asyncio.gather(*(_close_quietly(ws, code, reason) for ws in sockets))
 
@@ -259,6 +275,8 @@ class Rendezvous:
         return outcome
 
     async def publish(self, outcome: Outcome) -> None:
+        if self.feed.enabled:  # nothing is built for a page nobody can open
+            self.feed.note(changes_of(outcome, self.clock()))
         if outcome.changed_record is not None:
             await self.store.save(outcome.changed_record)
         if outcome.created_session is not None:
@@ -340,7 +358,17 @@ def _rendezvous(connection: Request | WebSocket) -> Rendezvous:
     return rendezvous
 
 
+DEBUG_ENDPOINTS = [
+    "/debug/registry",
+    "/debug/list_workers?limit=&cursor=",
+    "/debug/sessions",
+    "/ui",
+]
+
+
 async def index(request: Request) -> Response:
+    """What is served; the debug endpoints and the fleet page only while they are on."""
+    debug = _rendezvous(request).config.debug_endpoints
     return JSONResponse(
         {
             "service": "holepunch-rendezvous",
@@ -350,9 +378,7 @@ async def index(request: Request) -> Response:
             "endpoints": [
                 "/healthz",
                 "/livez",
-                "/debug/registry",
-                "/debug/list_workers?limit=&cursor=",
-                "/debug/sessions",
+                *(DEBUG_ENDPOINTS if debug else []),
                 "POST /admin/introduce",
                 "DELETE /admin/bindings/{worker_id}",
             ],
@@ -384,6 +410,7 @@ async def registry_status(request: Request) -> Response:
             "introduction_policy": rendezvous.policy.description,
             "introductions_refused": dict(rendezvous.introductions_refused),
             "slow_clients_closed": rendezvous.slow_clients.describe(),
+            "fleet_page": rendezvous.feed.describe(),
         }
     )
 
@@ -391,8 +418,9 @@ async def registry_status(request: Request) -> Response:
 def _operator_only(
     handler: Callable[[Request], Awaitable[Response]], *, debug: bool
 ) -> Callable[[Request], Awaitable[Response]]:
-    """/debug/* needs DEBUG_ENDPOINTS=1; both /debug/* and /admin/* need ADMIN_TOKEN
-    as a bearer token, except under AUTH_MODE=none."""
+    """/debug/* (and /ui) needs DEBUG_ENDPOINTS=1; both /debug/* and /admin/* need
+    ADMIN_TOKEN as a bearer token, or as the password of a browser's Basic login
+    (ui/login.py), except under AUTH_MODE=none."""
 
     @functools.wraps(handler)
     async def guarded(request: Request) -> Response:
@@ -402,16 +430,20 @@ def _operator_only(
                 {"error": "not_found", "detail": "debug endpoints are off (DEBUG_ENDPOINTS=1)"},
                 status_code=404,
             )
-        if not is_admin(config.auth_mode, request.headers, config.admin_token):
+        if not is_admin(
+            config.auth_mode, request.headers, config.admin_token
+        ) and not browser_login(request.headers, config.admin_token, request.method):
             detail = (
                 "send Authorization: Bearer <ADMIN_TOKEN>"
                 if config.admin_token
                 else "ADMIN_TOKEN is not set: operator endpoints are closed"
             )
+            # The page asks the browser for a login; everything else names the bearer.
+            challenge = BROWSER_REALM if request.url.path.startswith("/ui") else "Bearer"
             return JSONResponse(
                 {"error": "unauthenticated", "detail": detail},
                 status_code=401,
-                headers={"WWW-Authenticate": "Bearer"},
+                headers={"WWW-Authenticate": challenge},
             )
         return await handler(request)
 
@@ -655,6 +687,8 @@ def _register(
     rendezvous.connections_per_address[address_key] += 1
     replaced = registry.add(record)
     rendezvous.connections[connection_id] = websocket
+    if rendezvous.feed.enabled:
+        rendezvous.feed.note([worker_joined(record, rendezvous.clock())])
     log_event(
         logger,
         RendezvousEvent.WORKER_CONNECTED,
@@ -800,6 +834,8 @@ async def _clean_up(
     rendezvous.connections.pop(connection_id, None)
     was_current = rendezvous.registry.disconnect(worker_id, connection_id)
     if was_current:
+        if rendezvous.feed.enabled:
+            rendezvous.feed.note([worker_left(worker_id, rendezvous.clock())])
         rendezvous.sessions.end_sessions_of(worker_id, rendezvous.clock())
         if connection.public_key is not None:
             await rendezvous.store.key_left(worker_id, connection.public_key)
@@ -921,6 +957,10 @@ def create_app(rendezvous: Rendezvous | None = None) -> Starlette:
                 "/admin/bindings/{worker_id}",
                 _operator_only(admin_release_binding, debug=False),
                 methods=["DELETE"],
+            ),
+            *(
+                Route(path, _operator_only(handler, debug=True), methods=["GET"])
+                for path, handler in UI_ROUTES
             ),
             WORKER_SOCKET_ROUTE,
         ]

@@ -101,6 +101,8 @@ class StoreEvents:
     deliver: Callable[[str, str], Awaitable[None]]  # (worker_id, encoded frame)
     close: Callable[[str, int], Awaitable[None]]  # (worker_id, connection_id): replaced
     refuse: Callable[[str], Awaitable[None]]  # worker_id: another identity owns it now
+    # A batch of the fleet page's changes (ui/feed.py) from any instance; None: not wanted.
+    feed: Callable[[str], Awaitable[None]] | None = None
 
 
 class RegistryStore(abc.ABC):
@@ -185,6 +187,11 @@ class RegistryStore(abc.ABC):
     async def release_key(self, worker_id: str) -> str | None:
         """An operator releases the binding; the key it held, or None if there was none."""
         return self.bindings.release(worker_id, self.clock())
+
+    async def publish_feed(self, payload: bytes) -> bool:
+        """Send a batch of fleet changes to every instance (this one too, through
+        `StoreEvents.feed`); False when there is no one else to tell, or no way to."""
+        return False
 
 
 class MemoryStore(RegistryStore):
@@ -286,6 +293,7 @@ KEY_NAMESPACES = {
     "session": "s:",
     "worker_sessions": "ws:",
     "channel": "ch:",
+    "feed": "feed",
 }
 # Written into Lua source as a literal: nothing that could end or escape the string.
 PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_.:{}-]*")
@@ -301,6 +309,7 @@ class RedisKeys:
         self.namespaces = {name: prefix + suffix for name, suffix in KEY_NAMESPACES.items()}
         self.ids = self.namespaces["ids"]
         self.instances = self.namespaces["instances"]
+        self.feed = self.namespaces["feed"]  # pub/sub channel: the fleet page's changes
 
     def worker(self, worker_id: str) -> str:
         return self.namespaces["worker"] + worker_id
@@ -697,6 +706,18 @@ class RedisStore(RegistryStore):
         except (KeyError, ValueError):
             return None
 
+    async def publish_feed(self, payload: bytes) -> bool:
+        """One PUBLISH per batch to the channel every instance with the page subscribes to."""
+        if not self._available:
+            return False
+        try:
+            self.round_trips["feed"] += 1
+            await self._client.publish(self.keys.feed, payload)
+        except Exception as error:
+            self._failed(error)
+            return False
+        return True
+
     async def route(self, worker_id: str, frame: str) -> bool:
         """Publish a frame for a worker connected to another instance."""
         if not self._available:
@@ -816,13 +837,21 @@ class RedisStore(RegistryStore):
         while True:
             pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self._channel)
+                feed = None if self._events is None else self._events.feed
+                channels = [self._channel] if feed is None else [self._channel, self.keys.feed]
+                await pubsub.subscribe(*channels)
                 self._subscribed = True
                 self._note_ready()
                 while True:
                     message = await pubsub.get_message(timeout=1.0)
-                    if message is not None:
-                        await self._dispatch(message.get("data"))
+                    if message is None:
+                        continue
+                    data = message.get("data")
+                    if feed is not None and message.get("channel") == self.keys.feed:
+                        if isinstance(data, str):
+                            await feed(data)
+                    else:
+                        await self._dispatch(data)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
