@@ -14,7 +14,6 @@ aioquic's defaults (Reno, 1,200-byte packets, 1 MiB flow-control windows) as the
 from __future__ import annotations
 
 import asyncio
-import datetime
 import hashlib
 import os
 import socket
@@ -28,16 +27,14 @@ from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.asyncio.server import serve
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import QuicEvent, StreamDataReceived
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ed25519
-from cryptography.x509.oid import NameOID
+from holepunch_worker.dataplane.tls_identity import self_signed
+from holepunch_worker.identity import WorkerKey
 
 __all__ = [
     "HIGH_WATER_BYTES",
     "LATENCY_ROUND_TRIPS",
     "BaselineResult",
     "run_baseline",
-    "self_signed_ed25519",
 ]
 
 ALPN = "holepunch-bench"
@@ -68,25 +65,6 @@ class BaselineResult:
     @property
     def intact(self) -> bool:
         return self.sha256_sent == self.sha256_received
-
-
-def self_signed_ed25519(
-    common_name: str,
-) -> tuple[ed25519.Ed25519PrivateKey, x509.Certificate]:
-    key = ed25519.Ed25519PrivateKey.generate()
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, None)
-    )
-    return key, certificate
 
 
 class _Sink(QuicConnectionProtocol):
@@ -181,7 +159,8 @@ def bench_pattern() -> bytes:
 
 async def run_baseline(size: int, timeout: float = 600.0) -> BaselineResult:
     """Send `size` bytes over one aioquic stream between two loopback sockets."""
-    key, certificate = self_signed_ed25519("baseline-server")
+    worker_key = WorkerKey.generate()
+    key, certificate = worker_key.private_key, self_signed(worker_key, "baseline-server")
     server_config = QuicConfiguration(is_client=False, alpn_protocols=[ALPN])
     server_config.certificate, server_config.private_key = certificate, key
     client_config = QuicConfiguration(is_client=True, alpn_protocols=[ALPN])

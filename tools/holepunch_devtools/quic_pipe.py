@@ -10,19 +10,17 @@ false; then `on_event` sees the raw events (the benchmark's baseline).
 from __future__ import annotations
 
 import asyncio
-import datetime
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ed25519
-from cryptography.x509.oid import NameOID
 from holepunch_worker.dataplane.streams import MuxStream, StreamMux
+from holepunch_worker.dataplane.tls_identity import self_signed
+from holepunch_worker.identity import WorkerKey
 
-__all__ = ["PipeSide", "QuicPipe", "self_signed_certificate"]
+__all__ = ["PipeSide", "QuicPipe"]
 
 _ALPN = "holepunch-pipe"
 _CLIENT_ADDR = ("192.0.2.1", 4433)
@@ -33,23 +31,6 @@ def _destination_id(initial: bytes) -> bytes:
     """The Destination Connection ID of a long-header packet (RFC 9000 section 17.2):
     flags (1 byte), version (4), the id's length (1), the id."""
     return initial[6 : 6 + initial[5]]
-
-
-def self_signed_certificate() -> tuple[x509.Certificate, ed25519.Ed25519PrivateKey]:
-    key = ed25519.Ed25519PrivateKey.generate()
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "quic-pipe")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, None)
-    )
-    return certificate, key
 
 
 @dataclass
@@ -102,7 +83,8 @@ class QuicPipe:
         }
         self._max_stream_data = max_stream_data
         self._handshake_timeout = handshake_timeout
-        self._certificate, self._key = self_signed_certificate()
+        worker_key = WorkerKey.generate()
+        self._certificate, self._key = self_signed(worker_key, "quic-pipe"), worker_key.private_key
         self._datagrams_seen = 0
         self.datagrams_dropped = 0
         self._progress = asyncio.Event()
