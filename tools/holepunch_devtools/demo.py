@@ -236,7 +236,8 @@ async def run_demo(workers: int, keep_running: bool, timeout: float, verbose: bo
             exchanged = await _application_exchange(socks_port, worker_ids[-1], app_port, timeout)
             ok = ok and exchanged
         if keep_running:
-            print(f"\nSee it live: curl {base_url}/debug/list_workers")
+            print(f"\nSee it live: open {base_url}/ui in a browser (the fleet page),")
+            print(f"or curl {base_url}/debug/list_workers")
             if workers >= 2:
                 print(
                     f"and through the data plane: curl --socks5-hostname 127.0.0.1:{socks_port}"
