@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
+from holepunch_protocol import RelayDatagram, decode_server_message
 from holepunch_worker.dataplane.interface import (
     DatagramChannel,
     IncomingStream,
@@ -171,6 +172,44 @@ async def test_a_stream_through_the_relay() -> None:
         assert await round_trip(a, echo_port, payload) == payload
         [status] = (await a.status())["peer_connections"]
         assert status["path"] == "relay"
+
+
+async def test_the_relay_carries_only_ciphertext_and_a_replayed_packet_changes_nothing() -> None:
+    """The rendezvous relays the pair's QUIC packets: what it forwards (read here as B
+    receives it) never holds the application's bytes, and a relayed packet delivered twice
+    (as a replaying relay or an attacker on its path would) is refused once and disturbs
+    nothing."""
+    async with (
+        rendezvous_process() as (_, url),
+        LyingStunServer.running(shift=1000) as lying_stun,
+        echo_server() as echo_port,
+        running_workers(
+            url,
+            (A, {"STUN_SERVERS": lying_stun}),
+            (B, {"STUN_SERVERS": lying_stun, "EXPOSE_PORTS": str(echo_port)}),
+        ) as (a, b),
+    ):
+        await registered(a, b)
+        relayed: list[bytes] = []
+        deliver = b.worker._frame_received
+
+        def recording(frame: str | bytes) -> None:
+            message = decode_server_message(frame)
+            if isinstance(message, RelayDatagram):
+                relayed.append(message.data)
+                if len(relayed) == 20:
+                    deliver(frame)  # the same relayed packet, a second time
+            deliver(frame)
+
+        b.worker._frame_received = recording  # type: ignore[method-assign]
+        marker = b"HOLEPUNCH-APPLICATION-SECRET-"
+        payload = marker * (60_000 // len(marker))
+        assert await round_trip(a, echo_port, payload) == payload
+        assert len(relayed) > 20
+        assert not any(marker[:16] in datagram for datagram in relayed)
+        [session] = (await b.status())["sessions"]
+        assert session["dropped"].get("replay") == 1
+        assert await round_trip(a, echo_port, payload) == payload  # and it carries on
 
 
 async def test_the_peer_going_away_ends_streams_with_a_clean_error() -> None:
