@@ -64,6 +64,17 @@ async def test_connect_answers_with_the_rendezvous_reason() -> None:
         await a.log.wait_for_event("punch_connected", peer_id=B)
         assert (await a.session_with(B))["session_id"] == body["session"]["session_id"]
 
+        # Asked again while the session has a path: that session, not a new introduction
+        # (which would replace it and reset the data-plane streams open on it), from either side.
+        for asker, peer in ((a, B), (b, A)):
+            again = await asker.post(f"/peers/{peer}/connect")
+            assert again.status_code == 200, again.text
+            assert again.json()["status"] == "connected"
+            assert again.json()["session"]["session_id"] == body["session"]["session_id"]
+        assert len(a.log.named("connect_requested", peer_id=B)) == 1
+        assert b.log.named("connect_requested") == []
+        assert (await a.session_with(B))["session_id"] == body["session"]["session_id"]
+
 
 async def test_connect_without_the_rendezvous_is_503() -> None:
     async with running_rendezvous() as server, running_workers(server.http_url, (A, {})) as [a]:

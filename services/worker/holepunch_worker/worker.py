@@ -481,7 +481,16 @@ class Worker:
 
     async def _connect(self, peer_id: str) -> ApiResponse:
         """200 with the session once it has a path, 202 with it while it is punching, or
-        the reason there is none: the rendezvous's error code, or the worker's."""
+        the reason there is none: the rendezvous's error code, or the worker's. A session
+        that already has a path is answered as it is: a new introduction would replace it
+        and reset every data-plane stream open on it."""
+        live = self._punch.for_peer(peer_id)
+        if live is not None and live.state in (SessionState.CONNECTED, SessionState.RELAYED):
+            return HTTPStatus.OK, {
+                "peer_id": peer_id,
+                "status": live.state.value,
+                "session": live.status(self._now()),
+            }
         try:
             await self.introduce(peer_id, self._config.peer_echo_timeout_sec, source="http")
         except (ConnectRefused, PeerUnavailable) as error:
