@@ -14,7 +14,6 @@ from holepunch_worker.mapping import TransportAddress
 from holepunch_worker.udp import RECEIVE_BATCH, WorkerDatagramProtocol, open_worker_socket
 
 
-
 @pytest_asyncio.fixture
 async def worker_socket() -> AsyncIterator[WorkerDatagramProtocol]:
     protocol = await open_worker_socket("127.0.0.1", 0, logging.getLogger("test"), "w")
@@ -38,9 +37,7 @@ async def _handled_in_first_turn(protocol: WorkerDatagramProtocol, count: int) -
     def handler(data: bytes, source: TransportAddress) -> None:
         received.append(int.from_bytes(data[len(PEER_MAGIC) :], "big"))
         if len(received) == 1:
-            asyncio.get_running_loop().call_soon(
-                lambda: first_turn_done.set_result(len(received))
-            )
+            asyncio.get_running_loop().call_soon(lambda: first_turn_done.set_result(len(received)))
 
     protocol.peer_handler = handler
     _send_burst(protocol, count)

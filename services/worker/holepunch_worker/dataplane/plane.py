@@ -284,11 +284,19 @@ class QuicDataPlane:
         if conn is None:
             return
         with self._contained(conn):
-            self._handle(conn, conn.link.packet_received(packet, self._now()))
-        # The acknowledgements and the paused writers they free wait for the end of this
-        # loop turn: the worker reads a batch of datagrams per turn (udp.py), so one flush
-        # answers the whole batch.
-        self._schedule_flush(conn)
+            events = conn.link.packet_received(packet, self._now())
+            self._handle(conn, events)
+            if conn.link.authenticated and all(isinstance(e, QuicEventReceived) for e in events):
+                # Streams and datagrams: the acknowledgements and the writers they free
+                # wait for the end of this loop turn; the worker reads a batch of datagrams
+                # per turn (udp.py), so one flush answers the whole batch.
+                self._schedule_flush(conn)
+                return
+            # The handshake, its completion, a close: answered at once (the Finished goes
+            # out before anyone told "authenticated" acts on it).
+            if conn.mux is not None and not conn.closed:
+                conn.mux.after_receive()
+            self._flush(conn)
 
     async def run(self) -> None:
         """Serve until cancelled; then every link is closed. The links' timers are one
@@ -553,12 +561,10 @@ class QuicDataPlane:
 
         def flush() -> None:
             self._flush_scheduled.discard(conn)
-            if self._connections.get(conn.peer_id) is not conn:
-                return  # closed meanwhile: its close flushed what it owed
             with self._contained(conn):
-                if conn.mux is not None:
+                if conn.mux is not None and not conn.closed:
                     conn.mux.after_receive()  # acknowledgements may have freed writers
-                self._flush(conn)
+                self._flush(conn)  # after a close too: its CONNECTION_CLOSE is owed
 
         asyncio.get_running_loop().call_soon(flush)
 
