@@ -5,6 +5,12 @@ reach. `datagram_received` hands STUN responses to their aioice `Transaction` (o
 they come from the address the request went to), answers pings with pongs, hands peer
 datagrams (magic "HPX1", punch.py) to the peer handler, and counts and drops everything
 else. Nothing a peer sends can raise out of it.
+
+asyncio's datagram transport reads one datagram per event-loop turn. After each one the
+protocol reads on, up to `RECEIVE_BATCH` datagrams, from a duplicate of the socket's
+descriptor (the same socket), so a burst of QUIC packets is handled in one turn and what
+the data plane defers to the end of the turn (its flush and acknowledgements, the
+streams' wake-ups and the TCP writes behind them) happens once per batch, not per packet.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import os
 import socket
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -36,6 +43,9 @@ __all__ = [
 
 _STUN_MAGIC_COOKIE = stun.COOKIE.to_bytes(4, "big")
 UDP_RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
+# Datagrams handled per event-loop turn at most (the first one read by asyncio).
+RECEIVE_BATCH = 64
+_MAX_DATAGRAM_BYTES = 65535
 
 
 class DatagramKind(enum.StrEnum):
@@ -103,6 +113,7 @@ class WorkerDatagramProtocol(asyncio.DatagramProtocol):
         self._logger = logger
         self._worker_id = worker_id
         self._transport: asyncio.DatagramTransport | None = None
+        self._batch_socket: socket.socket | None = None  # reads the rest of a batch
         self._transactions: dict[bytes, _PendingTransaction] = {}
         self.counters = DatagramCounters()
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -112,9 +123,17 @@ class WorkerDatagramProtocol(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # The selector event loop's datagram transport does not subclass DatagramTransport.
         self._transport = cast(asyncio.DatagramTransport, transport)
+        transport_socket = transport.get_extra_info("socket")
+        if transport_socket is not None:
+            batch_socket = socket.socket(fileno=os.dup(transport_socket.fileno()))
+            batch_socket.setblocking(False)
+            self._batch_socket = batch_socket
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        if self._batch_socket is not None:
+            self._batch_socket.close()
+            self._batch_socket = None
         if not self.closed.done():
             self.closed.set_result(None)
 
@@ -131,6 +150,25 @@ class WorkerDatagramProtocol(asyncio.DatagramProtocol):
         )
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
+        self._handle(data, addr)
+        self._read_batch()
+
+    def _read_batch(self) -> None:
+        """Handle what else the socket holds now, up to RECEIVE_BATCH - 1 datagrams."""
+        for _ in range(RECEIVE_BATCH - 1):
+            batch_socket = self._batch_socket
+            if batch_socket is None or self._transport is None:
+                return
+            try:
+                data, addr = batch_socket.recvfrom(_MAX_DATAGRAM_BYTES)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                self.error_received(error)
+                return
+            self._handle(data, addr)
+
+    def _handle(self, data: bytes, addr: Any) -> None:
         source: TransportAddress = (addr[0], addr[1])
         kind = classify_datagram(data)
         if kind is DatagramKind.STUN:

@@ -232,7 +232,7 @@ class QuicDataPlane:
         self._connections: dict[str, QuicPeerConnection] = {}
         self._finished_sessions: set[str] = set()  # no second link on a session
         self._datagram_handlers: dict[DatagramChannel, DatagramHandler] = {}
-        self._flush_scheduled: set[str] = set()
+        self._flush_scheduled: set[QuicPeerConnection] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._armed: float | None = None  # when `_timer` fires
         self._sessions_seen: tuple[tuple[str, PathKind], ...] = ()
@@ -284,9 +284,18 @@ class QuicDataPlane:
         if conn is None:
             return
         with self._contained(conn):
-            self._handle(conn, conn.link.packet_received(packet, self._now()))
-            if conn.mux is not None:
-                conn.mux.after_receive()  # acknowledgements may have freed paused writers
+            events = conn.link.packet_received(packet, self._now())
+            self._handle(conn, events)
+            if conn.link.authenticated and all(isinstance(e, QuicEventReceived) for e in events):
+                # Streams and datagrams: the acknowledgements and the writers they free
+                # wait for the end of this loop turn; the worker reads a batch of datagrams
+                # per turn (udp.py), so one flush answers the whole batch.
+                self._schedule_flush(conn)
+                return
+            # The handshake, its completion, a close: answered at once (the Finished goes
+            # out before anyone told "authenticated" acts on it).
+            if conn.mux is not None and not conn.closed:
+                conn.mux.after_receive()
             self._flush(conn)
 
     async def run(self) -> None:
@@ -544,14 +553,18 @@ class QuicDataPlane:
             )
 
     def _schedule_flush(self, conn: QuicPeerConnection) -> None:
-        """Coalesce a burst of writes into one flush at the end of this loop iteration."""
-        if conn.peer_id in self._flush_scheduled:
+        """Coalesce a burst of writes, or of received packets, into one flush at the end
+        of this loop iteration."""
+        if conn in self._flush_scheduled:
             return
-        self._flush_scheduled.add(conn.peer_id)
+        self._flush_scheduled.add(conn)
 
         def flush() -> None:
-            self._flush_scheduled.discard(conn.peer_id)
-            self._flush(conn)
+            self._flush_scheduled.discard(conn)
+            with self._contained(conn):
+                if conn.mux is not None and not conn.closed:
+                    conn.mux.after_receive()  # acknowledgements may have freed writers
+                self._flush(conn)  # after a close too: its CONNECTION_CLOSE is owed
 
         asyncio.get_running_loop().call_soon(flush)
 
