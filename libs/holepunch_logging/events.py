@@ -101,6 +101,7 @@ class WorkerEvent(enum.StrEnum):
     PUNCH_SESSION_ENDED = "punch_session_ended"
     RELAY_STARTED = "relay_started"
     RELAY_UPGRADED = "relay_upgraded"
+    DIRECT_PATH_LOST = "direct_path_lost"  # a direct path stopped answering: back to the relay
     PEER_DATA_RECEIVED = "peer_data_received"
     PEER_DATAGRAM_DROPPED = "peer_datagram_dropped"
     PEER_DATAGRAM_FAILED = "peer_datagram_failed"
@@ -121,7 +122,6 @@ class WorkerEvent(enum.StrEnum):
     PROXY_LISTENING = "proxy_listening"
     PROXY_REFUSED = "proxy_refused"
     UDP_FORWARD_DROPPED = "udp_forward_dropped"
-    DIRECT_PATH_LOST = "direct_path_lost"
 
 
 class DevEvent(enum.StrEnum):
