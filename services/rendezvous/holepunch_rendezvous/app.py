@@ -174,13 +174,9 @@ class Rendezvous:
                 deliver=self._deliver_frame,
                 close=self._close_replaced,
                 refuse=self._refuse_taken,
-                feed=self._receive_feed if self.feed.enabled else None,
+                feed=self.feed.receive if self.feed.enabled else None,
             )
         )
-
-    async def _receive_feed(self, payload: str) -> None:
-        """A batch of fleet changes from an instance (this one's too), for the viewers."""
-        self.feed.receive(payload)
 
     async def stop(self) -> None:
         await self.feed.drain()
