@@ -201,6 +201,14 @@ async def test_drain_sends_what_is_pending_and_then_takes_nothing() -> None:
 
 
 def test_a_disabled_feed_takes_nothing() -> None:
+    sent: list[bytes] = []
+
+    async def share(payload: bytes) -> bool:
+        sent.append(payload)
+        return True
+
     feed = LiveFeed(enabled=False)
+    feed.share_through(share)
     feed.note([worker_left("a", 1.0)])  # outside any event loop: not even scheduled
-    assert feed.describe()["enabled"] is False
+    asyncio.run(feed.drain())
+    assert sent == [] and not feed.recent
