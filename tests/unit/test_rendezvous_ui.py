@@ -21,6 +21,8 @@ from holepunch_rendezvous.ui.fleet import FleetCache, FleetQuery, QueryError, se
 from holepunch_rendezvous.ui.login import browser_login
 from holepunch_rendezvous.ui.paths import PathBook
 
+from tests.support.rendezvous import eventually
+
 TOKEN = "admin-token-0123456789"
 
 
@@ -200,7 +202,34 @@ async def test_drain_sends_what_is_pending_and_then_takes_nothing() -> None:
     assert len(sent) == 1
 
 
+async def test_changes_noted_within_a_batch_interval_are_shared_as_one_batch() -> None:
+    sent: list[bytes] = []
+
+    async def share(payload: bytes) -> bool:
+        sent.append(payload)
+        return True
+
+    feed = LiveFeed(enabled=True, batch_sec=0.2)
+    feed.share_through(share)
+    for n in range(3):
+        feed.note([worker_left(f"w{n}", float(n))])
+        await asyncio.sleep(0.005)  # separate messages, well within the interval
+    await eventually(lambda: bool(sent), what="the batch")
+    assert [[c.worker_id for c in decode_batch(p)[0]] for p in sent] == [["w0", "w1", "w2"]]
+    feed.note([worker_left("w3", 3.0)])
+    await feed.drain()
+    assert len(sent) == 2
+
+
 def test_a_disabled_feed_takes_nothing() -> None:
+    sent: list[bytes] = []
+
+    async def share(payload: bytes) -> bool:
+        sent.append(payload)
+        return True
+
     feed = LiveFeed(enabled=False)
+    feed.share_through(share)
     feed.note([worker_left("a", 1.0)])  # outside any event loop: not even scheduled
-    assert feed.describe()["enabled"] is False
+    asyncio.run(feed.drain())
+    assert sent == [] and not feed.recent

@@ -174,13 +174,9 @@ class Rendezvous:
                 deliver=self._deliver_frame,
                 close=self._close_replaced,
                 refuse=self._refuse_taken,
-                feed=self._receive_feed if self.feed.enabled else None,
+                feed=self.feed.receive if self.feed.enabled else None,
             )
         )
-
-    async def _receive_feed(self, payload: str) -> None:
-        """A batch of fleet changes from an instance (this one's too), for the viewers."""
-        self.feed.receive(payload)
 
     async def stop(self) -> None:
         await self.feed.drain()
@@ -416,11 +412,12 @@ async def registry_status(request: Request) -> Response:
 
 
 def _operator_only(
-    handler: Callable[[Request], Awaitable[Response]], *, debug: bool
+    handler: Callable[[Request], Awaitable[Response]], *, debug: bool, challenge: str = "Bearer"
 ) -> Callable[[Request], Awaitable[Response]]:
     """/debug/* (and /ui) needs DEBUG_ENDPOINTS=1; both /debug/* and /admin/* need
     ADMIN_TOKEN as a bearer token, or as the password of a browser's Basic login
-    (ui/login.py), except under AUTH_MODE=none."""
+    (ui/login.py), except under AUTH_MODE=none. `challenge`: the 401's WWW-Authenticate
+    (the page's routes ask the browser for its login; the rest name the bearer)."""
 
     @functools.wraps(handler)
     async def guarded(request: Request) -> Response:
@@ -438,8 +435,6 @@ def _operator_only(
                 if config.admin_token
                 else "ADMIN_TOKEN is not set: operator endpoints are closed"
             )
-            # The page asks the browser for a login; everything else names the bearer.
-            challenge = BROWSER_REALM if request.url.path.startswith("/ui") else "Bearer"
             return JSONResponse(
                 {"error": "unauthenticated", "detail": detail},
                 status_code=401,
@@ -959,7 +954,11 @@ def create_app(rendezvous: Rendezvous | None = None) -> Starlette:
                 methods=["DELETE"],
             ),
             *(
-                Route(path, _operator_only(handler, debug=True), methods=["GET"])
+                Route(
+                    path,
+                    _operator_only(handler, debug=True, challenge=BROWSER_REALM),
+                    methods=["GET"],
+                )
                 for path, handler in UI_ROUTES
             ),
             WORKER_SOCKET_ROUTE,

@@ -15,6 +15,7 @@ Pure code, no I/O: `new_challenge` draws its nonce from os.urandom unless a test
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -71,7 +72,13 @@ class VerifiedKey:
 
     @property
     def fingerprint(self) -> str:
-        return key_fingerprint(b64url_decode(self.public_key, PUBLIC_KEY_BYTES))
+        return _fingerprint(self.public_key)
+
+
+# Cached: the fleet page's search and /debug/list_workers read every worker's, each time.
+@functools.lru_cache(maxsize=16_384)
+def _fingerprint(public_key: str) -> str:
+    return key_fingerprint(b64url_decode(public_key, PUBLIC_KEY_BYTES))
 
 
 @dataclass(frozen=True, slots=True)

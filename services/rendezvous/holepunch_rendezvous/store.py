@@ -102,7 +102,7 @@ class StoreEvents:
     close: Callable[[str, int], Awaitable[None]]  # (worker_id, connection_id): replaced
     refuse: Callable[[str], Awaitable[None]]  # worker_id: another identity owns it now
     # A batch of the fleet page's changes (ui/feed.py) from any instance; None: not wanted.
-    feed: Callable[[str], Awaitable[None]] | None = None
+    feed: Callable[[str], None] | None = None
 
 
 class RegistryStore(abc.ABC):
@@ -849,7 +849,7 @@ class RedisStore(RegistryStore):
                     data = message.get("data")
                     if feed is not None and message.get("channel") == self.keys.feed:
                         if isinstance(data, str):
-                            await feed(data)
+                            feed(data)
                     else:
                         await self._dispatch(data)
             except asyncio.CancelledError:

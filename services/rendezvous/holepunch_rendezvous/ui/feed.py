@@ -152,8 +152,9 @@ class LiveFeed:
 
     # --- batches out -----------------------------------------------------------------
 
-    def receive(self, payload: bytes | str) -> None:
-        """A batch from any instance (this one included): apply it, push it to viewers."""
+    def receive(self, payload: str) -> None:
+        """A batch from any instance (this one included), as the store's pub/sub reads it:
+        apply it, push it to viewers."""
         changes, dropped = decode_batch(payload)
         if dropped:
             self.counters["changes_dropped"] += dropped
@@ -165,8 +166,7 @@ class LiveFeed:
                 reason=str(payload)[:200],
             )
         if changes:
-            body = payload if not dropped else encode_batch(changes)
-            self._deliver(changes, body if isinstance(body, bytes) else body.encode())
+            self._deliver(changes, encode_batch(changes) if dropped else payload.encode())
 
     def _deliver(self, changes: list[FleetChange], payload: bytes) -> None:
         for change in changes:

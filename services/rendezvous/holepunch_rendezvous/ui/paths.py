@@ -92,9 +92,6 @@ class PathBook:
         self._results: deque[dict[str, Any]] = deque(maxlen=KEEP_RESULTS)
         self._max_active = max_active
 
-    def __len__(self) -> int:
-        return len(self._active)
-
     def apply(self, change: FleetChange) -> None:
         fields = change.fields
         if change.kind is ChangeKind.INTRODUCED:
@@ -159,7 +156,8 @@ class PathBook:
         }
 
     def of_worker(self, worker_id: str) -> dict[str, Any]:
-        """A worker's sessions (active, then recently ended) and how many are relayed."""
+        """A worker's sessions (active, then recently ended) and how many are relayed.
+        (Its punch results are among the drill-down's events: `LiveFeed.recent_of`.)"""
         active = [self._active[i] for i in self._by_worker.get(worker_id, ())]
         active.sort(key=lambda session: session.created_at)
         ended = [s for s in reversed(self._ended) if worker_id in s.members()]
@@ -169,7 +167,4 @@ class PathBook:
             "sessions": [s.describe() for s in active],
             "ended_sessions": [s.describe() for s in ended],
             "relay_share": None if not settled else round(relayed / len(settled), 3),
-            "results": [
-                r for r in reversed(self._results) if worker_id in (r["worker_id"], r["peer_id"])
-            ],
         }
