@@ -37,7 +37,7 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -399,18 +399,14 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("direct_mb", "relay_mb", "loss_mb", "change_mb", "latency_count", "new_peers")
         if (value := getattr(args, name)) is not None
     }
-    sizes = BenchSizes(**{**_fields(sizes), **overrides})
+    sizes = replace(sizes, **overrides)
     if sizes.new_peers < 1 or sizes.latency_count < 2:
         parser.error("--new-peers must be at least 1, --latency-count at least 2")
     figures = asyncio.run(run(sizes))
     print("\n" + figures.table())
     if args.json is not None:
-        args.json.write_text(json.dumps({"sizes": _fields(sizes), **figures.data}, indent=2))
+        args.json.write_text(json.dumps({"sizes": asdict(sizes), **figures.data}, indent=2))
     return 0
-
-
-def _fields(sizes: BenchSizes) -> dict[str, Any]:
-    return {name: getattr(sizes, name) for name in BenchSizes.__slots__}
 
 
 if __name__ == "__main__":
