@@ -320,6 +320,7 @@ async def test_bench_data_quick_measures_every_figure(
     ):
         assert expected in names, names
     failed = {name for name, figure in figures.data.items() if figure.get("failed")}
-    # The known gap (see test_a_stream_survives_direct_to_relay_byte_exact).
-    assert failed <= {"direct -> relay mid-transfer"}, figures.data
+    assert not failed, figures.data
+    assert figures.data["relay -> direct mid-transfer"]["path_after"] == "direct", figures.data
+    assert figures.data["direct -> relay mid-transfer"]["path_after"] == "relay", figures.data
     assert all(figure.get("intact", True) for figure in figures.data.values()), figures.data
