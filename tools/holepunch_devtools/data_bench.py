@@ -235,10 +235,6 @@ async def _first_bytes(lab: DataLab, figures: Figures, count: int) -> None:
         )
 
 
-def _path_of(session: dict[str, Any] | None) -> str:
-    return "none" if session is None else str(session["path"])
-
-
 async def _relay_to_direct(lab: DataLab, figures: Figures, sizes: BenchSizes) -> None:
     """UDP between nat8 and nat9 blocked: the session starts relayed; unblocked a quarter
     into the transfer, the relayed session's upgrade burst finds the direct path."""
@@ -246,11 +242,11 @@ async def _relay_to_direct(lab: DataLab, figures: Figures, sizes: BenchSizes) ->
     lab.block_udp(8, 9)
     _, writer = await lab.open_stream("move-a", "move-b")
     writer.close()
-    before = _path_of(await lab.punch_session("move-a", "move-b"))
+    before = await lab.path("move-a", "move-b")
     result = await lab.transfer_with_action(
         "move-a", "move-b", size, 0.25, lambda: lab.unblock_udp(8, 9)
     )
-    after = _path_of(await lab.punch_session("move-a", "move-b"))
+    after = await lab.path("move-a", "move-b")
     upgrades = len(lab.workers["move-a"].events("relay_upgraded"))
     figures.add(
         "relay -> direct mid-transfer",
@@ -266,14 +262,14 @@ async def _direct_to_relay(lab: DataLab, figures: Figures, sizes: BenchSizes) ->
     """The direct path blocked three quarters into the transfer: on to the relay."""
     size = int(sizes.change_mb * MB)
     lab.unblock_udp(8, 9)
-    before = _path_of(await lab.punch_session("move-a", "move-b"))
+    before = await lab.path("move-a", "move-b")
     try:
         result = await lab.transfer_with_action(
             "move-a", "move-b", size, 0.75, lambda: lab.block_udp(8, 9), timeout=300
         )
     finally:
         lab.unblock_udp(8, 9)
-    after = _path_of(await lab.punch_session("move-a", "move-b"))
+    after = await lab.path("move-a", "move-b")
     figures.add(
         "direct -> relay mid-transfer",
         f"sha256 {'equal' if result.intact else 'DIFFERENT'} ({size / MB:g} MB)",
