@@ -106,11 +106,6 @@ async def data_lab(
         await lab.stop()
 
 
-async def _path(lab: DataLab, source: str, peer: str) -> str | None:
-    session = await lab.punch_session(source, peer)
-    return None if session is None else str(session["path"])
-
-
 def _udp_round_trip(lab: DataLab, source: str, payload: bytes) -> bytes | None:
     """A datagram into `source`'s UDP forward, and the UDP echo's answer through it."""
     with netns_socket(lab.namespace_of(source)) as sock:
@@ -130,8 +125,8 @@ async def test_streams_between_eim_workers_go_direct_and_arrive_byte_exact(
 ) -> None:
     result = await data_lab.transfer("a", "b", 2 * MB)
     assert result.intact, (result.sha256_sent, result.sha256_received)
-    assert await _path(data_lab, "a", "b") == "direct"
-    assert await _path(data_lab, "b", "a") == "direct"
+    assert await data_lab.path("a", "b") == "direct"
+    assert await data_lab.path("b", "a") == "direct"
     # Many streams on the one connection, at once.
     results = await asyncio.gather(*(data_lab.transfer("a", "b", 200_000) for _ in range(4)))
     assert all(r.intact for r in results)
@@ -140,7 +135,7 @@ async def test_streams_between_eim_workers_go_direct_and_arrive_byte_exact(
 async def test_datagrams_between_eim_workers_go_direct(data_lab: DataLab) -> None:
     answer = await asyncio.to_thread(_udp_round_trip, data_lab, "a", b"datagram from a")
     assert answer == b"echo:datagram from a"
-    assert await _path(data_lab, "a", "b") == "direct"
+    assert await data_lab.path("a", "b") == "direct"
 
 
 async def test_symmetric_to_eim_carries_streams_and_datagrams_through_the_relay(
@@ -148,10 +143,10 @@ async def test_symmetric_to_eim_carries_streams_and_datagrams_through_the_relay(
 ) -> None:
     result = await data_lab.transfer("sym", "b", 100_000)
     assert result.intact
-    assert await _path(data_lab, "sym", "b") == "relay"
+    assert await data_lab.path("sym", "b") == "relay"
     answer = await asyncio.to_thread(_udp_round_trip, data_lab, "sym", b"datagram from sym")
     assert answer == b"echo:datagram from sym"
-    assert await _path(data_lab, "sym", "b") == "relay"
+    assert await data_lab.path("sym", "b") == "relay"
 
 
 async def test_a_stream_survives_relay_to_direct_byte_exact(data_lab: DataLab) -> None:
@@ -168,12 +163,12 @@ async def test_a_stream_survives_relay_to_direct_byte_exact(data_lab: DataLab) -
     data_lab.block_udp(4, 5)
     _, writer = await data_lab.open_stream("move-a", "move-b")
     writer.close()
-    assert await _path(data_lab, "move-a", "move-b") == "relay"
+    assert await data_lab.path("move-a", "move-b") == "relay"
 
     result = await data_lab.transfer_with_action("move-a", "move-b", size, 0.1, unblock)
     assert changed == ["unblocked"], "the transfer ended before the path could change"
     assert result.intact
-    assert await _path(data_lab, "move-a", "move-b") == "direct"
+    assert await data_lab.path("move-a", "move-b") == "direct"
     upgrades = [data_lab.workers[w].events("relay_upgraded") for w in ("move-a", "move-b")]
     assert any(upgrades)
 
@@ -192,7 +187,7 @@ async def test_a_stream_survives_direct_to_relay_byte_exact(data_lab: DataLab) -
     data_lab.unblock_udp(4, 5)
     _, writer = await data_lab.open_stream("move-a", "move-b")
     writer.close()
-    assert await _path(data_lab, "move-a", "move-b") == "direct"
+    assert await data_lab.path("move-a", "move-b") == "direct"
     try:
         result = await asyncio.wait_for(
             data_lab.transfer_with_action("move-a", "move-b", size, 0.5, block), 120
@@ -201,7 +196,7 @@ async def test_a_stream_survives_direct_to_relay_byte_exact(data_lab: DataLab) -
         data_lab.unblock_udp(4, 5)
     assert changed == ["blocked"], "the transfer ended before the path could change"
     assert result.intact
-    assert await _path(data_lab, "move-a", "move-b") == "relay"
+    assert await data_lab.path("move-a", "move-b") == "relay"
     lost = [data_lab.workers[w].events("direct_path_lost") for w in ("move-a", "move-b")]
     assert any(lost)
 
@@ -320,6 +315,7 @@ async def test_bench_data_quick_measures_every_figure(
     ):
         assert expected in names, names
     failed = {name for name, figure in figures.data.items() if figure.get("failed")}
-    # The known gap (see test_a_stream_survives_direct_to_relay_byte_exact).
-    assert failed <= {"direct -> relay mid-transfer"}, figures.data
+    assert not failed, figures.data
+    assert figures.data["relay -> direct mid-transfer"]["path_after"] == "direct", figures.data
+    assert figures.data["direct -> relay mid-transfer"]["path_after"] == "relay", figures.data
     assert all(figure.get("intact", True) for figure in figures.data.values()), figures.data

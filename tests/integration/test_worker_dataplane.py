@@ -9,8 +9,8 @@ import asyncio
 import hashlib
 import json
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import pytest
 from holepunch_protocol import RelayDatagram, decode_server_message
@@ -48,9 +48,24 @@ async def echo_server() -> AsyncIterator[int]:
         await server.wait_closed()
 
 
-async def registered(*workers: RunningWorker) -> None:
-    for worker in workers:
-        await worker.log.wait_for_event("endpoint_ack", status="success")
+@asynccontextmanager
+async def registered_pair(
+    b_env: Mapping[str, str] | None = None, *, relayed: bool = False
+) -> AsyncIterator[tuple[RunningWorker, RunningWorker]]:
+    """A and B (with `b_env`) on a real rendezvous process, both registered. `relayed`:
+    both learn their endpoint from a STUN server that lies about the port, so the pair
+    has no direct path and goes through the relay."""
+    a_env: dict[str, str] = {}
+    b_env = dict(b_env or {})
+    async with AsyncExitStack() as stack:
+        _, url = await stack.enter_async_context(rendezvous_process())
+        if relayed:
+            lying_stun = await stack.enter_async_context(LyingStunServer.running(shift=1000))
+            a_env["STUN_SERVERS"] = b_env["STUN_SERVERS"] = lying_stun
+        a, b = await stack.enter_async_context(running_workers(url, (A, a_env), (B, b_env)))
+        for worker in (a, b):
+            await worker.log.wait_for_event("endpoint_ack", status="success")
+        yield a, b
 
 
 async def round_trip(a: RunningWorker, port: int, payload: bytes) -> bytes:
@@ -67,11 +82,9 @@ async def round_trip(a: RunningWorker, port: int, payload: bytes) -> bytes:
 
 async def test_a_stream_reaches_an_exposed_port_byte_exact() -> None:
     async with (
-        rendezvous_process() as (_, url),
         echo_server() as echo_port,
-        running_workers(url, (A, {}), (B, {"EXPOSE_PORTS": str(echo_port)})) as (a, b),
+        registered_pair({"EXPOSE_PORTS": str(echo_port)}) as (a, b),
     ):
-        await registered(a, b)
         payload = os.urandom(1_000_000)
         received = await round_trip(a, echo_port, payload)
         assert hashlib.sha256(received).digest() == hashlib.sha256(payload).digest()
@@ -86,14 +99,9 @@ async def test_a_stream_reaches_an_exposed_port_byte_exact() -> None:
 async def test_refused_streams_and_the_next_stream_is_served() -> None:
     dead_port = free_tcp_port()  # exposed, but nothing listens there
     async with (
-        rendezvous_process() as (_, url),
         echo_server() as echo_port,
-        running_workers(url, (A, {}), (B, {"EXPOSE_PORTS": f"{echo_port},{dead_port}"})) as (
-            a,
-            b,
-        ),
+        registered_pair({"EXPOSE_PORTS": f"{echo_port},{dead_port}"}) as (a, b),
     ):
-        await registered(a, b)
         not_exposed = echo_port + 1 if echo_port + 1 != dead_port else echo_port + 2
         for port, reason in ((not_exposed, "port_not_exposed"), (dead_port, "connect_failed")):
             with pytest.raises(StreamRefused) as refused:
@@ -106,11 +114,7 @@ async def test_refused_streams_and_the_next_stream_is_served() -> None:
 
 
 async def test_serve_port_and_datagrams_in_process() -> None:
-    async with (
-        rendezvous_process() as (_, url),
-        running_workers(url, (A, {}), (B, {})) as (a, b),
-    ):
-        await registered(a, b)
+    async with registered_pair() as (a, b):
 
         async def shout(stream: IncomingStream) -> None:
             data = await stream.reader.read()
@@ -129,11 +133,9 @@ async def test_serve_port_and_datagrams_in_process() -> None:
 
 async def test_a_peer_with_another_key_than_introduced_is_refused() -> None:
     async with (
-        rendezvous_process() as (_, url),
         echo_server() as echo_port,
-        running_workers(url, (A, {}), (B, {"EXPOSE_PORTS": str(echo_port)})) as (a, b),
+        registered_pair({"EXPOSE_PORTS": str(echo_port)}) as (a, b),
     ):
-        await registered(a, b)
         # A is told B's key is a third one (as a lying rendezvous or a man in the middle
         # would have it): B's real certificate must not be accepted.
         third = WorkerKey.generate().public_key
@@ -158,16 +160,9 @@ async def test_a_peer_with_another_key_than_introduced_is_refused() -> None:
 
 async def test_a_stream_through_the_relay() -> None:
     async with (
-        rendezvous_process() as (_, url),
-        LyingStunServer.running(shift=1000) as lying_stun,
         echo_server() as echo_port,
-        running_workers(
-            url,
-            (A, {"STUN_SERVERS": lying_stun}),
-            (B, {"STUN_SERVERS": lying_stun, "EXPOSE_PORTS": str(echo_port)}),
-        ) as (a, b),
+        registered_pair({"EXPOSE_PORTS": str(echo_port)}, relayed=True) as (a, _),
     ):
-        await registered(a, b)
         payload = os.urandom(100_000)  # within the relay's default budget
         assert await round_trip(a, echo_port, payload) == payload
         [status] = (await a.status())["peer_connections"]
@@ -180,16 +175,9 @@ async def test_the_relay_carries_only_ciphertext_and_a_replayed_packet_changes_n
     (as a replaying relay or an attacker on its path would) is refused once and disturbs
     nothing."""
     async with (
-        rendezvous_process() as (_, url),
-        LyingStunServer.running(shift=1000) as lying_stun,
         echo_server() as echo_port,
-        running_workers(
-            url,
-            (A, {"STUN_SERVERS": lying_stun}),
-            (B, {"STUN_SERVERS": lying_stun, "EXPOSE_PORTS": str(echo_port)}),
-        ) as (a, b),
+        registered_pair({"EXPOSE_PORTS": str(echo_port)}, relayed=True) as (a, b),
     ):
-        await registered(a, b)
         relayed: list[bytes] = []
         deliver = b.worker._frame_received
 
@@ -213,11 +201,7 @@ async def test_the_relay_carries_only_ciphertext_and_a_replayed_packet_changes_n
 
 
 async def test_the_peer_going_away_ends_streams_with_a_clean_error() -> None:
-    async with (
-        rendezvous_process() as (_, url),
-        running_workers(url, (A, {}), (B, {})) as (a, b),
-    ):
-        await registered(a, b)
+    async with registered_pair() as (a, b):
         accepted = asyncio.Event()
 
         async def hold(stream: IncomingStream) -> None:
@@ -241,11 +225,7 @@ async def test_the_peer_going_away_ends_streams_with_a_clean_error() -> None:
 
 
 async def test_garbage_on_one_stream_and_a_stream_cap_disturb_nothing_else() -> None:
-    async with (
-        rendezvous_process() as (_, url),
-        running_workers(url, (A, {}), (B, {})) as (a, b),
-    ):
-        await registered(a, b)
+    async with registered_pair() as (a, b):
         held = asyncio.Event()
 
         async def hold(stream: IncomingStream) -> None:
@@ -281,11 +261,7 @@ async def test_garbage_on_one_stream_and_a_stream_cap_disturb_nothing_else() -> 
 
 
 async def test_a_failure_inside_one_connection_ends_only_that_connection() -> None:
-    async with (
-        rendezvous_process() as (_, url),
-        running_workers(url, (A, {}), (B, {})) as (a, b),
-    ):
-        await registered(a, b)
+    async with registered_pair() as (a, b):
 
         async def echo(stream: IncomingStream) -> None:
             stream.writer.write(await stream.reader.read())

@@ -5,9 +5,7 @@ A connection starts with one byte naming what it is for:
 
 - `S` + 8-byte big-endian length + that many bytes: the server hashes them and answers
   the 64 hex digits of their SHA-256 (the sink: throughput and integrity);
-- `E`: everything that follows is echoed back as it arrives (latency);
-- `H`: the server answers at once with `HELLO_LINE` (a first byte, for the demo's kind of
-  check) and then echoes like `E`.
+- `E`: everything that follows is echoed back as it arrives (latency).
 
 `AppServer` records each sink transfer's arrival time (for throughput measured from the
 same clock as the sender), and the arrival of each connection's first byte, and hands
@@ -26,8 +24,6 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "ECHO",
-    "GREET",
-    "HELLO_LINE",
     "SINK",
     "AppServer",
     "SinkResult",
@@ -35,8 +31,7 @@ __all__ = [
     "send_blob",
 ]
 
-SINK, ECHO, GREET = b"S", b"E", b"H"
-HELLO_LINE = b"hello from behind the peer\n"
+SINK, ECHO = b"S", b"E"
 _LENGTH = struct.Struct("!Q")
 _READ_BYTES = 256 * 1024
 
@@ -57,18 +52,14 @@ class AppServer:
     sinks: asyncio.Queue[SinkResult] = field(default_factory=asyncio.Queue)
     first_bytes: asyncio.Queue[float] = field(default_factory=asyncio.Queue)  # perf_counter
     progress: Callable[[int], None] | None = None
-    connections: int = 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
         try:
             kind = await reader.readexactly(1)
             self.first_bytes.put_nowait(time.perf_counter())
             if kind == SINK:
                 await self._sink(reader, writer)
-            elif kind in (ECHO, GREET):
-                if kind == GREET:
-                    writer.write(HELLO_LINE)
+            elif kind == ECHO:
                 await _echo(reader, writer)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass  # the client went away: nothing to answer

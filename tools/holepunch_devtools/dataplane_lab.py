@@ -290,14 +290,15 @@ class DataLab:
             raise LabError(f"{worker_id} /status answered {code}: {body}")
         return body
 
-    async def punch_session(self, worker_id: str, peer_id: str) -> dict[str, Any] | None:
-        """`worker_id`'s newest live punch session with `peer_id`, from its /status."""
-        sessions = [
-            s
+    async def path(self, worker_id: str, peer_id: str) -> str:
+        """The path (`direct`, `relay`) of `worker_id`'s newest live punch session with
+        `peer_id`, from its /status; `none` without one."""
+        paths = [
+            str(s["path"])
             for s in (await self.status(worker_id))["sessions"]
             if s["peer_id"] == peer_id and s["state"] in ("connected", "relayed")
         ]
-        return sessions[-1] if sessions else None
+        return paths[-1] if paths else "none"
 
     async def echo_rtts(self, source: str, peer: str, count: int = 10) -> list[float]:
         """The path's round trip as the workers see it, in seconds: `POST

@@ -27,6 +27,7 @@ from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.asyncio.server import serve
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import QuicEvent, StreamDataReceived
+from holepunch_worker.dataplane.streams import send_progress
 from holepunch_worker.dataplane.tls_identity import self_signed
 from holepunch_worker.identity import WorkerKey
 
@@ -109,17 +110,11 @@ class _Source(QuicConnectionProtocol):
         super().datagram_received(data, addr)
         self.progress.set()
 
-    def unacknowledged(self, stream_id: int) -> int:
-        # aioquic keeps a stream's bytes from the first unacknowledged one to the last
-        # written one; it has no public accessor for that amount.
-        stream = self._quic._streams.get(stream_id)
-        return 0 if stream is None else len(stream.sender._buffer)
-
     async def send(self, stream_id: int, size: int, pattern: bytes) -> str:
         digest = hashlib.sha256()
         sent = 0
         while sent < size:
-            while self.unacknowledged(stream_id) >= HIGH_WATER_BYTES:
+            while send_progress(self._quic, stream_id).unacknowledged >= HIGH_WATER_BYTES:
                 self.progress.clear()
                 await self.progress.wait()
             chunk = pattern[: min(CHUNK_BYTES, size - sent)]
