@@ -24,7 +24,6 @@ from tests.support.fake_rendezvous import fake_rendezvous
 from tests.support.ports import free_tcp_port
 from tests.support.punch_workers import FAST_PUNCHING, EventLog, stun_servers
 from tests.support.rendezvous import running_rendezvous
-from tests.support.strict import skip_or_fail
 
 A, B, C = "api-a", "api-b", "api-c"
 
@@ -176,11 +175,6 @@ async def test_a_stream_and_datagrams_between_two_nodes() -> None:
         nodes(server.http_url, (A, {}), (B, {})) as started,
     ):
         [(a, _), (b, _)] = started
-        if a.worker.data_plane_or_none() is None:
-            with pytest.raises(PeerUnavailable) as unavailable:
-                await a.open_stream(B, 7000)
-            assert unavailable.value.reason == "no_data_plane"
-            skip_or_fail("this worker has no data plane yet (issue 12's QUIC part)")
 
         async def shout(stream: IncomingStream) -> None:
             line = await stream.reader.readline()
