@@ -31,10 +31,6 @@ class TcpListener:
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.Task[None]] = set()
 
-    @property
-    def client_count(self) -> int:
-        return len(self._clients)
-
     async def start(self, host: str, port: int) -> tuple[str, int]:
         """Listen on `host:port`; the address bound (port 0 picks one)."""
         self._server = await asyncio.start_server(self._accepted, host, port)
