@@ -35,7 +35,6 @@ __all__ = [
     "StunServerAddress",
     "WorkerConfig",
     "load_config",
-    "parse_expose_ports",
     "parse_forwards",
     "parse_loopback_address",
     "parse_port_set",
@@ -110,7 +109,7 @@ class WorkerConfig:
     key: WorkerKey = field(default_factory=WorkerKey.generate)
     # EXPOSE_PORTS: TCP ports on this worker's loopback that authenticated peers may open
     # data-plane streams to (none by default).
-    expose_ports: tuple[int, ...] = ()
+    expose_ports: frozenset[int] = frozenset()
     # The data plane's proxy and forwards (dataplane/proxies.py): all off unless set.
     socks_listen: tuple[str, int] | None = None
     tcp_forwards: tuple[ForwardSpec, ...] = ()
@@ -300,22 +299,9 @@ def load_config(
         tags=tags,
         key=_worker_key(environ),
         probe_limits=_probe_limits(environ),
-        expose_ports=parse_expose_ports(env_text(environ, "EXPOSE_PORTS") or ""),
+        expose_ports=parse_port_set(env_text(environ, "EXPOSE_PORTS") or "", "EXPOSE_PORTS"),
         **_proxy_settings(environ, worker_id),
     )
-
-
-def parse_expose_ports(value: str, variable: str = "EXPOSE_PORTS") -> tuple[int, ...]:
-    """Comma-separated ports in 1..65535, each once; empty for none."""
-    ports: list[int] = []
-    for item in value.split(","):
-        if not item.strip():
-            continue
-        port = _port(item.strip(), variable)
-        if port in ports:
-            raise ConfigError(variable, f"lists port {port} twice")
-        ports.append(port)
-    return tuple(ports)
 
 
 def _probe_limits(environ: Mapping[str, str]) -> ProbeLimits:
@@ -458,8 +444,16 @@ def parse_forwards(text: str, variable: str, worker_id: str) -> tuple[ForwardSpe
 
 
 def parse_port_set(text: str, variable: str) -> frozenset[int]:
-    """`53,5353`: ports in 1..65535."""
-    return frozenset(_port(item.strip(), variable) for item in text.split(",") if item.strip())
+    """`53,5353`: comma-separated ports in 1..65535, each once; empty for none."""
+    ports: set[int] = set()
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        port = _port(item.strip(), variable)
+        if port in ports:
+            raise ConfigError(variable, f"lists port {port} twice")
+        ports.add(port)
+    return frozenset(ports)
 
 
 def _proxy_settings(environ: Mapping[str, str], worker_id: str) -> dict[str, Any]:

@@ -159,7 +159,7 @@ class Worker:
         self.data_plane = QuicDataPlane(
             worker_id=config.worker_id,
             key=config.key,
-            expose_ports=frozenset(config.expose_ports),
+            expose_ports=config.expose_ports,
             introduce=self._introduce_for_data_plane,
             log=self._log,
         )
