@@ -34,6 +34,7 @@ __all__ = [
     "ForwardSpec",
     "StunServerAddress",
     "WorkerConfig",
+    "join_host_port",
     "load_config",
     "parse_forwards",
     "parse_loopback_address",
@@ -46,6 +47,11 @@ DEFAULT_STUN_SERVERS = "stun.l.google.com:19302,stun1.l.google.com:19302"
 DEFAULT_STUN_PORT = 19302
 
 
+def join_host_port(host: str, port: int) -> str:
+    """`host:port`, or `[host]:port` for an IPv6 literal."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 @dataclass(frozen=True, slots=True)
 class StunServerAddress:
     """A STUN server as configured: a host name or IP literal, and a UDP port."""
@@ -54,7 +60,7 @@ class StunServerAddress:
     port: int
 
     def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return join_host_port(self.host, self.port)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +75,7 @@ class ForwardSpec:
 
     @property
     def listen(self) -> str:
-        return _join_host_port(self.listen_host, self.listen_port)
+        return join_host_port(self.listen_host, self.listen_port)
 
     def __str__(self) -> str:
         return f"{self.listen}={self.peer_id}:{self.peer_port}"
@@ -148,15 +154,7 @@ def parse_stun_servers(value: str, variable: str = "STUN_SERVERS") -> tuple[Stun
         entry = item.strip()
         if not entry:
             continue
-        if entry.startswith("["):
-            host, bracket, rest = entry[1:].partition("]")
-            if not bracket or not rest.startswith(":"):
-                raise ConfigError(variable, f"expected [ipv6]:port, got {entry!r}")
-            port_text = rest[1:]
-        else:
-            host, colon, port_text = entry.rpartition(":")
-            if not colon:
-                raise ConfigError(variable, f"expected host:port, got {entry!r}")
+        host, port_text = _split_host_port(entry, variable)
         server = StunServerAddress(_host(host, variable), _port(port_text, variable))
         if server not in servers:
             servers.append(server)
@@ -381,10 +379,6 @@ def _auth(environ: Mapping[str, str], base_url: str) -> dict[str, Any]:
     }
 
 
-def _join_host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def _split_host_port(text: str, variable: str) -> tuple[str, str]:
     """`host:port` or `[ipv6]:port` into its host and port texts."""
     if text.startswith("["):
@@ -463,7 +457,7 @@ def _proxy_settings(environ: Mapping[str, str], worker_id: str) -> dict[str, Any
     socks = None if socks_text is None else parse_loopback_address(socks_text, "SOCKS_LISTEN")
     tcp = parse_forwards(env_text(environ, "TCP_FORWARDS") or "", "TCP_FORWARDS", worker_id)
     if socks is not None:
-        socks_address = _join_host_port(*socks)
+        socks_address = join_host_port(*socks)
         if any(forward.listen == socks_address for forward in tcp):
             raise ConfigError("TCP_FORWARDS", f"listens on {socks_address}, SOCKS_LISTEN's address")
     return {

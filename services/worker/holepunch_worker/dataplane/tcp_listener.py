@@ -12,13 +12,9 @@ from collections.abc import Awaitable, Callable
 
 from holepunch_worker.dataplane.splice import reset
 
-__all__ = ["ClientHandler", "TcpListener", "format_address"]
+__all__ = ["ClientHandler", "TcpListener"]
 
 ClientHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-def format_address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class TcpListener:
