@@ -77,10 +77,6 @@ class TcpForward:
             reset(writer)
             self._refused(error.reason, error.detail)
             return
-        except TimeoutError:
-            reset(writer)
-            self._refused("timeout", f"no stream within {self._connect_timeout:g} s")
-            return
         await splice((reader, writer), stream)
 
     def _full(self, clients: int) -> None:

@@ -116,16 +116,6 @@ class SocksServer:
                 error.reason, error.detail, reply=reply, peer_id=target.peer_id, port=target.port
             )
             return
-        except TimeoutError:
-            await self._answer(writer, Reply.TTL_EXPIRED)
-            self._refused(
-                "timeout",
-                f"no stream within {self._connect_timeout:g} s",
-                reply=Reply.TTL_EXPIRED,
-                peer_id=target.peer_id,
-                port=target.port,
-            )
-            return
         await self._answer(writer, Reply.SUCCEEDED)
         await splice((reader, writer), stream, early_data=step.early_data)
 

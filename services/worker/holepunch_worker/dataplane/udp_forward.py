@@ -330,10 +330,9 @@ class UdpForwarding:
     async def _connect_then_send(self, peer_id: str) -> None:
         try:
             await self._data_plane.connect(peer_id, timeout=self._limits.connect_timeout)
-        except (DataPlaneError, TimeoutError) as error:
-            reason = error.reason if isinstance(error, DataPlaneError) else "timeout"
+        except DataPlaneError as error:
             waiting = self._waiting_for_peer.pop(peer_id, [])
-            self._drop(reason, count=len(waiting), peer_id=peer_id)
+            self._drop(error.reason, count=len(waiting), peer_id=peer_id)
             return
         for datagram in self._waiting_for_peer.pop(peer_id, []):
             self._send_once(peer_id, datagram)
