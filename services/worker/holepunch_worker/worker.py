@@ -55,7 +55,12 @@ from holepunch_worker.dataplane.interface import (
 )
 from holepunch_worker.dataplane.plane import QuicDataPlane
 from holepunch_worker.dataplane.proxies import start_proxies
-from holepunch_worker.http_status import ApiResponse, Readiness, start_http_server
+from holepunch_worker.http_status import (
+    ApiResponse,
+    Readiness,
+    method_not_allowed,
+    start_http_server,
+)
 from holepunch_worker.introductions import PendingIntroductions, http_status_for
 from holepunch_worker.mapping import TransportAddress, carry_forward_mapping
 from holepunch_worker.public_ip import fetch_public_ip
@@ -102,11 +107,6 @@ class RendezvousState(enum.StrEnum):
 
 def _endpoint(address: TransportAddress | None) -> dict[str, Any] | None:
     return None if address is None else {"ip": address[0], "port": address[1]}
-
-
-def _method_not_allowed(method: str, allowed: str) -> ApiResponse:
-    body = {"error": "method_not_allowed", "method": method, "allowed": [allowed]}
-    return HTTPStatus.METHOD_NOT_ALLOWED, body
 
 
 def _unanswered_reason(round_: StunRound) -> str:
@@ -454,13 +454,13 @@ class Worker:
         path, _, query = target.partition("?")
         if path == "/peers":
             if method != "GET":
-                return _method_not_allowed(method, "GET")
+                return method_not_allowed(method, ("GET",))
             return await self._list_peers(query)
         parts = path.split("/")
         if len(parts) != 4 or parts[:2] != ["", "peers"] or parts[3] not in ("connect", "echo"):
             return None
         if method != "POST":
-            return _method_not_allowed(method, "POST")
+            return method_not_allowed(method, ("POST",))
         peer_id = unquote(parts[2])
         try:
             validate_worker_id(peer_id)
