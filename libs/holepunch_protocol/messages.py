@@ -738,13 +738,10 @@ class Peers:
         if not isinstance(raw, list):
             raise ProtocolError(ErrorCode.INVALID_FIELD, "peers must be a list", t)
         cursor = None if fields.get("next_cursor") is None else _worker_id(fields, "next_cursor", t)
-        request_id = fields.get("request_id")
-        if request_id is not None:
-            request_id = _count(fields, "request_id", t, maximum=REQUEST_ID_MAX)
         return cls(
             peers=tuple(PeerEntry.from_fields(entry) for entry in raw),
             next_cursor=cursor,
-            request_id=request_id,
+            request_id=_optional_request_id(fields, t),
         )
 
     def to_fields(self) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import pytest
-from holepunch_devtools.stun_server import StunServerHandle
 from holepunch_rendezvous.config import RendezvousConfig
 from holepunch_worker import api
 from holepunch_worker.dataplane.interface import (
@@ -22,26 +21,10 @@ from holepunch_worker.dataplane.interface import (
 
 from tests.support.fake_rendezvous import fake_rendezvous
 from tests.support.ports import free_tcp_port
-from tests.support.punch_workers import FAST_PUNCHING, EventLog, stun_servers
+from tests.support.punch_workers import EventLog, stun_servers, worker_env
 from tests.support.rendezvous import running_rendezvous
-from tests.support.strict import skip_or_fail
 
 A, B, C = "api-a", "api-b", "api-c"
-
-
-def node_env(rendezvous_url: str, stun: StunServerHandle, worker_id: str) -> dict[str, str]:
-    return {
-        "RENDEZVOUS_SERVICE_URL": rendezvous_url,
-        "WORKER_ID": worker_id,
-        "PORT": "0",
-        "UDP_BIND_HOST": "127.0.0.1",
-        "STUN_SERVERS": ",".join(f"{h}:{p}" for h, p in stun.addresses),
-        "STUN_REFRESH_SEC": "30",
-        "STUN_RETRANSMISSIONS": "1",
-        "RECONNECT_INITIAL_DELAY_SEC": "0.05",
-        "RECONNECT_MAX_DELAY_SEC": "0.2",
-        **FAST_PUNCHING,
-    }
 
 
 def event_logger(worker_id: str) -> tuple[logging.Logger, EventLog]:
@@ -64,7 +47,7 @@ async def nodes(
         started = []
         for worker_id, extra in specs:
             logger, log = event_logger(worker_id)
-            env = {**node_env(rendezvous_url, stun, worker_id), **extra}
+            env = {**worker_env(worker_id, rendezvous_url, stun), **extra}
             node = await stack.enter_async_context(api.start(env, logger=logger, ready_timeout=10))
             started.append((node, log))
         yield started
@@ -137,7 +120,7 @@ async def test_introduce_fails_at_once_when_the_rendezvous_connection_ends() -> 
     async with (
         fake_rendezvous() as fake,
         stun_servers() as stun,
-        api.start(node_env(fake.url, stun, B), logger=logger) as b,
+        api.start(worker_env(B, fake.url, stun), logger=logger) as b,
     ):
         waiting = asyncio.create_task(b.introduce("nobody", timeout=30))
         await fake.wait_until(lambda: len(fake.connect_requests) == 1, 5, "the request")
@@ -159,12 +142,14 @@ async def test_a_worker_that_cannot_register_or_start_fails_clearly() -> None:
         unreachable = f"http://127.0.0.1:{free_tcp_port()}"
         logger, _ = event_logger(A)
         with pytest.raises(api.NodeStartFailed, match="did not register"):
-            async with api.start(node_env(unreachable, stun, A), logger=logger, ready_timeout=0.3):
+            async with api.start(
+                worker_env(A, unreachable, stun), logger=logger, ready_timeout=0.3
+            ):
                 pytest.fail("started without a rendezvous")
         async with running_rendezvous() as server, AsyncExitStack() as stack:
             [(a, _)] = await stack.enter_async_context(nodes(server.http_url, (A, {})))
             taken = a.worker.status()["udp_local"]["port"]
-            env = {**node_env(server.http_url, stun, B), "UDP_PORT": str(taken)}
+            env = {**worker_env(B, server.http_url, stun), "UDP_PORT": str(taken)}
             with pytest.raises(api.NodeStartFailed, match="stopped while starting"):
                 async with api.start(env, logger=event_logger(B)[0], ready_timeout=10):
                     pytest.fail("started on a taken port")
@@ -176,11 +161,6 @@ async def test_a_stream_and_datagrams_between_two_nodes() -> None:
         nodes(server.http_url, (A, {}), (B, {})) as started,
     ):
         [(a, _), (b, _)] = started
-        if a.worker.data_plane_or_none() is None:
-            with pytest.raises(PeerUnavailable) as unavailable:
-                await a.open_stream(B, 7000)
-            assert unavailable.value.reason == "no_data_plane"
-            skip_or_fail("this worker has no data plane yet (issue 12's QUIC part)")
 
         async def shout(stream: IncomingStream) -> None:
             line = await stream.reader.readline()

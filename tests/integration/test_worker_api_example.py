@@ -13,11 +13,9 @@ from pathlib import Path
 
 from holepunch_devtools.processes import start_service
 from holepunch_devtools.stun_server import StunServerHandle
-from holepunch_worker import api
 
 from tests.support.ports import free_tcp_port
 from tests.support.punch_workers import stun_servers
-from tests.support.strict import skip_or_fail
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hello_stream.py"
 SERVER, ASKER = "example-b", "example-a"
@@ -50,16 +48,9 @@ def example_env(url: str, stun: StunServerHandle, worker_id: str) -> dict[str, s
     }
 
 
-async def has_data_plane(url: str, stun: StunServerHandle) -> bool:
-    async with api.start(example_env(url, stun, "probe-node"), ready_timeout=10) as node:
-        return node.worker.data_plane_or_none() is not None
-
-
 async def test_the_example_exchanges_a_line_between_two_processes() -> None:
     assert EXAMPLE.is_file()
     async with rendezvous_process() as url, stun_servers() as stun:
-        if not await has_data_plane(url, stun):
-            skip_or_fail("this worker has no data plane yet (issue 12's QUIC part)")
         server = await asyncio.create_subprocess_exec(
             sys.executable,
             str(EXAMPLE),

@@ -99,7 +99,7 @@ async def test_readyz_once_stun_answered_and_unknown_routes_in_json() -> None:
             assert wrong.status_code == 405 and wrong.headers["allow"] == "GET, HEAD"
             assert wrong.json()["error"] == "method_not_allowed"
             wrong = await client.get(f"/peers/{B}/connect")
-            assert wrong.status_code == 405
+            assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
             assert wrong.json() == {
                 "error": "method_not_allowed",
                 "method": "GET",

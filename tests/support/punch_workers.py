@@ -24,6 +24,7 @@ __all__ = [
     "UdpGate",
     "running_workers",
     "stun_servers",
+    "worker_env",
 ]
 
 FAST_PUNCHING = {
@@ -121,25 +122,27 @@ async def stun_servers() -> AsyncIterator[StunServerHandle]:
         handle.close()
 
 
+def worker_env(worker_id: str, rendezvous_url: str, stun: StunServerHandle) -> dict[str, str]:
+    """A test worker's settings: loopback only, ephemeral ports, fast retries and punching."""
+    return {
+        "RENDEZVOUS_SERVICE_URL": rendezvous_url,
+        "WORKER_ID": worker_id,
+        "PORT": "0",
+        "UDP_BIND_HOST": "127.0.0.1",
+        "STUN_SERVERS": ",".join(f"{h}:{p}" for h, p in stun.addresses),
+        "STUN_REFRESH_SEC": "30",
+        "STUN_RETRANSMISSIONS": "1",
+        "RECONNECT_INITIAL_DELAY_SEC": "0.05",
+        "RECONNECT_MAX_DELAY_SEC": "0.2",
+        **FAST_PUNCHING,
+    }
+
+
 @asynccontextmanager
 async def running_worker(
     worker_id: str, rendezvous_url: str, stun: StunServerHandle, env: Mapping[str, str]
 ) -> AsyncIterator[RunningWorker]:
-    config = load_config(
-        {
-            "RENDEZVOUS_SERVICE_URL": rendezvous_url,
-            "WORKER_ID": worker_id,
-            "PORT": "0",
-            "UDP_BIND_HOST": "127.0.0.1",
-            "STUN_SERVERS": ",".join(f"{h}:{p}" for h, p in stun.addresses),
-            "STUN_REFRESH_SEC": "30",
-            "STUN_RETRANSMISSIONS": "1",
-            "RECONNECT_INITIAL_DELAY_SEC": "0.05",
-            "RECONNECT_MAX_DELAY_SEC": "0.2",
-            **FAST_PUNCHING,
-            **env,
-        }
-    )
+    config = load_config({**worker_env(worker_id, rendezvous_url, stun), **env})
     logger = logging.getLogger(f"tests.punch.{worker_id}")
     logger.setLevel(logging.DEBUG)
     logger.propagate = False

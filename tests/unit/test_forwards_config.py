@@ -65,6 +65,7 @@ def test_socks_listen_accepts_ipv6_loopback() -> None:
         ("UDP_FORWARDS", "192.168.1.2:53=worker-b:53", "loopback"),
         ("EXPOSE_UDP_PORTS", "53,abc", "port must be an integer"),
         ("EXPOSE_UDP_PORTS", "0", "1..65535"),
+        ("EXPOSE_UDP_PORTS", "53,53", "lists port 53 twice"),
     ],
 )
 def test_bad_values_name_their_variable(variable: str, value: str, message: str) -> None:

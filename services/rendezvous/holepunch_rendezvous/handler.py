@@ -127,7 +127,7 @@ def lookups_for(
     return lookups if registry.is_current(worker_id, connection_id) else NO_LOOKUPS
 
 
-def _rejection(worker_id: str, error: ProtocolError) -> Outcome:
+def _rejection(worker_id: str, error: ProtocolError, request_id: int | None = None) -> Outcome:
     fields = {"worker_id": worker_id, "code": error.code.value, "reason": error.detail}
     if error.message_type == UpdateUdpEndpoint.TYPE:
         # Workers of the original design wait for an ack, so a rejected update gets one.
@@ -143,7 +143,7 @@ def _rejection(worker_id: str, error: ProtocolError) -> Outcome:
     if error.message_type is not None:
         fields["message_type"] = error.message_type
     return Outcome(
-        reply=ErrorMessage.from_error(error),
+        reply=ErrorMessage.from_error(error, request_id),
         event=Event(
             RendezvousEvent.MESSAGE_REJECTED,
             f"Rejected message from worker {worker_id}: {error.detail}",
@@ -174,7 +174,7 @@ def introduce(
 
     def refuse(code: ErrorCode, detail: str, **fields: Any) -> Outcome:
         error = ProtocolError(code, detail, ConnectRequest.TYPE)
-        outcome = _rejection(initiator, error)
+        outcome = _rejection(initiator, error, request_id)
         assert outcome.event is not None
         event = Event(
             RendezvousEvent.INTRODUCTION_REJECTED,
@@ -182,7 +182,7 @@ def introduce(
             logging.WARNING,
             {**outcome.event.fields, "peer_id": responder, **fields},
         )
-        return Outcome(reply=ErrorMessage.from_error(error, request_id), event=event)
+        return Outcome(reply=outcome.reply, event=event)
 
     if initiator == responder:
         return refuse(ErrorCode.SELF_INTRODUCTION, "a worker cannot be introduced to itself")

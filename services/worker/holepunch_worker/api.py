@@ -29,7 +29,6 @@ from holepunch_worker.dataplane.interface import (
     DatagramChannel,
     DataPlane,
     PeerConnection,
-    PeerUnavailable,
     StreamHandler,
 )
 from holepunch_worker.worker import Worker
@@ -65,8 +64,7 @@ class Node:
         self._worker = worker
         self._datagrams: asyncio.Queue[tuple[str, bytes]] | None = None
         self.datagrams_dropped = 0
-        if worker.data_plane_or_none() is not None:
-            self._datagram_queue()  # keep datagrams from the start, not from the first read
+        self._datagram_queue()  # keep datagrams from the start, not from the first read
 
     @property
     def worker_id(self) -> str:
@@ -78,10 +76,7 @@ class Node:
         return self._worker
 
     def _data_plane(self) -> DataPlane:
-        plane = self._worker.data_plane_or_none()
-        if plane is None:
-            raise PeerUnavailable("no_data_plane", "this worker runs no data plane")
-        return plane
+        return self._worker.data_plane
 
     async def peers(self, *, page_size: int = LIST_PEERS_MAX_LIMIT) -> list[PeerEntry]:
         """Every peer the rendezvous's policy lets this worker reach, asked for

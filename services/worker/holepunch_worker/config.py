@@ -34,8 +34,8 @@ __all__ = [
     "ForwardSpec",
     "StunServerAddress",
     "WorkerConfig",
+    "join_host_port",
     "load_config",
-    "parse_expose_ports",
     "parse_forwards",
     "parse_loopback_address",
     "parse_port_set",
@@ -47,6 +47,11 @@ DEFAULT_STUN_SERVERS = "stun.l.google.com:19302,stun1.l.google.com:19302"
 DEFAULT_STUN_PORT = 19302
 
 
+def join_host_port(host: str, port: int) -> str:
+    """`host:port`, or `[host]:port` for an IPv6 literal."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 @dataclass(frozen=True, slots=True)
 class StunServerAddress:
     """A STUN server as configured: a host name or IP literal, and a UDP port."""
@@ -55,7 +60,7 @@ class StunServerAddress:
     port: int
 
     def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return join_host_port(self.host, self.port)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +75,7 @@ class ForwardSpec:
 
     @property
     def listen(self) -> str:
-        return _join_host_port(self.listen_host, self.listen_port)
+        return join_host_port(self.listen_host, self.listen_port)
 
     def __str__(self) -> str:
         return f"{self.listen}={self.peer_id}:{self.peer_port}"
@@ -110,7 +115,7 @@ class WorkerConfig:
     key: WorkerKey = field(default_factory=WorkerKey.generate)
     # EXPOSE_PORTS: TCP ports on this worker's loopback that authenticated peers may open
     # data-plane streams to (none by default).
-    expose_ports: tuple[int, ...] = ()
+    expose_ports: frozenset[int] = frozenset()
     # The data plane's proxy and forwards (dataplane/proxies.py): all off unless set.
     socks_listen: tuple[str, int] | None = None
     tcp_forwards: tuple[ForwardSpec, ...] = ()
@@ -149,15 +154,7 @@ def parse_stun_servers(value: str, variable: str = "STUN_SERVERS") -> tuple[Stun
         entry = item.strip()
         if not entry:
             continue
-        if entry.startswith("["):
-            host, bracket, rest = entry[1:].partition("]")
-            if not bracket or not rest.startswith(":"):
-                raise ConfigError(variable, f"expected [ipv6]:port, got {entry!r}")
-            port_text = rest[1:]
-        else:
-            host, colon, port_text = entry.rpartition(":")
-            if not colon:
-                raise ConfigError(variable, f"expected host:port, got {entry!r}")
+        host, port_text = _split_host_port(entry, variable)
         server = StunServerAddress(_host(host, variable), _port(port_text, variable))
         if server not in servers:
             servers.append(server)
@@ -300,22 +297,9 @@ def load_config(
         tags=tags,
         key=_worker_key(environ),
         probe_limits=_probe_limits(environ),
-        expose_ports=parse_expose_ports(env_text(environ, "EXPOSE_PORTS") or ""),
+        expose_ports=parse_port_set(env_text(environ, "EXPOSE_PORTS") or "", "EXPOSE_PORTS"),
         **_proxy_settings(environ, worker_id),
     )
-
-
-def parse_expose_ports(value: str, variable: str = "EXPOSE_PORTS") -> tuple[int, ...]:
-    """Comma-separated ports in 1..65535, each once; empty for none."""
-    ports: list[int] = []
-    for item in value.split(","):
-        if not item.strip():
-            continue
-        port = _port(item.strip(), variable)
-        if port in ports:
-            raise ConfigError(variable, f"lists port {port} twice")
-        ports.append(port)
-    return tuple(ports)
 
 
 def _probe_limits(environ: Mapping[str, str]) -> ProbeLimits:
@@ -395,10 +379,6 @@ def _auth(environ: Mapping[str, str], base_url: str) -> dict[str, Any]:
     }
 
 
-def _join_host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def _split_host_port(text: str, variable: str) -> tuple[str, str]:
     """`host:port` or `[ipv6]:port` into its host and port texts."""
     if text.startswith("["):
@@ -458,8 +438,16 @@ def parse_forwards(text: str, variable: str, worker_id: str) -> tuple[ForwardSpe
 
 
 def parse_port_set(text: str, variable: str) -> frozenset[int]:
-    """`53,5353`: ports in 1..65535."""
-    return frozenset(_port(item.strip(), variable) for item in text.split(",") if item.strip())
+    """`53,5353`: comma-separated ports in 1..65535, each once; empty for none."""
+    ports: set[int] = set()
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        port = _port(item.strip(), variable)
+        if port in ports:
+            raise ConfigError(variable, f"lists port {port} twice")
+        ports.add(port)
+    return frozenset(ports)
 
 
 def _proxy_settings(environ: Mapping[str, str], worker_id: str) -> dict[str, Any]:
@@ -469,7 +457,7 @@ def _proxy_settings(environ: Mapping[str, str], worker_id: str) -> dict[str, Any
     socks = None if socks_text is None else parse_loopback_address(socks_text, "SOCKS_LISTEN")
     tcp = parse_forwards(env_text(environ, "TCP_FORWARDS") or "", "TCP_FORWARDS", worker_id)
     if socks is not None:
-        socks_address = _join_host_port(*socks)
+        socks_address = join_host_port(*socks)
         if any(forward.listen == socks_address for forward in tcp):
             raise ConfigError("TCP_FORWARDS", f"listens on {socks_address}, SOCKS_LISTEN's address")
     return {

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -32,6 +32,7 @@ __all__ = [
     "ReadinessProvider",
     "StatusProvider",
     "json_response",
+    "method_not_allowed",
     "respond",
     "start_http_server",
 ]
@@ -81,11 +82,19 @@ def _response(
     return header if head else header + body
 
 
-def json_response(
-    status: HTTPStatus, body: dict[str, Any], *, head: bool = False, extra_headers: str = ""
-) -> bytes:
+def json_response(status: HTTPStatus, body: dict[str, Any], *, head: bool = False) -> bytes:
+    """A 405's `Allow` header comes from its body's `allowed` (`method_not_allowed`)."""
     encoded = json.dumps(body, separators=(",", ":")).encode()
-    return _response(status, encoded, "application/json", head=head, extra_headers=extra_headers)
+    allow = ""
+    if status is HTTPStatus.METHOD_NOT_ALLOWED and "allowed" in body:
+        allow = f"Allow: {', '.join(body['allowed'])}\r\n"
+    return _response(status, encoded, "application/json", head=head, extra_headers=allow)
+
+
+def method_not_allowed(method: str, allowed: Sequence[str]) -> ApiResponse:
+    """The JSON 405 for a known route asked with another method (built-in or API)."""
+    body = {"error": "method_not_allowed", "method": method, "allowed": list(allowed)}
+    return HTTPStatus.METHOD_NOT_ALLOWED, body
 
 
 def _readiness_response(readiness: Readiness, head: bool) -> bytes:
@@ -110,11 +119,7 @@ def respond(
     if path not in _BUILT_IN_PATHS:
         return json_response(HTTPStatus.NOT_FOUND, {"error": "not_found", "path": path})
     if method not in _READ_METHODS:
-        return json_response(
-            HTTPStatus.METHOD_NOT_ALLOWED,
-            {"error": "method_not_allowed", "method": method, "allowed": list(_READ_METHODS)},
-            extra_headers=f"Allow: {', '.join(_READ_METHODS)}\r\n",
-        )
+        return json_response(*method_not_allowed(method, _READ_METHODS))
     head = method == "HEAD"
     if path == "/":
         return _response(HTTPStatus.OK, b"OK", "text/plain; charset=utf-8", head=head)

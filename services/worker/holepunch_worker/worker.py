@@ -16,7 +16,7 @@ import itertools
 import logging
 import time
 from http import HTTPStatus
-from typing import Any, cast
+from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from holepunch_logging import LogThrottle, WorkerEvent, log_event
@@ -51,12 +51,16 @@ from holepunch_worker.credentials import CredentialsError, RendezvousCredentials
 from holepunch_worker.dataplane.interface import (
     DEFAULT_CONNECT_TIMEOUT_SEC,
     ConnectRefused,
-    DataPlane,
     PeerUnavailable,
 )
 from holepunch_worker.dataplane.plane import QuicDataPlane
-from holepunch_worker.dataplane.proxies import Proxies, start_proxies
-from holepunch_worker.http_status import ApiResponse, Readiness, start_http_server
+from holepunch_worker.dataplane.proxies import start_proxies
+from holepunch_worker.http_status import (
+    ApiResponse,
+    Readiness,
+    method_not_allowed,
+    start_http_server,
+)
 from holepunch_worker.introductions import PendingIntroductions, http_status_for
 from holepunch_worker.mapping import TransportAddress, carry_forward_mapping
 from holepunch_worker.public_ip import fetch_public_ip
@@ -103,11 +107,6 @@ class RendezvousState(enum.StrEnum):
 
 def _endpoint(address: TransportAddress | None) -> dict[str, Any] | None:
     return None if address is None else {"ip": address[0], "port": address[1]}
-
-
-def _method_not_allowed(method: str, allowed: str) -> ApiResponse:
-    body = {"error": "method_not_allowed", "method": method, "allowed": [allowed]}
-    return HTTPStatus.METHOD_NOT_ALLOWED, body
 
 
 def _unanswered_reason(round_: StunRound) -> str:
@@ -160,7 +159,7 @@ class Worker:
         self.data_plane = QuicDataPlane(
             worker_id=config.worker_id,
             key=config.key,
-            expose_ports=frozenset(config.expose_ports),
+            expose_ports=config.expose_ports,
             introduce=self._introduce_for_data_plane,
             log=self._log,
         )
@@ -193,8 +192,7 @@ class Worker:
         http_port = http_server.sockets[0].getsockname()[1]
         self._log(WorkerEvent.HTTP_LISTENING, f"HTTP listening on port {http_port}", port=http_port)
         # SOCKS_LISTEN, TCP_FORWARDS, UDP_FORWARDS, EXPOSE_UDP_PORTS: on the data plane.
-        plane = self.data_plane_or_none()
-        proxies = Proxies() if plane is None else await start_proxies(plane, config, self._logger)
+        proxies = await start_proxies(self.data_plane, config, self._logger)
 
         tasks = [
             asyncio.create_task(self._stun_loop(), name="stun"),
@@ -301,10 +299,6 @@ class Worker:
     def worker_id(self) -> str:
         return self._config.worker_id
 
-    def data_plane_or_none(self) -> DataPlane | None:
-        """The data plane (the `data_plane` attribute, where one runs), or None."""
-        return cast("DataPlane | None", getattr(self, "data_plane", None))
-
     def _endpoint_problem(self) -> dict[str, Any] | None:
         if self._stun_unanswered_reason is None:
             return None
@@ -317,12 +311,9 @@ class Worker:
 
     def _peer_connections(self) -> list[dict[str, Any]]:
         """Each data-plane connection (path, RTT, streams, bytes, datagrams lost...)."""
-        plane = self.data_plane_or_none()
-        if plane is None:
-            return []
         return [
             {"peer_id": connection.peer_id, **connection.status()}
-            for connection in plane.connections()
+            for connection in self.data_plane.connections()
         ]
 
     # ------------------------------------------------------------------ punching
@@ -463,13 +454,13 @@ class Worker:
         path, _, query = target.partition("?")
         if path == "/peers":
             if method != "GET":
-                return _method_not_allowed(method, "GET")
+                return method_not_allowed(method, ("GET",))
             return await self._list_peers(query)
         parts = path.split("/")
         if len(parts) != 4 or parts[:2] != ["", "peers"] or parts[3] not in ("connect", "echo"):
             return None
         if method != "POST":
-            return _method_not_allowed(method, "POST")
+            return method_not_allowed(method, ("POST",))
         peer_id = unquote(parts[2])
         try:
             validate_worker_id(peer_id)

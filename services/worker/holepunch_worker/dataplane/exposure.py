@@ -1,8 +1,8 @@
 """The accepting side of a stream a peer opened: read its header, decide, answer, serve.
 
 - a port registered with `serve_port` goes to its in-process handler;
-- a port in `EXPOSE_PORTS` is piped to 127.0.0.1:port, both directions, each half-closed
-  when its source ends, writing no faster than the other side drains;
+- a port in `EXPOSE_PORTS` is spliced to 127.0.0.1:port (splice.py: both directions,
+  each half-closed when its source ends, writing no faster than the other side drains);
 - anything else is refused with `port_not_exposed` and logged (at most one line per
   `refused_log_interval`, counting the rest).
 
@@ -28,13 +28,13 @@ from holepunch_protocol.stream_header import (
 )
 
 from holepunch_worker.dataplane.interface import IncomingStream, StreamHandler
+from holepunch_worker.dataplane.splice import splice
 
-__all__ = ["EXPOSED_HOST", "Exposure", "LogFunction", "pipe"]
+__all__ = ["EXPOSED_HOST", "Exposure", "LogFunction"]
 
 EXPOSED_HOST = "127.0.0.1"
 HEADER_TIMEOUT_SEC = 10.0
 CONNECT_TIMEOUT_SEC = 5.0
-PIPE_CHUNK_BYTES = 64 * 1024
 REFUSED_LOG_INTERVAL_SEC = 10.0
 
 
@@ -42,18 +42,6 @@ class LogFunction(Protocol):
     def __call__(
         self, event: WorkerEvent, message: str, *, level: int = ..., **fields: Any
     ) -> None: ...
-
-
-async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-    """Copy until `source` ends, then half-close `sink`; a reset ends `sink` too."""
-    try:
-        while data := await source.read(PIPE_CHUNK_BYTES):
-            sink.write(data)
-            await sink.drain()
-        if sink.can_write_eof():
-            sink.write_eof()
-    except (ConnectionError, asyncio.IncompleteReadError):
-        sink.transport.abort()
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:
@@ -154,11 +142,7 @@ class Exposure:
             )
             return
         writer.write(encode_status(StreamStatus.OK))
-        try:
-            await asyncio.gather(pipe(reader, local_writer), pipe(local_reader, writer))
-        finally:
-            await _close(local_writer)
-            await _close(writer)
+        await splice((reader, writer), (local_reader, local_writer))
 
     async def _refuse(
         self,

@@ -68,9 +68,3 @@ class FlowTable(Generic[K, V]):
             del self._flows[key]
             expired.append((key, value))
         return expired
-
-    def next_expiry(self) -> float | None:
-        """When the least recently used flow expires, if nothing touches it first."""
-        for _value, last_used in self._flows.values():
-            return last_used + self.idle_timeout
-        return None

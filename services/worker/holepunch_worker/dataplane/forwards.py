@@ -13,14 +13,14 @@ import logging
 
 from holepunch_logging import WorkerEvent, log_event
 
-from holepunch_worker.config import ForwardSpec
+from holepunch_worker.config import ForwardSpec, join_host_port
 from holepunch_worker.dataplane.interface import (
     DEFAULT_CONNECT_TIMEOUT_SEC,
     DataPlane,
     DataPlaneError,
 )
 from holepunch_worker.dataplane.splice import reset, splice
-from holepunch_worker.dataplane.tcp_listener import TcpListener, format_address
+from holepunch_worker.dataplane.tcp_listener import TcpListener
 
 __all__ = ["MAX_FORWARD_CLIENTS", "TcpForward"]
 
@@ -54,11 +54,11 @@ class TcpForward:
         log_event(
             self._logger,
             WorkerEvent.PROXY_LISTENING,
-            f"TCP forward listening on {format_address(*bound)} to "
+            f"TCP forward listening on {join_host_port(*bound)} to "
             f"{self.spec.peer_id}:{self.spec.peer_port}",
             worker_id=self._worker_id,
             kind="tcp_forward",
-            listen=format_address(*bound),
+            listen=join_host_port(*bound),
             peer_id=self.spec.peer_id,
             port=self.spec.peer_port,
         )
@@ -76,10 +76,6 @@ class TcpForward:
         except DataPlaneError as error:
             reset(writer)
             self._refused(error.reason, error.detail)
-            return
-        except TimeoutError:
-            reset(writer)
-            self._refused("timeout", f"no stream within {self._connect_timeout:g} s")
             return
         await splice((reader, writer), stream)
 

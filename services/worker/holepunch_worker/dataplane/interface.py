@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -147,4 +147,4 @@ class DataPlane(Protocol):
         """On the existing connection; raises `PeerUnavailable` without one."""
         ...
 
-    def connections(self) -> list[PeerConnection]: ...
+    def connections(self) -> Sequence[PeerConnection]: ...

@@ -277,7 +277,6 @@ _NOT_ALLOWED_REASONS = frozenset(
 )
 # This worker has no way out yet (no endpoint reported, no rendezvous).
 _NETWORK_UNREACHABLE_REASONS = frozenset({"no_endpoint", "rendezvous_unavailable"})
-_TIMEOUT_REASONS = frozenset({"timeout", "timed_out", "connect_timeout", "handshake_timeout"})
 _STREAM_REPLIES = {
     "port_not_exposed": Reply.NOT_ALLOWED,
     "connect_failed": Reply.CONNECTION_REFUSED,
@@ -288,7 +287,7 @@ _STREAM_REPLIES = {
 def reply_for_error(error: DataPlaneError) -> Reply:
     """The SOCKS5 answer to a data-plane refusal. A timeout is TTL expired, as Tor
     answers one."""
-    if error.reason in _TIMEOUT_REASONS:
+    if error.reason == "timeout":
         return Reply.TTL_EXPIRED
     if error.reason in _NETWORK_UNREACHABLE_REASONS:
         return Reply.NETWORK_UNREACHABLE

@@ -15,6 +15,7 @@ from typing import Any
 
 from holepunch_logging import WorkerEvent, log_event
 
+from holepunch_worker.config import join_host_port
 from holepunch_worker.dataplane.interface import (
     DEFAULT_CONNECT_TIMEOUT_SEC,
     DataPlane,
@@ -30,7 +31,7 @@ from holepunch_worker.dataplane.socks5 import (
     resolve_target,
 )
 from holepunch_worker.dataplane.splice import splice
-from holepunch_worker.dataplane.tcp_listener import TcpListener, format_address
+from holepunch_worker.dataplane.tcp_listener import TcpListener
 
 __all__ = ["HANDSHAKE_TIMEOUT_SEC", "MAX_CLIENTS", "SocksServer"]
 
@@ -67,9 +68,9 @@ class SocksServer:
         bound = await self._listener.start(host, port)
         self._log(
             WorkerEvent.PROXY_LISTENING,
-            f"SOCKS5 proxy listening on {format_address(*bound)}",
+            f"SOCKS5 proxy listening on {join_host_port(*bound)}",
             kind="socks",
-            listen=format_address(*bound),
+            listen=join_host_port(*bound),
         )
         return bound
 
@@ -113,16 +114,6 @@ class SocksServer:
             await self._answer(writer, reply)
             self._refused(
                 error.reason, error.detail, reply=reply, peer_id=target.peer_id, port=target.port
-            )
-            return
-        except TimeoutError:
-            await self._answer(writer, Reply.TTL_EXPIRED)
-            self._refused(
-                "timeout",
-                f"no stream within {self._connect_timeout:g} s",
-                reply=Reply.TTL_EXPIRED,
-                peer_id=target.peer_id,
-                port=target.port,
             )
             return
         await self._answer(writer, Reply.SUCCEEDED)

@@ -14,9 +14,8 @@ import asyncio
 import contextlib
 import socket
 import struct
-from dataclasses import dataclass
 
-__all__ = ["CHUNK_BYTES", "SpliceResult", "StreamPair", "reset", "splice"]
+__all__ = ["CHUNK_BYTES", "StreamPair", "reset", "splice"]
 
 CHUNK_BYTES = 64 * 1024
 
@@ -37,51 +36,37 @@ def reset(writer: asyncio.StreamWriter) -> None:
     writer.transport.abort()
 
 
-@dataclass(slots=True)
-class SpliceResult:
-    """Bytes relayed each way, and whether a failure cut the relay short."""
-
-    left_to_right: int = 0
-    right_to_left: int = 0
-    failed: bool = False
-
-
-async def _copy(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, moved: list[int]
-) -> None:
+async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     while data := await reader.read(CHUNK_BYTES):
         writer.write(data)
-        moved[0] += len(data)
         await writer.drain()
     if writer.can_write_eof():
         writer.write_eof()
 
 
-async def splice(left: StreamPair, right: StreamPair, early_data: bytes = b"") -> SpliceResult:
+async def splice(left: StreamPair, right: StreamPair, early_data: bytes = b"") -> None:
     """Relay until both ways are done, then close both writers. `early_data` (bytes the
     left side sent before the relay began) goes to the right side first."""
     left_reader, left_writer = left
     right_reader, right_writer = right
-    forward, backward = [0], [0]
-    result = SpliceResult()
+    failed = False
     tasks: list[asyncio.Task[None]] = []
     try:
         if early_data:
             right_writer.write(early_data)
-            forward[0] += len(early_data)
             await right_writer.drain()
         tasks = [
-            asyncio.create_task(_copy(left_reader, right_writer, forward)),
-            asyncio.create_task(_copy(right_reader, left_writer, backward)),
+            asyncio.create_task(_copy(left_reader, right_writer)),
+            asyncio.create_task(_copy(right_reader, left_writer)),
         ]
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        result.failed = any(task.exception() is not None for task in done)
+        failed = any(task.exception() is not None for task in done)
     except (OSError, asyncio.IncompleteReadError):
-        result.failed = True
+        failed = True
     except asyncio.CancelledError:
         # Shutdown: reset both ends, since a clean close would wait for a side that
         # may never read what is still buffered for it.
-        result.failed = True
+        failed = True
         raise
     finally:
         # Nothing awaited before both writers are closed: a cancellation (shutdown) in
@@ -89,7 +74,7 @@ async def splice(left: StreamPair, right: StreamPair, early_data: bytes = b"") -
         for task in tasks:
             task.cancel()
         for writer in (left_writer, right_writer):
-            if result.failed:
+            if failed:
                 reset(writer)
             else:
                 writer.close()
@@ -97,5 +82,3 @@ async def splice(left: StreamPair, right: StreamPair, early_data: bytes = b"") -
         for writer in (left_writer, right_writer):
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
-    result.left_to_right, result.right_to_left = forward[0], backward[0]
-    return result

@@ -12,13 +12,9 @@ from collections.abc import Awaitable, Callable
 
 from holepunch_worker.dataplane.splice import reset
 
-__all__ = ["ClientHandler", "TcpListener", "format_address"]
+__all__ = ["ClientHandler", "TcpListener"]
 
 ClientHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-def format_address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class TcpListener:
@@ -30,10 +26,6 @@ class TcpListener:
         self._on_full = on_full
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.Task[None]] = set()
-
-    @property
-    def client_count(self) -> int:
-        return len(self._clients)
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         """Listen on `host:port`; the address bound (port 0 picks one)."""

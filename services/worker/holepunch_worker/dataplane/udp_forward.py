@@ -32,7 +32,7 @@ from typing import Any, cast
 
 from holepunch_logging import LogThrottle, WorkerEvent, log_event
 
-from holepunch_worker.config import ForwardSpec
+from holepunch_worker.config import ForwardSpec, join_host_port
 from holepunch_worker.dataplane.flow_table import FlowTable
 from holepunch_worker.dataplane.interface import (
     DEFAULT_CONNECT_TIMEOUT_SEC,
@@ -41,7 +41,6 @@ from holepunch_worker.dataplane.interface import (
     DataPlaneError,
     PeerUnavailable,
 )
-from holepunch_worker.dataplane.tcp_listener import format_address
 
 __all__ = [
     "HEADER_BYTES",
@@ -221,11 +220,11 @@ class UdpForwarding:
         log_event(
             self._logger,
             WorkerEvent.PROXY_LISTENING,
-            f"UDP forward listening on {format_address(host, bound_port)} to "
+            f"UDP forward listening on {join_host_port(host, bound_port)} to "
             f"{spec.peer_id}:{spec.peer_port}",
             worker_id=self._worker_id,
             kind="udp_forward",
-            listen=format_address(host, bound_port),
+            listen=join_host_port(host, bound_port),
             peer_id=spec.peer_id,
             port=spec.peer_port,
         )
@@ -331,10 +330,9 @@ class UdpForwarding:
     async def _connect_then_send(self, peer_id: str) -> None:
         try:
             await self._data_plane.connect(peer_id, timeout=self._limits.connect_timeout)
-        except (DataPlaneError, TimeoutError) as error:
-            reason = error.reason if isinstance(error, DataPlaneError) else "timeout"
+        except DataPlaneError as error:
             waiting = self._waiting_for_peer.pop(peer_id, [])
-            self._drop(reason, count=len(waiting), peer_id=peer_id)
+            self._drop(error.reason, count=len(waiting), peer_id=peer_id)
             return
         for datagram in self._waiting_for_peer.pop(peer_id, []):
             self._send_once(peer_id, datagram)
