@@ -632,17 +632,9 @@ def test_log_metric_filters_equal_the_saved_queries(tmp_path: Path, worker_host:
 
     expected = {q.metric: q for q in catalogue.queries.values() if q.metric}
     assert set(metrics) == set(expected)
-    pool_resource = 'resource.type="cloud_run_worker_pool" AND resource.labels.worker_pool_name='
     for name, metric in metrics.items():
         query = expected[name]
-        wanted = catalogue.query_filter(query.name, names)
-        if worker_host == "worker_pool" and query.service == "worker":
-            service_resource = (
-                'resource.type="cloud_run_revision" AND resource.labels.service_name='
-            )
-            assert wanted.startswith(service_resource)
-            wanted = pool_resource + wanted[len(service_resource) :]
-        assert metric["filter"] == wanted
+        assert metric["filter"] == catalogue.query_filter(query.name, names, worker_host)
         assert metric["labels"] == list(query.labels)
     raw = json.loads((TF_DIR / "log_queries.json").read_text())
     assert {
