@@ -60,8 +60,8 @@ output "log_metrics" {
 output "logs_commands" {
   description = "Commands that read the services' logs."
   value = {
-    rendezvous = "gcloud logging read 'resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${var.rendezvous_service_name}\"' --project=${var.project_id} --freshness=1h --limit=50"
-    worker     = "gcloud logging read '${local.worker_monitored_resource}' --project=${var.project_id} --freshness=1h --limit=50"
+    rendezvous = "gcloud logging read '${local.resource_filters.rendezvous}' --project=${var.project_id} --freshness=1h --limit=50"
+    worker     = "gcloud logging read '${local.resource_filters.worker}' --project=${var.project_id} --freshness=1h --limit=50"
     saved      = "${local.logs_command} list"
   }
 }

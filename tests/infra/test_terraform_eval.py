@@ -366,7 +366,7 @@ LOCALS = (
     "app_service_containers",
     "worker_pool_container",
     "expected_workers",
-    "worker_monitored_resource",
+    "resource_filters",
     "log_resources",
     "dashboard_tile_layout",
     "dashboard_chart_count",
@@ -716,9 +716,10 @@ def test_the_worker_host_decides_resources_and_expected_workers(
 ) -> None:
     out = tfeval.outputs(env_module, {**GOOD, **values})
     assert out["expected_workers"] == expected
-    assert resource in out["worker_monitored_resource"]
-    assert out["log_resources"]["rendezvous"]["type"] == "cloud_run_revision"
-    assert out["log_resources"]["worker"]["type"] in out["worker_monitored_resource"]
+    assert resource in out["resource_filters"]["worker"]
+    assert out["resource_filters"]["rendezvous"] == (
+        'resource.type="cloud_run_revision" AND resource.labels.service_name="rendezvous"'
+    )
 
 
 @pytest.mark.parametrize("worker_host", ["worker_pool", "service"])
