@@ -8,11 +8,10 @@ output "alert_policies" {
   value = merge(
     {
       rendezvous_unavailable = google_monitoring_alert_policy.rendezvous_unavailable.name
-      punch_failures         = google_monitoring_alert_policy.punch_failures.name
-      relay_share            = google_monitoring_alert_policy.relay_share.name
       nat_failures           = google_monitoring_alert_policy.nat_failures.name
       worker_restarts        = google_monitoring_alert_policy.worker_restarts.name
     },
+    { for name, policy in google_monitoring_alert_policy.punch_share : name => policy.name },
     { for policy in google_monitoring_alert_policy.workers_below_expected : "workers_below_expected" => policy.name },
   )
 }
