@@ -9,6 +9,7 @@ Standard library only: the scripts run with any python3.
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import os
@@ -20,14 +21,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from holepunch_logs_queries import WORKER_HOSTS
+
 __all__ = [
     "PROJECT_ENV_VARS",
     "PROJECT_ORDER",
     "TF_DIR",
     "Gcloud",
+    "add_service_arguments",
     "die",
     "from_terraform",
     "resolve_project",
+    "resolve_services",
     "terraform_output",
     "terraform_outputs",
 ]
@@ -128,6 +133,37 @@ def terraform_output(name: str) -> str | None:
 def from_terraform(explicit: str | None, output: str, fallback: str) -> str:
     """A setting: the flag, else Terraform's output of that name, else the fallback."""
     return explicit or terraform_output(output) or fallback
+
+
+def add_service_arguments(parser: argparse.ArgumentParser) -> None:
+    """--rendezvous-service, --worker-service and --worker-host (logs, verify)."""
+    parser.add_argument(
+        "--rendezvous-service",
+        help="Cloud Run name of the rendezvous (default: terraform output "
+        "rendezvous_service_name, else rendezvous)",
+    )
+    parser.add_argument(
+        "--worker-service",
+        help="Cloud Run name of the worker's pool or service (default: terraform output "
+        "worker_service_name, else worker)",
+    )
+    parser.add_argument(
+        "--worker-host",
+        choices=WORKER_HOSTS,
+        help="what runs the workers, which decides where their logs are (default: terraform "
+        "output worker_host, else worker_pool)",
+    )
+
+
+def resolve_services(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Fill in what add_service_arguments' flags left unset, from Terraform's outputs."""
+    args.rendezvous_service = from_terraform(
+        args.rendezvous_service, "rendezvous_service_name", "rendezvous"
+    )
+    args.worker_service = from_terraform(args.worker_service, "worker_service_name", "worker")
+    args.worker_host = from_terraform(args.worker_host, "worker_host", "worker_pool")
+    if args.worker_host not in WORKER_HOSTS:
+        parser.error(f"terraform output worker_host is {args.worker_host!r}: pass --worker-host")
 
 
 def resolve_project(explicit: str | None, gcloud: Gcloud) -> str:

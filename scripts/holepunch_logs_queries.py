@@ -87,13 +87,12 @@ class Resource:
 
 @dataclass(frozen=True)
 class Catalogue:
-    resource_type: str
     services: tuple[str, ...]
     queries: Mapping[str, Query]
     field_queries: Mapping[str, FieldQuery]
     checklist: tuple[ChecklistItem, ...]
-    # By host kind ("service", "worker_pool"); a catalogue without them has services only.
-    resource_types: Mapping[str, Resource] | None = None
+    # By host kind: each of WORKER_HOSTS.
+    resource_types: Mapping[str, Resource]
 
     def _service(self, service: str, service_names: Mapping[str, str]) -> str:
         return service_names.get(service, service)
@@ -102,9 +101,7 @@ class Catalogue:
         """The resource a service's entries are under: the worker's follows its host."""
         if worker_host not in WORKER_HOSTS:
             raise ValueError(f"worker_host must be one of {WORKER_HOSTS}, not {worker_host!r}")
-        kinds = self.resource_types or {"service": Resource(self.resource_type, "service_name")}
-        kind = worker_host if service == "worker" else "service"
-        return kinds[kind]
+        return self.resource_types[worker_host if service == "worker" else "service"]
 
     def _base(self, resource: Resource, names: list[str]) -> str:
         quoted = [quote(name) for name in names]
@@ -226,13 +223,12 @@ def load_catalogue(path: Path = CATALOGUE_PATH) -> Catalogue:
             raise ValueError(f"checklist {item.id}: unknown service {item.service!r}")
     resource_types = {
         kind: Resource(type=r["type"], name_label=r["name_label"])
-        for kind, r in raw.get("resource_types", {}).items()
+        for kind, r in raw["resource_types"].items()
     }
-    if resource_types and set(resource_types) != set(WORKER_HOSTS):
+    if set(resource_types) != set(WORKER_HOSTS):
         raise ValueError(f"resource_types must describe exactly {WORKER_HOSTS}")
     return Catalogue(
-        resource_type=raw["resource_type"],
-        resource_types=resource_types or None,
+        resource_types=resource_types,
         services=services,
         queries=queries,
         field_queries=field_queries,

@@ -55,7 +55,6 @@ class Policy:
     denied: tuple[str, ...] = ()
     enforced: bool = False
     conditional: bool = False
-    parameters: Mapping[str, Any] | None = None
 
     @property
     def restricts_values(self) -> bool:
@@ -95,7 +94,6 @@ def _parse_v2(spec: Any) -> Policy:
     allowed: list[str] = []
     denied: list[str] = []
     allow_all = deny_all = enforced = conditional = False
-    parameters: dict[str, Any] = {}
     for rule in rules:
         if rule.get("condition"):
             conditional = True
@@ -108,8 +106,6 @@ def _parse_v2(spec: Any) -> Policy:
             raise PolicyError("a rule's values must be an object")
         allowed += _strings(values.get("allowedValues"), "values.allowedValues")
         denied += _strings(values.get("deniedValues"), "values.deniedValues")
-        if isinstance(rule.get("parameters"), dict):
-            parameters.update(rule["parameters"])
     return Policy(
         allow_all=allow_all and not allowed,
         deny_all=deny_all,
@@ -117,7 +113,6 @@ def _parse_v2(spec: Any) -> Policy:
         denied=tuple(denied),
         enforced=enforced,
         conditional=conditional,
-        parameters=parameters or None,
     )
 
 

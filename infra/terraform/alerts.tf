@@ -5,9 +5,8 @@
 # log-based metrics depend on google_logging_metric.events: Cloud Monitoring refuses a
 # policy whose metric does not exist yet.
 locals {
-  rendezvous_resource = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${var.rendezvous_service_name}\""
-  user_metric         = { for name, m in google_logging_metric.events : name => "metric.type=\"logging.googleapis.com/user/${m.name}\"" }
-  nat_resource        = "resource.type=\"nat_gateway\" AND resource.labels.gateway_name=\"${google_compute_router_nat.nat.name}\""
+  user_metric  = { for name, m in google_logging_metric.events : name => "metric.type=\"logging.googleapis.com/user/${m.name}\"" }
+  nat_resource = "resource.type=\"nat_gateway\" AND resource.labels.gateway_name=\"${google_compute_router_nat.nat.name}\""
 
   alert_documentation = {
     for name, query in local.alert_first_queries : name => join("\n\n", [
@@ -26,7 +25,7 @@ resource "google_monitoring_alert_policy" "rendezvous_unavailable" {
   conditions {
     display_name = "No rendezvous instance for 5 minutes"
     condition_absent {
-      filter   = "metric.type=\"run.googleapis.com/container/instance_count\" AND ${local.rendezvous_resource}"
+      filter   = "metric.type=\"run.googleapis.com/container/instance_count\" AND ${local.resource_filters.rendezvous}"
       duration = "300s"
       aggregations {
         alignment_period     = "60s"
@@ -39,7 +38,7 @@ resource "google_monitoring_alert_policy" "rendezvous_unavailable" {
   conditions {
     display_name = "Rendezvous answers 5xx"
     condition_threshold {
-      filter          = "metric.type=\"run.googleapis.com/request_count\" AND ${local.rendezvous_resource} AND metric.labels.response_code_class=\"5xx\""
+      filter          = "metric.type=\"run.googleapis.com/request_count\" AND ${local.resource_filters.rendezvous} AND metric.labels.response_code_class=\"5xx\""
       comparison      = "COMPARISON_GT"
       threshold_value = var.alert_thresholds.rendezvous_5xx_per_min
       duration        = "300s"
@@ -70,7 +69,7 @@ resource "google_monitoring_alert_policy" "workers_below_expected" {
   conditions {
     display_name = "Worker instances below ${local.expected_workers} for 10 minutes"
     condition_threshold {
-      filter          = "metric.type=\"run.googleapis.com/container/instance_count\" AND ${local.worker_monitored_resource}"
+      filter          = "metric.type=\"run.googleapis.com/container/instance_count\" AND ${local.resource_filters.worker}"
       comparison      = "COMPARISON_LT"
       threshold_value = local.expected_workers
       duration        = "600s"
@@ -90,7 +89,7 @@ resource "google_monitoring_alert_policy" "workers_below_expected" {
     content {
       display_name = "Registered workers below ${local.expected_workers}"
       condition_threshold {
-        filter          = "${local.user_metric["registered_workers"]} AND ${local.rendezvous_resource}"
+        filter          = "${local.user_metric["registered_workers"]} AND ${local.resource_filters.rendezvous}"
         comparison      = "COMPARISON_LT"
         threshold_value = local.expected_workers
         duration        = "300s"
@@ -112,21 +111,31 @@ resource "google_monitoring_alert_policy" "workers_below_expected" {
   depends_on = [google_project_service.apis["monitoring.googleapis.com"]]
 }
 
-# Punching degraded: a share of the punch results of the last 15 minutes, once enough
-# were reported that the share means something (both conditions at once).
-resource "google_monitoring_alert_policy" "punch_failures" {
-  display_name          = "holepunch (${var.name_prefix}): punch failures above ${format("%.0f", var.alert_thresholds.punch_failure_share * 100)} %"
+# Punching degraded: too large a share of the punch results of the last 15 minutes were
+# failed (punch_failures) or relayed (relay_share), once enough were reported that the
+# share means something (both conditions at once).
+locals {
+  punch_share_alerts = {
+    punch_failures = { status = "failed", share = var.alert_thresholds.punch_failure_share, title = "punch failures", condition = "Share of failed punches" }
+    relay_share    = { status = "relayed", share = var.alert_thresholds.relay_share, title = "relayed sessions", condition = "Share of relayed punch results" }
+  }
+}
+
+resource "google_monitoring_alert_policy" "punch_share" {
+  for_each = local.punch_share_alerts
+
+  display_name          = "holepunch (${var.name_prefix}): ${each.value.title} above ${format("%.0f", each.value.share * 100)} %"
   combiner              = "AND"
   severity              = "WARNING"
   notification_channels = var.alert_notification_channels
 
   conditions {
-    display_name = "Share of failed punches"
+    display_name = each.value.condition
     condition_threshold {
-      filter             = "${local.user_metric["punch_results"]} AND ${local.rendezvous_resource} AND metric.labels.status=\"failed\""
-      denominator_filter = "${local.user_metric["punch_results"]} AND ${local.rendezvous_resource}"
+      filter             = "${local.user_metric["punch_results"]} AND ${local.resource_filters.rendezvous} AND metric.labels.status=\"${each.value.status}\""
+      denominator_filter = "${local.user_metric["punch_results"]} AND ${local.resource_filters.rendezvous}"
       comparison         = "COMPARISON_GT"
-      threshold_value    = var.alert_thresholds.punch_failure_share
+      threshold_value    = each.value.share
       duration           = "0s"
       aggregations {
         alignment_period     = "900s"
@@ -144,7 +153,7 @@ resource "google_monitoring_alert_policy" "punch_failures" {
   conditions {
     display_name = "At least ${var.alert_thresholds.min_punch_results} punch results"
     condition_threshold {
-      filter          = "${local.user_metric["punch_results"]} AND ${local.rendezvous_resource}"
+      filter          = "${local.user_metric["punch_results"]} AND ${local.resource_filters.rendezvous}"
       comparison      = "COMPARISON_GT"
       threshold_value = var.alert_thresholds.min_punch_results
       duration        = "0s"
@@ -157,61 +166,21 @@ resource "google_monitoring_alert_policy" "punch_failures" {
   }
 
   documentation {
-    content   = local.alert_documentation.punch_failures
+    content   = local.alert_documentation[each.key]
     mime_type = "text/markdown"
   }
 
   depends_on = [google_project_service.apis["monitoring.googleapis.com"]]
 }
 
-resource "google_monitoring_alert_policy" "relay_share" {
-  display_name          = "holepunch (${var.name_prefix}): relayed sessions above ${format("%.0f", var.alert_thresholds.relay_share * 100)} %"
-  combiner              = "AND"
-  severity              = "WARNING"
-  notification_channels = var.alert_notification_channels
+moved {
+  from = google_monitoring_alert_policy.punch_failures
+  to   = google_monitoring_alert_policy.punch_share["punch_failures"]
+}
 
-  conditions {
-    display_name = "Share of relayed punch results"
-    condition_threshold {
-      filter             = "${local.user_metric["punch_results"]} AND ${local.rendezvous_resource} AND metric.labels.status=\"relayed\""
-      denominator_filter = "${local.user_metric["punch_results"]} AND ${local.rendezvous_resource}"
-      comparison         = "COMPARISON_GT"
-      threshold_value    = var.alert_thresholds.relay_share
-      duration           = "0s"
-      aggregations {
-        alignment_period     = "900s"
-        per_series_aligner   = "ALIGN_DELTA"
-        cross_series_reducer = "REDUCE_SUM"
-      }
-      denominator_aggregations {
-        alignment_period     = "900s"
-        per_series_aligner   = "ALIGN_DELTA"
-        cross_series_reducer = "REDUCE_SUM"
-      }
-    }
-  }
-
-  conditions {
-    display_name = "At least ${var.alert_thresholds.min_punch_results} punch results"
-    condition_threshold {
-      filter          = "${local.user_metric["punch_results"]} AND ${local.rendezvous_resource}"
-      comparison      = "COMPARISON_GT"
-      threshold_value = var.alert_thresholds.min_punch_results
-      duration        = "0s"
-      aggregations {
-        alignment_period     = "900s"
-        per_series_aligner   = "ALIGN_DELTA"
-        cross_series_reducer = "REDUCE_SUM"
-      }
-    }
-  }
-
-  documentation {
-    content   = local.alert_documentation.relay_share
-    mime_type = "text/markdown"
-  }
-
-  depends_on = [google_project_service.apis["monitoring.googleapis.com"]]
+moved {
+  from = google_monitoring_alert_policy.relay_share
+  to   = google_monitoring_alert_policy.punch_share["relay_share"]
 }
 
 # Cloud NAT's own metrics: it could not allocate ports to an instance, or it dropped
@@ -272,7 +241,7 @@ resource "google_monitoring_alert_policy" "worker_restarts" {
   conditions {
     display_name = "More than ${local.expected_workers + var.alert_thresholds.worker_restarts_per_hour} worker starts in an hour"
     condition_threshold {
-      filter          = "${local.user_metric["worker_starts"]} AND ${local.worker_monitored_resource}"
+      filter          = "${local.user_metric["worker_starts"]} AND ${local.resource_filters.worker}"
       comparison      = "COMPARISON_GT"
       threshold_value = local.expected_workers + var.alert_thresholds.worker_restarts_per_hour
       duration        = "0s"

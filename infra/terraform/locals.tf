@@ -198,6 +198,12 @@ locals {
     worker     = local.log_catalog.resource_types[local.worker_on_pool ? "worker_pool" : "service"]
   }
 
+  # Each service's entries and Cloud Run metrics (the monitored resource is the same): its
+  # resource type and its name. Log-based metrics, alerts and logs_commands select on it.
+  resource_filters = {
+    for service, r in local.log_resources : service => "resource.type=\"${r.type}\" AND resource.labels.${r.name_label}=\"${local.service_names[service]}\""
+  }
+
   # One metric per catalogue query that declares one, selecting on the resource type, the
   # service's (or worker pool's) name and jsonPayload.event, exactly as scripts/logs does.
   # A counter, or with value_field a distribution of that field's values.
@@ -209,8 +215,7 @@ locals {
       labels      = q.metric.labels
       value_field = try(q.metric.value_field, null)
       filter = join(" AND ", [
-        "resource.type=\"${local.log_resources[q.service].type}\"",
-        "resource.labels.${local.log_resources[q.service].name_label}=\"${local.service_names[q.service]}\"",
+        local.resource_filters[q.service],
         length(q.events) == 1 ? "jsonPayload.event=\"${q.events[0]}\"" : "jsonPayload.event=(${join(" OR ", formatlist("\"%s\"", q.events))})",
       ])
     } if can(q.metric)
@@ -232,7 +237,7 @@ locals {
 }
 
 # Alert policies (alerts.tf): the saved log query (log_queries.json) each one's
-# documentation tells the operator to run first, and the worker's monitored resource.
+# documentation tells the operator to run first.
 locals {
   alert_first_queries = {
     rendezvous_unavailable = "rendezvous-lifecycle"
@@ -242,11 +247,6 @@ locals {
     nat_failures           = "stun-failures"
     worker_restarts        = "worker-lifecycle"
   }
-  worker_monitored_resource = local.worker_on_pool ? (
-    "resource.type=\"cloud_run_worker_pool\" AND resource.labels.worker_pool_name=\"${var.worker_service_name}\""
-    ) : (
-    "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${var.worker_service_name}\""
-  )
   # scripts/logs with this deployment's names, for the alerts' documentation.
   logs_command = "scripts/logs --project=${var.project_id} --rendezvous-service=${var.rendezvous_service_name} --worker-service=${var.worker_service_name}"
 }

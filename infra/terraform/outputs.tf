@@ -8,11 +8,10 @@ output "alert_policies" {
   value = merge(
     {
       rendezvous_unavailable = google_monitoring_alert_policy.rendezvous_unavailable.name
-      punch_failures         = google_monitoring_alert_policy.punch_failures.name
-      relay_share            = google_monitoring_alert_policy.relay_share.name
       nat_failures           = google_monitoring_alert_policy.nat_failures.name
       worker_restarts        = google_monitoring_alert_policy.worker_restarts.name
     },
+    { for name, policy in google_monitoring_alert_policy.punch_share : name => policy.name },
     { for policy in google_monitoring_alert_policy.workers_below_expected : "workers_below_expected" => policy.name },
   )
 }
@@ -60,8 +59,8 @@ output "log_metrics" {
 output "logs_commands" {
   description = "Commands that read the services' logs."
   value = {
-    rendezvous = "gcloud logging read 'resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${var.rendezvous_service_name}\"' --project=${var.project_id} --freshness=1h --limit=50"
-    worker     = "gcloud logging read '${local.worker_monitored_resource}' --project=${var.project_id} --freshness=1h --limit=50"
+    rendezvous = "gcloud logging read '${local.resource_filters.rendezvous}' --project=${var.project_id} --freshness=1h --limit=50"
+    worker     = "gcloud logging read '${local.resource_filters.worker}' --project=${var.project_id} --freshness=1h --limit=50"
     saved      = "${local.logs_command} list"
   }
 }

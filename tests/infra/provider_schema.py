@@ -3,9 +3,9 @@
 `terraform validate` needs the provider binary, which cannot be downloaded everywhere. The
 PyPI wheel `cdktn-provider-google` (CDK Terrain, the community continuation of cdktf, whose
 wheels have the same jsii layout) carries the same schema in another form, so the
-checks of schema_check.py run wherever PyPI is reachable once. The wheel (about 49 MB) is
+checks of schema_check.py run wherever PyPI is reachable once. The wheel (about 67 MB) is
 downloaded with pip (so pip's own configuration, such as a mirror, applies), read without
-being installed, and reduced to a ~80 KB gzip JSON in the
+being installed, and reduced to a ~120 KB gzip JSON in the
 user's cache (`$HOLEPUNCH_CACHE_DIR`, else `$XDG_CACHE_HOME/holepunch`, else
 `~/.cache/holepunch`): the download and extraction happen once per machine and version.
 

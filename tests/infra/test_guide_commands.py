@@ -202,7 +202,7 @@ def check_command(words: list[str], known: Known) -> list[str]:
         if base == "logs":
             positionals = [w for w in rest if not w.startswith("-")]
             takes_value = {"--since", "--limit", "--project", "--rendezvous-service"}
-            takes_value |= {"--worker-service"}
+            takes_value |= {"--worker-service", "--worker-host"}
             flags_with_values = {rest[i + 1] for i, w in enumerate(rest[:-1]) if w in takes_value}
             queries = [w for w in positionals if w not in flags_with_values]
             if queries and queries[0] not in known.queries:
@@ -286,6 +286,7 @@ def test_the_checker_catches_each_kind_of_mistake(known: Known) -> None:
 scripts/verify --skip-debg --since 30m     # a typo
 scripts/bootstrap preflight --auth-mod token
 scripts/logs stunn --since 1h
+scripts/logs --worker-host service stun   # fine: a flag's value is not the query
 terraform -chdir=infra/terraform output -raw verify_cmd
 terraform -chdir=infra/terraform apply -var worker_hosts=service
 NO_SUCH_SETTING=1 .venv/bin/holepunch-worker

@@ -264,12 +264,17 @@ def test_deploy_dry_run_and_bad_tag(bin_dir: Path, fakes: Path) -> None:
     assert bad.returncode == 2 and "valid image tag" in bad.stderr
 
 
-def entries(tmp_path: Path, payload: dict[str, Any]) -> Path:
+def entries(
+    tmp_path: Path,
+    payload: dict[str, Any],
+    resource: dict[str, Any] | None = None,
+) -> Path:
     path = tmp_path / "entries.json"
     entry = {
         "timestamp": "2026-01-01T00:00:00Z",
         "severity": "INFO",
-        "resource": {"type": "cloud_run_revision", "labels": {"service_name": "worker"}},
+        "resource": resource
+        or {"type": "cloud_run_revision", "labels": {"service_name": "worker"}},
         "jsonPayload": payload,
     }
     path.write_text(json.dumps([entry]))
@@ -298,6 +303,24 @@ def test_logs_runs_the_saved_query(bin_dir: Path, fakes: Path, tmp_path: Path) -
     )
     assert {"--project=p-9", "--freshness=2h", "--format=json"} <= set(call)
     assert "stun_result" in result.stdout and "udp_ip=203.0.113.7" in result.stdout
+
+
+def test_logs_names_a_worker_pools_entries(bin_dir: Path, fakes: Path, tmp_path: Path) -> None:
+    """A worker pool's entries hold its name in worker_pool_name, not service_name."""
+    pool = {"type": "cloud_run_worker_pool", "labels": {"worker_pool_name": "hp-pool"}}
+    data = entries(tmp_path, {"event": "stun_result", "message": "mapped"}, pool)
+    result = run(
+        "logs",
+        "stun",
+        "--project",
+        "p-9",
+        path=bin_dir,
+        log=fakes,
+        FAKE_LOGGING_JSON=str(data),
+        FAKE_WORKER_HOST="worker_pool",
+    )
+    assert result.returncode == 0, result.stderr
+    assert " hp-pool " in result.stdout and " ? " not in result.stdout
 
 
 def test_logs_worker_selects_on_worker_id_in_both_services(bin_dir: Path, fakes: Path) -> None:

@@ -366,7 +366,7 @@ LOCALS = (
     "app_service_containers",
     "worker_pool_container",
     "expected_workers",
-    "worker_monitored_resource",
+    "resource_filters",
     "log_resources",
     "dashboard_tile_layout",
     "dashboard_chart_count",
@@ -632,17 +632,9 @@ def test_log_metric_filters_equal_the_saved_queries(tmp_path: Path, worker_host:
 
     expected = {q.metric: q for q in catalogue.queries.values() if q.metric}
     assert set(metrics) == set(expected)
-    pool_resource = 'resource.type="cloud_run_worker_pool" AND resource.labels.worker_pool_name='
     for name, metric in metrics.items():
         query = expected[name]
-        wanted = catalogue.query_filter(query.name, names)
-        if worker_host == "worker_pool" and query.service == "worker":
-            service_resource = (
-                'resource.type="cloud_run_revision" AND resource.labels.service_name='
-            )
-            assert wanted.startswith(service_resource)
-            wanted = pool_resource + wanted[len(service_resource) :]
-        assert metric["filter"] == wanted
+        assert metric["filter"] == catalogue.query_filter(query.name, names, worker_host)
         assert metric["labels"] == list(query.labels)
     raw = json.loads((TF_DIR / "log_queries.json").read_text())
     assert {
@@ -724,9 +716,10 @@ def test_the_worker_host_decides_resources_and_expected_workers(
 ) -> None:
     out = tfeval.outputs(env_module, {**GOOD, **values})
     assert out["expected_workers"] == expected
-    assert resource in out["worker_monitored_resource"]
-    assert out["log_resources"]["rendezvous"]["type"] == "cloud_run_revision"
-    assert out["log_resources"]["worker"]["type"] in out["worker_monitored_resource"]
+    assert resource in out["resource_filters"]["worker"]
+    assert out["resource_filters"]["rendezvous"] == (
+        'resource.type="cloud_run_revision" AND resource.labels.service_name="rendezvous"'
+    )
 
 
 @pytest.mark.parametrize("worker_host", ["worker_pool", "service"])

@@ -191,6 +191,13 @@ def test_moved_blocks_keep_the_existing_services(tf: Terraform, module_tf: Terra
             f"${{module.worker[0].google_cloud_run_v2_service.{address}}}"
         ),
         "${module.worker}": "${module.worker[0]}",
+        # The two share alerts became one for_each resource (alerts.tf).
+        "${google_monitoring_alert_policy.punch_failures}": (
+            '${google_monitoring_alert_policy.punch_share["punch_failures"]}'
+        ),
+        "${google_monitoring_alert_policy.relay_share}": (
+            '${google_monitoring_alert_policy.punch_share["relay_share"]}'
+        ),
     }
 
 
