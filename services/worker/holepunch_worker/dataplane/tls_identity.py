@@ -16,13 +16,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.x509.oid import NameOID
-from holepunch_protocol import b64url_decode
+from holepunch_protocol import PUBLIC_KEY_BYTES, b64url_decode
 
 from holepunch_worker.identity import WorkerKey
 
-__all__ = ["CERTIFICATE_LIFETIME", "PUBLIC_KEY_BYTES", "certificate_matches_pin", "self_signed"]
+__all__ = ["CERTIFICATE_LIFETIME", "certificate_matches_pin", "self_signed"]
 
-PUBLIC_KEY_BYTES = 32
 CERTIFICATE_LIFETIME = datetime.timedelta(days=3650)
 # A peer's clock may be behind ours; dates are not checked, but keep them plausible.
 _BACKDATE = datetime.timedelta(days=1)
