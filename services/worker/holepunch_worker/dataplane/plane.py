@@ -84,7 +84,6 @@ class QuicPeerConnection:
         self.datagrams_sent = 0
         self.datagrams_received = 0
         self.datagrams_lost = 0
-        self.packets_unsent = 0  # no path at that moment: QUIC retransmits what matters
         loop = asyncio.get_running_loop()
         self._authenticated: asyncio.Future[None] = loop.create_future()
         self._closed = asyncio.Event()
@@ -189,7 +188,7 @@ class QuicPeerConnection:
         if not self._authenticated.done():
             self._authenticated.set_result(None)
 
-    def _on_closed(self, reason: str, authenticated: bool) -> None:
+    def _on_closed(self, reason: str) -> None:
         self.close_reason = reason
         if not self._authenticated.done():
             error: Exception
@@ -530,7 +529,7 @@ class QuicDataPlane:
         self._finished_sessions.add(conn.session_id)
         if self._connections.get(conn.peer_id) is conn:
             del self._connections[conn.peer_id]
-        conn._on_closed(event.reason, event.authenticated)
+        conn._on_closed(event.reason)
         if event.reason == KEY_MISMATCH and not event.authenticated:
             self._log(
                 WorkerEvent.PEER_LINK_AUTHENTICATION_FAILED,
@@ -573,10 +572,9 @@ class QuicDataPlane:
         packets = conn.link.packets_to_send(now)
         session = self._session(conn)
         for packet in packets:
+            # No path at this moment: the packet is dropped, QUIC retransmits what matters.
             sent = None if session is None else session.send_quic(packet, now)
-            if sent is None:
-                conn.packets_unsent += 1
-            elif self._send is not None:
+            if sent is not None and self._send is not None:
                 for action in sent:
                     self._send(action)
         # Re-arm only for a closer deadline: sending and receiving mostly push deadlines
