@@ -8,9 +8,10 @@ else. Nothing a peer sends can raise out of it.
 
 asyncio's datagram transport reads one datagram per event-loop turn. After each one the
 protocol reads on, up to `RECEIVE_BATCH` datagrams, from a duplicate of the socket's
-descriptor (the same socket), so a burst of QUIC packets is handled in one turn and what
-the data plane defers to the end of the turn (its flush and acknowledgements, the
-streams' wake-ups and the TCP writes behind them) happens once per batch, not per packet.
+descriptor (the same socket: asyncio's transport socket offers no recvfrom), so a burst
+of QUIC packets is handled in one turn and what the data plane defers to the end of the
+turn (its flush and acknowledgements, the streams' wake-ups and the TCP writes behind
+them) happens once per batch, not per packet.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import asyncio
 import contextlib
 import enum
 import logging
-import os
 import socket
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -125,9 +125,7 @@ class WorkerDatagramProtocol(asyncio.DatagramProtocol):
         self._transport = cast(asyncio.DatagramTransport, transport)
         transport_socket = transport.get_extra_info("socket")
         if transport_socket is not None:
-            batch_socket = socket.socket(fileno=os.dup(transport_socket.fileno()))
-            batch_socket.setblocking(False)
-            self._batch_socket = batch_socket
+            self._batch_socket = transport_socket.dup()  # non-blocking, as the transport's
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
