@@ -237,7 +237,6 @@ class QuicDataPlane:
         self._sessions_seen: tuple[tuple[str, PathKind], ...] = ()
         self._waiters: list[asyncio.Future[None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        self._reconciling = False
 
     @staticmethod
     def _now() -> float:
@@ -251,7 +250,7 @@ class QuicDataPlane:
 
     def punch_changed(self) -> None:
         """Match the links to the punch sessions (called after every batch of actions)."""
-        if self._reconciling or self._punch is None:
+        if self._punch is None:
             return
         # Called for every batch of actions (every packet): skip when nothing moved.
         seen = tuple((s.session_id, s.path) for s in self._punch.active())
@@ -259,19 +258,15 @@ class QuicDataPlane:
             return
         self._sessions_seen = seen
         self._notify()  # connect() waits on sessions appearing, getting a path, ending
-        self._reconciling = True
-        try:
-            active = {s.session_id: s for s in self._punch.active()}
-            for peer_id, conn in list(self._connections.items()):
-                session = active.get(conn.session_id)
-                if session is None:
-                    replaced = self._punch.for_peer(peer_id) is not None
-                    self._close(conn, SESSION_REPLACED if replaced else SESSION_ENDED)
-            for session in active.values():
-                if session.path is not PathKind.NONE:
-                    self._link_for(session)
-        finally:
-            self._reconciling = False
+        active = {s.session_id: s for s in self._punch.active()}
+        for peer_id, conn in list(self._connections.items()):
+            session = active.get(conn.session_id)
+            if session is None:
+                replaced = self._punch.for_peer(peer_id) is not None
+                self._close(conn, SESSION_REPLACED if replaced else SESSION_ENDED)
+        for session in active.values():
+            if session.path is not PathKind.NONE:
+                self._link_for(session)
 
     def quic_received(self, peer_id: str, packet: bytes) -> None:
         if self._punch is None:
