@@ -454,13 +454,10 @@ class StreamMux:
     def after_receive(self) -> None:
         """Re-check the streams waiting for acknowledgements (paused writers, FINs).
 
-        Acknowledgements arrive only with datagrams, so once per received batch is enough;
-        calling it after every flush as well (`transmitted`) is harmless.
+        Acknowledgements arrive only with datagrams, so once per received batch is enough.
         """
         for transport in [t for t in self._streams.values() if t._needs_acks]:
             self._check_sent(transport)
-
-    transmitted = after_receive
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Every reader raises `ConnectionResetError`, every drain() and open_stream() too."""
