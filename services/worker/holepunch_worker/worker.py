@@ -475,26 +475,22 @@ class Worker:
         the reason there is none: the rendezvous's error code, or the worker's. A session
         that already has a path is answered as it is: a new introduction would replace it
         and reset every data-plane stream open on it."""
-        live = self._punch.for_peer(peer_id)
-        if live is not None and live.state in (SessionState.CONNECTED, SessionState.RELAYED):
-            return HTTPStatus.OK, {
-                "peer_id": peer_id,
-                "status": live.state.value,
-                "session": live.status(self._now()),
-            }
-        try:
-            await self.introduce(peer_id, self._config.peer_echo_timeout_sec, source="http")
-        except (ConnectRefused, PeerUnavailable) as error:
-            body = {"error": error.reason, "detail": error.detail, "peer_id": peer_id}
-            return http_status_for(error), body
+        with_path = (SessionState.CONNECTED, SessionState.RELAYED)
         session = self._punch.for_peer(peer_id)
-        if session is None:  # ended between the introduction and this answer
-            return HTTPStatus.BAD_GATEWAY, {
-                "error": "session_ended",
-                "detail": f"the punch session with {peer_id} ended at once",
-                "peer_id": peer_id,
-            }
-        has_path = session.state in (SessionState.CONNECTED, SessionState.RELAYED)
+        if session is None or session.state not in with_path:
+            try:
+                await self.introduce(peer_id, self._config.peer_echo_timeout_sec, source="http")
+            except (ConnectRefused, PeerUnavailable) as error:
+                body = {"error": error.reason, "detail": error.detail, "peer_id": peer_id}
+                return http_status_for(error), body
+            session = self._punch.for_peer(peer_id)
+            if session is None:  # ended between the introduction and this answer
+                return HTTPStatus.BAD_GATEWAY, {
+                    "error": "session_ended",
+                    "detail": f"the punch session with {peer_id} ended at once",
+                    "peer_id": peer_id,
+                }
+        has_path = session.state in with_path
         return HTTPStatus.OK if has_path else HTTPStatus.ACCEPTED, {
             "peer_id": peer_id,
             "status": session.state.value,
