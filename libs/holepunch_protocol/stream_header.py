@@ -7,10 +7,9 @@ peer's loopback; the side that accepts answers one status byte before any data:
     status        one `StreamStatus` byte
 
 After `OK` both directions carry the application's bytes; after any other status the
-acceptor ends the stream. The decoders are incremental (a header may arrive split across
-QUIC frames): `feed` returns the decoded value once it is whole, with the bytes after it,
-and raises `StreamHeaderError` for anything that is not a header, so garbage is refused at
-its first byte instead of being waited on.
+acceptor ends the stream. The decoders raise `StreamHeaderError` for anything that is not
+a header, and `decode_open` does so from the first byte on, so a reader that reads one byte
+first refuses garbage at once instead of waiting for the rest of a header.
 
 Pure: no sockets, no clocks.
 """
@@ -20,21 +19,22 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass
-from typing import Generic, TypeVar
 
 __all__ = [
+    "OPEN_HEADER_BYTES",
     "STREAM_HEADER_VERSION",
-    "OpenHeaderDecoder",
-    "StatusDecoder",
     "StreamHeaderError",
     "StreamOpen",
     "StreamStatus",
+    "decode_open",
+    "decode_status",
     "encode_open",
     "encode_status",
 ]
 
 STREAM_HEADER_VERSION = 1
 _OPEN = struct.Struct("!BH")
+OPEN_HEADER_BYTES = _OPEN.size
 
 
 class StreamHeaderError(ValueError):
@@ -69,58 +69,27 @@ def encode_status(status: StreamStatus) -> bytes:
     return bytes([StreamStatus(status)])
 
 
-T = TypeVar("T")
+def decode_open(data: bytes) -> StreamOpen | None:
+    """The open header at the start of `data`; None while `data` is shorter than
+    `OPEN_HEADER_BYTES`. Raises StreamHeaderError as soon as the bytes so far cannot
+    start a header (a wrong version at the first byte), or for port 0."""
+    if data and data[0] != STREAM_HEADER_VERSION:
+        raise StreamHeaderError(
+            f"stream header version {data[0]} (this worker speaks {STREAM_HEADER_VERSION})"
+        )
+    if len(data) < OPEN_HEADER_BYTES:
+        return None
+    _, port = _OPEN.unpack_from(data)
+    if port == 0:
+        raise StreamHeaderError("stream header names port 0")
+    return StreamOpen(port)
 
 
-class _FixedSizeDecoder(Generic[T]):
-    size: int
-
-    def __init__(self) -> None:
-        self._buffer = b""
-        self.done = False
-
-    def _check_prefix(self, prefix: bytes) -> None:
-        """Raise StreamHeaderError as soon as the bytes so far cannot start a header."""
-
-    def _parse(self, whole: bytes) -> T:
-        raise NotImplementedError
-
-    def feed(self, data: bytes) -> tuple[T, bytes] | None:
-        """(value, the bytes after it) once the header is whole, None until then."""
-        if self.done:
-            raise StreamHeaderError("the header was already decoded")
-        self._buffer += data
-        self._check_prefix(self._buffer[: self.size])
-        if len(self._buffer) < self.size:
-            return None
-        whole, rest = self._buffer[: self.size], self._buffer[self.size :]
-        value = self._parse(whole)
-        self.done, self._buffer = True, b""
-        return value, rest
-
-
-class OpenHeaderDecoder(_FixedSizeDecoder[StreamOpen]):
-    size = _OPEN.size
-
-    def _check_prefix(self, prefix: bytes) -> None:
-        if prefix and prefix[0] != STREAM_HEADER_VERSION:
-            raise StreamHeaderError(
-                f"stream header version {prefix[0]} (this worker speaks {STREAM_HEADER_VERSION})"
-            )
-
-    def _parse(self, whole: bytes) -> StreamOpen:
-        _, port = _OPEN.unpack(whole)
-        if port == 0:
-            raise StreamHeaderError("stream header names port 0")
-        return StreamOpen(port)
-
-
-class StatusDecoder(_FixedSizeDecoder[StreamStatus]):
-    size = 1
-
-    def _check_prefix(self, prefix: bytes) -> None:
-        if prefix and prefix[0] not in StreamStatus._value2member_map_:
-            raise StreamHeaderError(f"unknown stream status {prefix[0]}")
-
-    def _parse(self, whole: bytes) -> StreamStatus:
-        return StreamStatus(whole[0])
+def decode_status(data: bytes) -> StreamStatus:
+    """The status byte at the start of `data` (StreamHeaderError: none, or unknown)."""
+    if not data:
+        raise StreamHeaderError("no stream status")
+    try:
+        return StreamStatus(data[0])
+    except ValueError:
+        raise StreamHeaderError(f"unknown stream status {data[0]}") from None

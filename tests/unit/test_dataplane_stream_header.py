@@ -1,5 +1,5 @@
-"""The data-plane stream header: encode, incremental decode, and garbage refused
-(tests/fuzz/test_fuzz_stream_header.py fuzzes the decoder)."""
+"""The data-plane stream header: encode, decode, and garbage refused from its first byte
+(tests/fuzz/test_fuzz_stream_header.py fuzzes the decoders)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from holepunch_protocol.peer_datagrams import (
     encode_data,
 )
 from holepunch_protocol.stream_header import (
-    OpenHeaderDecoder,
-    StatusDecoder,
     StreamHeaderError,
     StreamOpen,
     StreamStatus,
+    decode_open,
+    decode_status,
     encode_open,
     encode_status,
 )
@@ -34,10 +34,8 @@ def test_a_whole_quic_packet_fits_in_one_sealed_datagram() -> None:
 @pytest.mark.parametrize("port", [1, 80, 65535])
 def test_open_header_round_trip_byte_by_byte(port: int) -> None:
     encoded = encode_open(port) + b"data"
-    decoder = OpenHeaderDecoder()
-    results = [decoder.feed(encoded[i : i + 1]) for i in range(2)]
-    assert results == [None, None]
-    assert decoder.feed(encoded[2:]) == (StreamOpen(port), b"data")
+    assert [decode_open(encoded[:i]) for i in range(3)] == [None, None, None]
+    assert decode_open(encoded) == StreamOpen(port)
 
 
 @pytest.mark.parametrize("port", [0, 65536, -1, True])
@@ -48,24 +46,17 @@ def test_open_header_refuses_ports_out_of_range(port: int) -> None:
 
 def test_open_header_refuses_another_version_at_its_first_byte() -> None:
     with pytest.raises(StreamHeaderError, match="version 71"):
-        OpenHeaderDecoder().feed(b"G")  # e.g. someone speaking HTTP to the stream
+        decode_open(b"G")  # e.g. someone speaking HTTP to the stream
 
 
 def test_open_header_refuses_port_zero() -> None:
     with pytest.raises(StreamHeaderError, match="port 0"):
-        OpenHeaderDecoder().feed(b"\x01\x00\x00")
-
-
-def test_a_decoder_decodes_once() -> None:
-    decoder = OpenHeaderDecoder()
-    assert decoder.feed(encode_open(8000)) == (StreamOpen(8000), b"")
-    with pytest.raises(StreamHeaderError, match="already"):
-        decoder.feed(b"x")
+        decode_open(b"\x01\x00\x00")
 
 
 @pytest.mark.parametrize("status", list(StreamStatus))
 def test_status_round_trip(status: StreamStatus) -> None:
-    assert StatusDecoder().feed(encode_status(status) + b"x") == (status, b"x")
+    assert decode_status(encode_status(status) + b"x") == status
 
 
 def test_status_reasons_are_the_contract_s_names() -> None:
@@ -79,5 +70,6 @@ def test_status_reasons_are_the_contract_s_names() -> None:
 
 def test_unknown_status_refused() -> None:
     with pytest.raises(StreamHeaderError, match="unknown stream status 9"):
-        StatusDecoder().feed(b"\x09")
-    assert StatusDecoder().feed(b"") is None
+        decode_status(b"\x09")
+    with pytest.raises(StreamHeaderError, match="no stream status"):
+        decode_status(b"")

@@ -20,10 +20,11 @@ from typing import Any, Protocol
 
 from holepunch_logging import LogThrottle, WorkerEvent
 from holepunch_protocol.stream_header import (
-    OpenHeaderDecoder,
+    OPEN_HEADER_BYTES,
     StreamHeaderError,
     StreamOpen,
     StreamStatus,
+    decode_open,
     encode_status,
 )
 
@@ -53,16 +54,15 @@ async def _close(writer: asyncio.StreamWriter) -> None:
 async def read_open_header(reader: asyncio.StreamReader) -> StreamOpen:
     """The stream's header, read to its last byte and no further; StreamHeaderError at
     its first wrong byte (the version), or when the stream ends early."""
-    decoder = OpenHeaderDecoder()
-    result = None
-    for size in (1, OpenHeaderDecoder.size - 1):
+    data = b""
+    for size in (1, OPEN_HEADER_BYTES - 1):
         try:
-            data = await reader.readexactly(size)
+            data += await reader.readexactly(size)
         except asyncio.IncompleteReadError:
             raise StreamHeaderError("the stream ended before its header") from None
-        result = decoder.feed(data)
-    assert result is not None
-    return result[0]
+        header = decode_open(data)
+    assert header is not None
+    return header
 
 
 class Exposure:

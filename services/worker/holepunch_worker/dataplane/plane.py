@@ -26,9 +26,9 @@ from aioquic.quic.events import DatagramFrameReceived
 from holepunch_logging import WorkerEvent
 from holepunch_protocol import MAX_QUIC_PACKET_BYTES, PathKind
 from holepunch_protocol.stream_header import (
-    StatusDecoder,
     StreamHeaderError,
     StreamStatus,
+    decode_status,
     encode_open,
 )
 
@@ -113,8 +113,7 @@ class QuicPeerConnection:
             raise self._unavailable() from None
         writer.write(header)
         try:
-            answer = await reader.readexactly(1)
-            result = StatusDecoder().feed(answer)
+            status = decode_status(await reader.readexactly(1))
         except (asyncio.IncompleteReadError, ConnectionError, StreamHeaderError) as error:
             writer.transport.abort()
             if self.closed:
@@ -122,8 +121,6 @@ class QuicPeerConnection:
             raise StreamRefused(
                 "stream_failed", f"no valid answer from the peer: {error}"
             ) from None
-        assert result is not None
-        status = result[0]
         if status is not StreamStatus.OK:
             writer.close()
             raise StreamRefused(status.reason, f"{self.peer_id} refused port {port}")
