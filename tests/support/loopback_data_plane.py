@@ -24,7 +24,6 @@ from holepunch_worker.dataplane.interface import (
     DatagramHandler,
     DataPlaneError,
     IncomingStream,
-    PeerConnection,
     PeerUnavailable,
     StreamHandler,
     StreamRefused,
@@ -168,9 +167,6 @@ class LoopbackDataPlane:
         if connection is None or connection.closed:
             raise PeerUnavailable("not_connected", f"no connection to {peer_id}")
         connection.send_datagram(channel, payload)
-
-    def connections(self) -> list[PeerConnection]:
-        return [c for c in self._connections.values() if not c.closed]
 
     # ------------------------------------------------------------------ the peer's side
 

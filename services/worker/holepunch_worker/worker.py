@@ -272,7 +272,7 @@ class Worker:
             "ready": self.readiness().ready,
             "endpoint_problem": self._endpoint_problem(),
             **self._punch.status(self._now()),
-            "peer_connections": self._peer_connections(),
+            "peer_connections": self.data_plane.status(),
         }
 
     def readiness(self) -> Readiness:
@@ -308,13 +308,6 @@ class Worker:
             "since": iso_timestamp(self._stun_unanswered_since),
             "reporting_last_known_endpoint": self._mapped is not None,
         }
-
-    def _peer_connections(self) -> list[dict[str, Any]]:
-        """Each data-plane connection (path, RTT, streams, bytes, datagrams lost...)."""
-        return [
-            {"peer_id": connection.peer_id, **connection.status()}
-            for connection in self.data_plane.connections()
-        ]
 
     # ------------------------------------------------------------------ punching
 

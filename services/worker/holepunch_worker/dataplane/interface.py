@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -146,5 +146,3 @@ class DataPlane(Protocol):
     def send_datagram(self, peer_id: str, channel: DatagramChannel, payload: bytes) -> None:
         """On the existing connection; raises `PeerUnavailable` without one."""
         ...
-
-    def connections(self) -> Sequence[PeerConnection]: ...

@@ -360,9 +360,6 @@ class QuicDataPlane:
             raise PeerUnavailable("no_connection", f"no connection to {peer_id}")
         conn.send_datagram(channel, payload)
 
-    def connections(self) -> list[QuicPeerConnection]:
-        return list(self._connections.values())
-
     def status(self) -> list[dict[str, Any]]:
         return [conn.status() for conn in self._connections.values()]
 
