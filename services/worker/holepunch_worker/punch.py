@@ -886,7 +886,6 @@ class PunchSessions:
         self.dropped_no_session = 0
         self.drops: Counter[DropReason] = Counter()
         self._drops_logged: Counter[str] = Counter()
-        self._drops_logged_total = 0  # drops only grow: totals tell whether any are new
         self._last_drop_summary: float | None = None
 
     # ------------------------------------------------------------------ observation
@@ -1011,8 +1010,9 @@ class PunchSessions:
         return [log, Report(result)]
 
     def _drops_unlogged(self) -> bool:
-        # Checked for every datagram (each QUIC packet is one): a sum, not a Counter.
-        return self.drops.total() != self._drops_logged_total
+        # Checked for every datagram (each QUIC packet is one): sums, not a Counter
+        # comparison; counts only grow, so equal totals mean nothing new.
+        return self.drops.total() != self._drops_logged.total()
 
     def _drop_counts(self) -> Counter[str]:
         return Counter({reason.value: count for reason, count in self.drops.items()})
@@ -1029,7 +1029,6 @@ class PunchSessions:
             counts = self._drop_counts()
             new = counts - self._drops_logged
             self._drops_logged = counts
-            self._drops_logged_total = counts.total()
             self._last_drop_summary = now
             actions.append(
                 LogEvent(
