@@ -80,7 +80,6 @@ class QuicPeerConnection:
         self.session_id = session_id
         self.since = time.time()
         self.mux: StreamMux | None = None
-        self.close_reason: str | None = None
         self.datagrams_sent = 0
         self.datagrams_received = 0
         self.datagrams_lost = 0
@@ -97,6 +96,10 @@ class QuicPeerConnection:
     @property
     def closed(self) -> bool:
         return self._closed.is_set()
+
+    @property
+    def close_reason(self) -> str | None:
+        return self.link.close_reason
 
     @property
     def max_datagram_payload(self) -> int:
@@ -186,7 +189,6 @@ class QuicPeerConnection:
             self._authenticated.set_result(None)
 
     def _on_closed(self, reason: str) -> None:
-        self.close_reason = reason
         if not self._authenticated.done():
             error: Exception
             if reason == KEY_MISMATCH:
